@@ -1,0 +1,78 @@
+use lockbox_types::Rejection;
+use thiserror::Error;
+
+/// Errors of core operations, by the category clients act on. Messages never contain secret
+/// values. The API layer renders them in Docker's words.
+#[derive(Debug, Error)]
+pub enum CoreError {
+    /// The node is in no swarm.
+    #[error("this node is not part of a swarm")]
+    NotInSwarm,
+    /// The node is locked (autolock) and needs its unlock key.
+    #[error("the swarm is locked")]
+    Locked,
+    /// `init` while already in a swarm.
+    #[error("this node is already part of a swarm")]
+    AlreadyInSwarm,
+    /// Leaving would erase the last manager's state without `force`.
+    #[error("leaving would remove the last manager")]
+    LastManager,
+    /// `unlock` while not locked.
+    #[error("swarm is not locked")]
+    NotLocked,
+    /// The unlock key text is malformed.
+    #[error("invalid key string")]
+    InvalidKey,
+    /// The unlock key does not open the keys.
+    #[error("swarm could not be unlocked: invalid key provided")]
+    WrongKey,
+    /// A validation failure (swarmkit's InvalidArgument).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A bad request parameter detected by the daemon itself (not swarmkit).
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// A name is taken.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Lookup failed.
+    #[error("{0}")]
+    NotFound(String),
+    /// An ID prefix matched several objects.
+    #[error("{0}")]
+    Ambiguous(String),
+    /// The caller's version is stale.
+    #[error("update out of sequence")]
+    OutOfSequence,
+    /// Not enough free disk space to accept a write.
+    #[error("no space left on device: {0}")]
+    NoSpace(String),
+    /// Storage, Raft or key-file failure.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<lockbox_store::StoreError> for CoreError {
+    fn from(e: lockbox_store::StoreError) -> Self {
+        CoreError::Internal(e.to_string())
+    }
+}
+
+impl From<lockbox_crypto::CryptoError> for CoreError {
+    fn from(e: lockbox_crypto::CryptoError) -> Self {
+        CoreError::Internal(format!("keys: {e}"))
+    }
+}
+
+impl From<Rejection> for CoreError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::AlreadyInitialized => CoreError::AlreadyInSwarm,
+            Rejection::NotInitialized => CoreError::NotInSwarm,
+            Rejection::NameConflict { .. } => CoreError::AlreadyExists(r.to_string()),
+            Rejection::NotFound { .. } => CoreError::NotFound(r.to_string()),
+            Rejection::SequenceConflict => CoreError::OutOfSequence,
+            Rejection::InUse { .. } => CoreError::InvalidArgument(r.to_string()),
+        }
+    }
+}

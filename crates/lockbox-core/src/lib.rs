@@ -1,0 +1,19 @@
+//! The manager core of a lockbox node: its lifecycle (inactive, locked, active), its keys
+//! (data keys, key file or autolock), and the operations on replicated objects.
+//!
+//! It knows nothing of HTTP or of Docker's wire shapes: `lockbox-api` maps [`CoreError`]s to
+//! Docker's status codes and texts, and core objects to Docker's JSON.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod events;
+mod lockfile;
+mod manager;
+mod secrets;
+mod tokens;
+
+pub use error::CoreError;
+pub use events::Event;
+pub use manager::{InitOptions, LocalState, Manager, ManagerConfig, RotateReport, SwarmUpdate};
+pub use secrets::{SecretFilter, SecretInfo, SecretInput};

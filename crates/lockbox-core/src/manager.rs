@@ -1,0 +1,525 @@
+//! The node's lifecycle and its key handling.
+//!
+//! ```text
+//!   (no keys) ──init──▶ Active ◀──unlock── Locked (autolock, after a restart)
+//!       ▲                 │
+//!       └────leave -f─────┘
+//! ```
+//! Keys: a keyring of data keys (DEKs) seals every stored record. The DEKs are wrapped either by
+//! a key file (`kek`, 0600) or, with autolock, by a key derived from the unlock key, which is
+//! never written anywhere: a restarted node stays locked until someone supplies it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use lockbox_crypto::{KeyStore, Keyring, Protection, UnlockKey};
+use lockbox_store::{Store, StoreConfig};
+use lockbox_types::{
+    Cluster, ClusterSpec, Command, JoinTokens, Meta, Node, NodeAvailability, NodeRole, NodeSpec,
+    Outcome, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use zeroize::Zeroizing;
+
+use crate::lockfile::DirLock;
+use crate::secrets::{SecretFilter, SecretInfo, SecretInput};
+use crate::{tokens, CoreError, Event};
+
+/// The current time as a [`Timestamp`].
+pub(crate) fn now() -> Timestamp {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// How the manager is started.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// Where keys and the store live.
+    pub data_dir: PathBuf,
+    /// Initialize a one-node cluster on first start.
+    pub auto_init: bool,
+    /// This host's name.
+    pub hostname: String,
+    /// The address this node advertises.
+    pub advertise_addr: String,
+    /// Log entries between snapshots.
+    pub snapshot_interval: u64,
+}
+
+/// Options of `swarm init`.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// Enable autolock.
+    pub autolock: bool,
+    /// Spec overrides; `None` for swarm's defaults.
+    pub spec: Option<ClusterSpec>,
+    /// Advertise address override.
+    pub advertise_addr: Option<String>,
+}
+
+/// A `swarm update`.
+#[derive(Debug, Clone)]
+pub struct SwarmUpdate {
+    /// The cluster version the caller read.
+    pub version: u64,
+    /// The full new spec.
+    pub spec: ClusterSpec,
+    /// Issue a new worker join token.
+    pub rotate_worker_token: bool,
+    /// Issue a new manager join token.
+    pub rotate_manager_token: bool,
+    /// Issue a new unlock key.
+    pub rotate_unlock_key: bool,
+}
+
+/// The node's state as `docker info` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalState {
+    /// Not in a swarm.
+    Inactive,
+    /// Needs its unlock key.
+    Locked,
+    /// Serving.
+    Active,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct NodeFile {
+    node_id: String,
+    cluster_id: String,
+}
+
+enum Phase {
+    Inactive,
+    Locked,
+    Active(Arc<Active>),
+}
+
+/// A node that is in a swarm and unlocked.
+pub(crate) struct Active {
+    pub(crate) store: Store,
+    keyring: Arc<RwLock<Keyring>>,
+    keystore: KeyStore,
+    unlock_key: Mutex<Option<UnlockKey>>,
+    pub(crate) node_id: String,
+    events: broadcast::Sender<Event>,
+    data_dir: PathBuf,
+}
+
+impl Active {
+    pub(crate) fn emit(&self, event: Event) {
+        // No subscribers is fine.
+        let _ = self.events.send(event);
+    }
+
+    /// Refuses a write that would not fit on disk, before it reaches the Raft log.
+    pub(crate) fn check_space(&self, payload: usize) -> Result<(), CoreError> {
+        let needed = 1024 * 1024 + 4 * payload as u64;
+        match rustix::fs::statvfs(&self.data_dir) {
+            Ok(st) => {
+                let avail = st.f_bavail.saturating_mul(st.f_frsize);
+                if avail < needed {
+                    return Err(CoreError::NoSpace(format!(
+                        "{} has {avail} bytes free, {needed} needed",
+                        self.data_dir.display()
+                    )));
+                }
+                Ok(())
+            }
+            Err(e) => Err(CoreError::Internal(format!("statvfs {}: {e}", self.data_dir.display()))),
+        }
+    }
+
+    fn cluster(&self) -> Result<Cluster, CoreError> {
+        self.store.read(|s| s.cluster.clone()).ok_or(CoreError::NotInSwarm)
+    }
+
+    /// Re-wraps the keyring for the given autolock setting. With `new_key`, a fresh unlock key.
+    fn protect(&self, autolock: bool, new_key: bool) -> Result<(), CoreError> {
+        let keyring = self.keyring.read().map_err(|_| CoreError::Internal("keyring lock poisoned".into()))?;
+        let mut slot = self.unlock_key.lock().map_err(|_| CoreError::Internal("unlock key lock poisoned".into()))?;
+        if autolock {
+            if new_key || slot.is_none() {
+                *slot = Some(UnlockKey::generate());
+            }
+            if let Some(key) = slot.as_ref() {
+                self.keystore.create(&keyring, Protection::Autolock(key))?;
+            }
+        } else {
+            self.keystore.create(&keyring, Protection::KeyFile)?;
+            *slot = None;
+        }
+        Ok(())
+    }
+
+    /// New data key; every record re-sealed with it; the old key forgotten.
+    async fn rotate_data_key(&self) -> Result<RotateReport, CoreError> {
+        let autolock = self.keystore.is_autolocked()?;
+        let new_id = {
+            let mut keyring = self.keyring.write().map_err(|_| CoreError::Internal("keyring lock poisoned".into()))?;
+            keyring.rotate()
+        };
+        // Both keys wrapped on disk before any record uses the new one.
+        self.protect(autolock, false)?;
+        let resealed = self.store.reseal().await?;
+        let remaining = self.store.key_ids_in_use()?;
+        if remaining.iter().any(|&id| id != new_id) {
+            return Err(CoreError::Internal(format!("records still sealed with old keys: {remaining:?}")));
+        }
+        {
+            let mut keyring = self.keyring.write().map_err(|_| CoreError::Internal("keyring lock poisoned".into()))?;
+            keyring.retire_old();
+        }
+        self.protect(autolock, false)?;
+        Ok(RotateReport { key_id: new_id, resealed })
+    }
+}
+
+/// What a data-key rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotateReport {
+    /// The new key's id.
+    pub key_id: u32,
+    /// Records rewritten under it (besides the new snapshot).
+    pub resealed: usize,
+}
+
+/// The manager of one node.
+pub struct Manager {
+    cfg: ManagerConfig,
+    _lock: DirLock,
+    phase: tokio::sync::RwLock<Phase>,
+    events: broadcast::Sender<Event>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager").field("data_dir", &self.cfg.data_dir).finish_non_exhaustive()
+    }
+}
+
+fn node_file(dir: &Path) -> PathBuf {
+    dir.join("node.json")
+}
+
+fn write_node_file(dir: &Path, nf: &NodeFile) -> Result<(), CoreError> {
+    let path = node_file(dir);
+    let tmp = dir.join("node.json.tmp");
+    let body = serde_json::to_vec_pretty(nf).map_err(|e| CoreError::Internal(e.to_string()))?;
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| CoreError::Internal(format!("write {}: {e}", path.display())))
+}
+
+fn read_node_file(dir: &Path) -> Option<NodeFile> {
+    let bytes = std::fs::read(node_file(dir)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+impl Manager {
+    /// Starts the manager on `cfg.data_dir`: refuses a second daemon on the same directory,
+    /// opens the store when keys exist and are not autolocked, initializes a one-node cluster
+    /// on first start when `auto_init` is set, and otherwise waits (inactive or locked).
+    pub async fn start(cfg: ManagerConfig) -> Result<Manager, CoreError> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| CoreError::Internal(format!("create {}: {e}", cfg.data_dir.display())))?;
+        restrict_dir(&cfg.data_dir)?;
+        let lock = DirLock::acquire(&cfg.data_dir)?;
+        let (events, _) = broadcast::channel(1024);
+        let mgr = Manager { cfg, _lock: lock, phase: tokio::sync::RwLock::new(Phase::Inactive), events };
+        let keystore = KeyStore::new(&mgr.cfg.data_dir);
+        if keystore.exists() {
+            if keystore.is_autolocked()? {
+                tracing::info!("store is autolocked; waiting for `swarm unlock`");
+                *mgr.phase.write().await = Phase::Locked;
+            } else {
+                let keyring = keystore.open()?;
+                let active = mgr.open_active(keyring, None, None).await?;
+                *mgr.phase.write().await = Phase::Active(active);
+            }
+        } else if mgr.cfg.auto_init {
+            mgr.init(InitOptions::default()).await?;
+        }
+        Ok(mgr)
+    }
+
+    async fn open_active(
+        &self,
+        keyring: Keyring,
+        unlock_key: Option<UnlockKey>,
+        node_id: Option<String>,
+    ) -> Result<Arc<Active>, CoreError> {
+        let keyring = Arc::new(RwLock::new(keyring));
+        let mut sc = StoreConfig::new(&self.cfg.data_dir);
+        sc.raft_addr = self.cfg.advertise_addr.clone();
+        sc.snapshot_interval = self.cfg.snapshot_interval;
+        let store = Store::open(sc, keyring.clone()).await?;
+        let node_id = match (node_id, read_node_file(&self.cfg.data_dir)) {
+            (Some(id), _) => id,
+            (None, Some(nf)) if !nf.node_id.is_empty() => nf.node_id,
+            (None, _) => store.read(|s| s.nodes.values().find(|n| n.raft_id == 1).map(|n| n.id.clone())).unwrap_or_default(),
+        };
+        let active = Arc::new(Active {
+            store,
+            keyring,
+            keystore: KeyStore::new(&self.cfg.data_dir),
+            unlock_key: Mutex::new(unlock_key),
+            node_id,
+            events: self.events.clone(),
+            data_dir: self.cfg.data_dir.clone(),
+        });
+        // Bring key protection in line with the replicated autolock setting.
+        if let Ok(cluster) = active.cluster() {
+            let want = cluster.spec.encryption_config.auto_lock_managers;
+            if want != active.keystore.is_autolocked()? {
+                tracing::warn!(autolock = want, "key protection differs from the cluster setting; re-wrapping");
+                active.protect(want, false)?;
+            }
+        }
+        Ok(active)
+    }
+
+    async fn active(&self) -> Result<Arc<Active>, CoreError> {
+        match &*self.phase.read().await {
+            Phase::Active(a) => Ok(a.clone()),
+            Phase::Locked => Err(CoreError::Locked),
+            Phase::Inactive => Err(CoreError::NotInSwarm),
+        }
+    }
+
+    /// The node's state.
+    pub async fn local_state(&self) -> LocalState {
+        match &*self.phase.read().await {
+            Phase::Active(_) => LocalState::Active,
+            Phase::Locked => LocalState::Locked,
+            Phase::Inactive => LocalState::Inactive,
+        }
+    }
+
+    /// This node's ID, if it is or was in a swarm.
+    pub async fn node_id(&self) -> Option<String> {
+        match &*self.phase.read().await {
+            Phase::Active(a) => Some(a.node_id.clone()),
+            Phase::Locked => read_node_file(&self.cfg.data_dir).map(|n| n.node_id),
+            Phase::Inactive => None,
+        }
+    }
+
+    /// The configuration the manager runs with.
+    pub fn config(&self) -> &ManagerConfig {
+        &self.cfg
+    }
+
+    /// Subscribes to object events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// `swarm init`: creates keys, the store, the cluster and this node. Returns the node ID.
+    pub async fn init(&self, opts: InitOptions) -> Result<String, CoreError> {
+        let mut phase = self.phase.write().await;
+        if !matches!(*phase, Phase::Inactive) {
+            return Err(CoreError::AlreadyInSwarm);
+        }
+        let mut spec = opts.spec.unwrap_or_default();
+        if opts.autolock {
+            spec.encryption_config.auto_lock_managers = true;
+        }
+        if spec.name.is_empty() {
+            spec.name = "default".into();
+        }
+        let keyring = Keyring::generate();
+        let keystore = KeyStore::new(&self.cfg.data_dir);
+        let unlock_key = if spec.encryption_config.auto_lock_managers {
+            let key = UnlockKey::generate();
+            keystore.create(&keyring, Protection::Autolock(&key))?;
+            Some(key)
+        } else {
+            keystore.create(&keyring, Protection::KeyFile)?;
+            None
+        };
+        let node_id = lockbox_types::new_id();
+        let active = self.open_active(keyring, unlock_key, Some(node_id.clone())).await?;
+        let now = now();
+        let cluster_id = lockbox_types::new_id();
+        let mut ca_identity = [0u8; 32];
+        getrandom::fill(&mut ca_identity).map_err(|e| CoreError::Internal(e.to_string()))?;
+        let addr = opts.advertise_addr.unwrap_or_else(|| self.cfg.advertise_addr.clone());
+        let cluster = Cluster {
+            id: cluster_id.clone(),
+            meta: Meta { version: 0, created_at: now, updated_at: now },
+            spec,
+            join_tokens: JoinTokens { worker: tokens::new_token(&ca_identity), manager: tokens::new_token(&ca_identity) },
+            root_ca_pem: String::new(),
+            default_addr_pool: vec!["10.0.0.0/8".into()],
+            subnet_size: 24,
+            data_path_port: 4789,
+        };
+        let node = Node {
+            id: node_id.clone(),
+            meta: Meta { version: 0, created_at: now, updated_at: now },
+            spec: NodeSpec {
+                name: String::new(),
+                labels: Default::default(),
+                role: NodeRole::Manager,
+                availability: NodeAvailability::Active,
+            },
+            hostname: self.cfg.hostname.clone(),
+            addr,
+            raft_id: 1,
+        };
+        match active.store.propose(Command::InitCluster { cluster, node }).await? {
+            Outcome::Applied { .. } => {}
+            Outcome::Rejected(r) => return Err(r.into()),
+        }
+        write_node_file(&self.cfg.data_dir, &NodeFile { node_id: node_id.clone(), cluster_id })?;
+        *phase = Phase::Active(active);
+        tracing::info!(node_id, "swarm initialized");
+        Ok(node_id)
+    }
+
+    /// `swarm leave`. The last manager leaves only with `force`, which erases all state.
+    pub async fn leave(&self, force: bool) -> Result<(), CoreError> {
+        let mut phase = self.phase.write().await;
+        match &*phase {
+            Phase::Inactive => return Err(CoreError::NotInSwarm),
+            Phase::Active(_) | Phase::Locked if !force => return Err(CoreError::LastManager),
+            _ => {}
+        }
+        if let Phase::Active(a) = &*phase {
+            a.store.shutdown().await?;
+        }
+        *phase = Phase::Inactive;
+        let dir = &self.cfg.data_dir;
+        KeyStore::new(dir).remove()?;
+        for f in [lockbox_store::DB_FILE, "node.json"] {
+            match std::fs::remove_file(dir.join(f)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CoreError::Internal(format!("remove {f}: {e}"))),
+            }
+        }
+        tracing::info!("left the swarm; local state erased");
+        Ok(())
+    }
+
+    /// `swarm unlock`.
+    pub async fn unlock(&self, key: &str) -> Result<(), CoreError> {
+        let mut phase = self.phase.write().await;
+        if !matches!(*phase, Phase::Locked) {
+            return Err(match *phase {
+                Phase::Inactive => CoreError::NotInSwarm,
+                _ => CoreError::NotLocked,
+            });
+        }
+        let key = UnlockKey::parse(key).map_err(|_| CoreError::InvalidKey)?;
+        let keyring = match KeyStore::new(&self.cfg.data_dir).unlock(&key) {
+            Ok(k) => k,
+            Err(lockbox_crypto::CryptoError::WrongUnlockKey) => return Err(CoreError::WrongKey),
+            Err(e) => return Err(e.into()),
+        };
+        let active = self.open_active(keyring, Some(key), None).await?;
+        *phase = Phase::Active(active);
+        tracing::info!("unlocked");
+        Ok(())
+    }
+
+    /// The current unlock key, when autolock is on.
+    pub async fn unlock_key(&self) -> Result<Option<Zeroizing<String>>, CoreError> {
+        let a = self.active().await?;
+        let slot = a.unlock_key.lock().map_err(|_| CoreError::Internal("unlock key lock poisoned".into()))?;
+        Ok(slot.as_ref().map(UnlockKey::to_text))
+    }
+
+    /// The cluster object.
+    pub async fn cluster(&self) -> Result<Cluster, CoreError> {
+        self.active().await?.cluster()
+    }
+
+    /// The nodes.
+    pub async fn nodes(&self) -> Result<Vec<Node>, CoreError> {
+        Ok(self.active().await?.store.read(|s| s.nodes.values().cloned().collect()))
+    }
+
+    /// `swarm update`.
+    pub async fn update_swarm(&self, upd: SwarmUpdate) -> Result<(), CoreError> {
+        let a = self.active().await?;
+        let cluster = a.cluster()?;
+        if upd.spec.name != "default" && !upd.spec.name.is_empty() {
+            return Err(CoreError::InvalidArgument(r#"swarm spec must be named "default""#.into()));
+        }
+        let mut spec = upd.spec;
+        spec.name = "default".into();
+        let was_locked = cluster.spec.encryption_config.auto_lock_managers;
+        let autolock = spec.encryption_config.auto_lock_managers;
+        let join_tokens = (upd.rotate_worker_token || upd.rotate_manager_token).then(|| JoinTokens {
+            worker: tokens::rotate(&cluster.join_tokens.worker, upd.rotate_worker_token),
+            manager: tokens::rotate(&cluster.join_tokens.manager, upd.rotate_manager_token),
+        });
+        let cmd = Command::UpdateCluster { expected_version: upd.version, spec, join_tokens, now: now() };
+        match a.store.propose(cmd).await? {
+            Outcome::Applied { .. } => {}
+            Outcome::Rejected(r) => return Err(r.into()),
+        }
+        if autolock != was_locked || (autolock && upd.rotate_unlock_key) {
+            a.protect(autolock, upd.rotate_unlock_key || !was_locked)?;
+            if autolock && !was_locked {
+                // The old key file wrapped the current data key: retire that key too.
+                a.rotate_data_key().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the data key and re-seals the whole store with it, online.
+    pub async fn rotate_data_key(&self) -> Result<RotateReport, CoreError> {
+        self.active().await?.rotate_data_key().await
+    }
+
+    /// Lists secrets (metadata only).
+    pub async fn list_secrets(&self, filter: &SecretFilter) -> Result<Vec<SecretInfo>, CoreError> {
+        Ok(self.active().await?.list_secrets(filter))
+    }
+
+    /// Inspects a secret by ID, name or ID prefix (metadata only).
+    pub async fn inspect_secret(&self, key: &str) -> Result<SecretInfo, CoreError> {
+        Ok(SecretInfo::from(&self.active().await?.resolve_secret(key)?))
+    }
+
+    /// Creates a secret; returns its ID.
+    pub async fn create_secret(&self, input: SecretInput) -> Result<String, CoreError> {
+        self.active().await?.create_secret(input).await
+    }
+
+    /// Updates a secret's labels.
+    pub async fn update_secret(&self, key: &str, version: u64, input: SecretInput) -> Result<(), CoreError> {
+        self.active().await?.update_secret(key, version, input).await
+    }
+
+    /// Removes a secret.
+    pub async fn remove_secret(&self, key: &str) -> Result<(), CoreError> {
+        self.active().await?.remove_secret(key).await
+    }
+
+    /// Stops the store cleanly.
+    pub async fn shutdown(&self) {
+        if let Phase::Active(a) = &*self.phase.read().await {
+            if let Err(e) = a.store.shutdown().await {
+                tracing::warn!(error = %e, "store shutdown");
+            }
+        }
+    }
+}
+
+fn restrict_dir(dir: &Path) -> Result<(), CoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| CoreError::Internal(format!("chmod {}: {e}", dir.display())))
+}

@@ -1,0 +1,103 @@
+//! Cryptography for lockbox: secret byte strings, the data-encryption key
+//! ring, Swarm-compatible unlock keys and the on-disk key store.
+//!
+//! # Overview
+//!
+//! * [`SecretBytes`] holds secret values (zeroized on drop, redacted
+//!   `Debug`/`Display`, constant-time equality, serde as a byte string).
+//! * [`Keyring`] holds the data-encryption keys ([`Dek`]). The current DEK
+//!   seals new records; older DEKs are kept only to open records written
+//!   before a [`Keyring::rotate`], until [`Keyring::retire_old`].
+//! * [`UnlockKey`] is the Docker Swarm autolock key (`SWMKEY-1-…`).
+//! * [`KeyStore`] persists the key ring in the daemon's data directory,
+//!   wrapped by a key-encryption key (KEK) that is either a random key in a
+//!   `kek` file ([`Protection::KeyFile`]) or derived from the unlock key with
+//!   Argon2id ([`Protection::Autolock`]).
+//!
+//! # Sealed record format
+//!
+//! Every record produced by [`Keyring::seal`] (and every DEK wrapped by the
+//! KEK in `keys.json`) has this layout:
+//!
+//! | offset | length | content                                              |
+//! |-------:|-------:|------------------------------------------------------|
+//! | 0      | 4      | magic `LBX1`                                         |
+//! | 4      | 4      | key id, `u32` big-endian                             |
+//! | 8      | 24     | random XChaCha20 nonce                               |
+//! | 32     | n      | XChaCha20-Poly1305 ciphertext of the n-byte plaintext|
+//! | 32 + n | 16     | Poly1305 tag                                         |
+//!
+//! The associated data given to the AEAD is the 8 header bytes (magic and key
+//! id) followed by the caller's AAD. The caller's AAD binds a record to its
+//! place (for example `b"raft-log:42"`), and authenticating the header means
+//! that changing the key id is detected as tampering. The AAD itself is not
+//! stored in the record. The 24-byte random nonce makes random nonces safe
+//! for any practical number of records under one key.
+//!
+//! DEK ids start at 1. Records wrapped by the KEK use key id 0.
+//!
+//! Opening a record reports [`CryptoError::Truncated`] (shorter than the 48
+//! byte minimum), [`CryptoError::BadMagic`], [`CryptoError::UnknownKey`] (the
+//! key id is not in the ring) or [`CryptoError::Tampered`] (authentication
+//! failed: wrong key, wrong AAD or modified bytes).
+//!
+//! # Example
+//!
+//! ```
+//! use lockbox_crypto::{CryptoError, Keyring};
+//!
+//! let mut ring = Keyring::generate();
+//! let sealed = ring.seal(b"raft-log:42", b"hunter2");
+//! assert_eq!(&ring.open(b"raft-log:42", &sealed)?[..], b"hunter2");
+//! assert!(matches!(ring.open(b"raft-log:43", &sealed), Err(CryptoError::Tampered)));
+//!
+//! ring.rotate();
+//! assert_eq!(Keyring::key_id_of(&ring.seal(b"x", b"y"))?, 2);
+//! assert_eq!(&ring.open(b"raft-log:42", &sealed)?[..], b"hunter2");
+//! # Ok::<(), CryptoError>(())
+//! ```
+//!
+//! No function in this crate puts key or plaintext bytes into an error
+//! message or a `Debug` string.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod fsutil;
+mod keyring;
+mod keystore;
+mod secret;
+mod unlock;
+
+pub use error::CryptoError;
+pub use keyring::{Dek, Keyring};
+pub use keystore::{KeyStore, Protection};
+pub use secret::SecretBytes;
+pub use unlock::UnlockKey;
+
+/// Fills `buf` with bytes from the operating system's random number
+/// generator.
+///
+/// # Panics
+///
+/// Panics if the OS random number generator fails. There is no safe way to
+/// continue generating keys or nonces without it.
+pub(crate) fn fill_random(buf: &mut [u8]) {
+    if getrandom::fill(buf).is_err() {
+        panic!("the operating system random number generator failed");
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// Asserts that neither the raw bytes, the `Debug` list of numbers nor the
+    /// hex form of `key` appears in `text`.
+    pub(crate) fn assert_no_key_bytes(text: &str, key: &[u8]) {
+        let dec = format!("{key:?}");
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!text.contains(&dec[1..dec.len() - 1]), "{text}");
+        assert!(!text.contains(&hex), "{text}");
+        assert!(!text.as_bytes().windows(key.len()).any(|w| w == key));
+    }
+}

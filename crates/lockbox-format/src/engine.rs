@@ -1,0 +1,1180 @@
+//! Go `text/template` as the docker CLI uses it, on top of `gotmpl`.
+//!
+//! `gotmpl` has no Go structs, methods or types, so this module adds what
+//! docker's output depends on:
+//!
+//! * a side table (`Registry`) keyed by the address of the `Arc` inside a
+//!   `gotmpl::Value` (which survives the clones made while executing), that
+//!   remembers for a value: its original JSON (so `{{json .Spec}}` keeps the
+//!   server's key order), how docker would marshal it (`{{json .}}` on a
+//!   formatter context), its "methods" (`{{.Label "k"}}`), and whether it is
+//!   a Go `map[string]string` (`index` of a missing key gives "");
+//! * a rewrite of the parse tree that turns a method call written as a field
+//!   with arguments (`.Label "k"`, `"k" | .Label`) into a call of an internal
+//!   function taking the receiver;
+//! * docker's template functions (`json`, `join`, `split`, ...) and the
+//!   table-header variants;
+//! * Go-like error messages (`template: :1:2: executing "" at <.Foo>: ...`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use gotmpl::parse::{CommandNode, Expr, ListNode, Node, Number, Parser, PipeNode, SmolStr};
+use gotmpl::{FuncMap, MissingKey, Template, TemplateError, Value, ValueFunc};
+use serde_json::Value as Json;
+
+use crate::gojson;
+use crate::gotime;
+
+/// Name of the internal function that method calls are rewritten to.
+const METHOD_FN: &str = "__lockbox_method";
+/// Name under which the main (rewritten) tree is stored in the template.
+const MAIN: &str = "\u{0}lockbox-main";
+/// Marker that starts an error message produced by one of our functions.
+const ERR_MARK: char = '\u{1}';
+
+/// Go's predefined template functions (all provided by gotmpl).
+const GO_BUILTINS: &[&str] = &[
+    "and", "or", "not", "len", "index", "slice", "print", "printf", "println", "html", "js",
+    "urlquery", "call", "eq", "ne", "lt", "le", "gt", "ge",
+];
+
+// ---------------------------------------------------------------------------
+// Registry
+
+/// A method of an emulated Go value: `arity` arguments, returns a value or a
+/// Go-like error message.
+pub(crate) type MethodFn = Arc<dyn Fn(&[Value]) -> Result<Value, String> + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) struct Method {
+    pub(crate) arity: usize,
+    pub(crate) call: MethodFn,
+}
+
+#[derive(Clone)]
+enum JsonForm {
+    /// The original JSON value, printed in its own key order.
+    Original(Json),
+    /// Exactly these bytes (already encoded).
+    Raw(String),
+}
+
+#[derive(Clone, Default)]
+struct Entry {
+    json: Option<JsonForm>,
+    methods: Option<Arc<BTreeMap<String, Method>>>,
+    string_map: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    entries: HashMap<usize, Entry>,
+}
+
+fn ptr_key(v: &Value) -> Option<usize> {
+    match v {
+        Value::Map(m) => Some(Arc::as_ptr(m) as *const () as usize),
+        Value::List(l) => Some(Arc::as_ptr(l) as *const () as usize),
+        Value::String(s) => Some(Arc::as_ptr(s) as *const () as usize),
+        _ => None,
+    }
+}
+
+impl Registry {
+    fn get(&self, v: &Value) -> Option<&Entry> {
+        ptr_key(v).and_then(|k| self.entries.get(&k))
+    }
+
+    fn entry(&mut self, v: &Value) -> Option<&mut Entry> {
+        ptr_key(v).map(|k| self.entries.entry(k).or_default())
+    }
+
+    /// Register how `{{json v}}` prints `v` (exact bytes).
+    pub(crate) fn set_raw_json(&mut self, v: &Value, json: String) {
+        if let Some(e) = self.entry(v) {
+            e.json = Some(JsonForm::Raw(json));
+        }
+    }
+
+    /// Register the methods of `v` (a formatter context).
+    pub(crate) fn set_methods(&mut self, v: &Value, methods: BTreeMap<String, Method>) {
+        if let Some(e) = self.entry(v) {
+            e.methods = Some(Arc::new(methods));
+        }
+    }
+
+    fn set_original(&mut self, v: &Value, json: &Json) {
+        if let Some(e) = self.entry(v) {
+            e.json = Some(JsonForm::Original(json.clone()));
+        }
+    }
+
+    fn set_string_map(&mut self, v: &Value) {
+        if let Some(e) = self.entry(v) {
+            e.string_map = true;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// JSON -> Value
+
+/// How JSON from the Engine API is presented to a template.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum View {
+    /// Like Go's `map[string]interface{}` decoding (docker's raw fallback and
+    /// plain data): strings stay strings.
+    Raw,
+    /// Like the typed Go structs of the API (docker's first attempt for
+    /// `inspect --format`): `CreatedAt`/`UpdatedAt` print as Go's
+    /// `time.Time` does, `Labels`/`Options` are `map[string]string`.
+    Typed,
+}
+
+pub(crate) fn convert(v: &Json, view: View, reg: &mut Registry) -> Value {
+    convert_inner(v, view, reg, None)
+}
+
+fn convert_inner(v: &Json, view: View, reg: &mut Registry, key: Option<&str>) -> Value {
+    match v {
+        Json::Null => Value::Nil,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::Int(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::Uint(u)
+            } else {
+                Value::Float(n.as_f64().unwrap_or(0.0))
+            }
+        }
+        Json::String(s) => {
+            if view == View::Typed
+                && matches!(key, Some("CreatedAt" | "UpdatedAt"))
+                && let Ok(t) = gotime::parse_time(s)
+            {
+                let val = Value::String(gotime::go_time_string(Some(t)).into());
+                reg.set_original(&val, v);
+                return val;
+            }
+            Value::String(Arc::from(s.as_str()))
+        }
+        Json::Array(items) => {
+            let list: Vec<Value> = items
+                .iter()
+                .map(|i| convert_inner(i, view, reg, None))
+                .collect();
+            let val = Value::List(list.into());
+            reg.set_original(&val, v);
+            val
+        }
+        Json::Object(m) => {
+            let map: BTreeMap<Arc<str>, Value> = m
+                .iter()
+                .map(|(k, i)| (Arc::from(k.as_str()), convert_inner(i, view, reg, Some(k))))
+                .collect();
+            let val = Value::Map(Arc::new(map));
+            reg.set_original(&val, v);
+            if view == View::Typed
+                && matches!(key, Some("Labels" | "Options"))
+                && m.values().all(Json::is_string)
+            {
+                reg.set_string_map(&val);
+            }
+            val
+        }
+    }
+}
+
+/// A flat string map (a formatter context or a header map) as a template
+/// value.
+pub(crate) fn string_map_value(fields: &[(String, String)]) -> Value {
+    let map: BTreeMap<Arc<str>, Value> = fields
+        .iter()
+        .map(|(k, v)| (Arc::from(k.as_str()), Value::String(Arc::from(v.as_str()))))
+        .collect();
+    Value::Map(Arc::new(map))
+}
+
+// ---------------------------------------------------------------------------
+// Go type names and printing helpers
+
+fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::Nil => "<nil>",
+        Value::Bool(_) => "bool",
+        Value::Int(_) => "int",
+        Value::Uint(_) => "uint64",
+        Value::Float(_) => "float64",
+        Value::String(_) => "string",
+        Value::List(_) => "[]interface {}",
+        Value::Map(_) => "map[string]interface {}",
+        Value::Function(_) => "func",
+    }
+}
+
+/// An error raised by one of our functions: `kind` is "arg" (argument `idx`
+/// has the wrong type; Go reports it at the argument) or "call" (the
+/// function failed; Go reports it at the command).
+fn func_err(kind: &str, name: &str, idx: usize, msg: &str) -> TemplateError {
+    TemplateError::Exec(format!("{ERR_MARK}{kind}\u{1}{name}\u{1}{idx}\u{1}{msg}"))
+}
+
+fn want_args(name: &str, args: &[Value], n: usize) -> gotmpl::Result<()> {
+    if args.len() != n {
+        return Err(func_err(
+            "call",
+            name,
+            0,
+            &format!("wrong number of args for {name}: want {n} got {}", args.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn arg_str<'a>(name: &str, args: &'a [Value], i: usize) -> gotmpl::Result<&'a str> {
+    match args.get(i) {
+        Some(Value::String(s)) => Ok(s),
+        Some(Value::Nil) | None => Err(func_err("arg", name, i, "invalid value; expected string")),
+        Some(other) => Err(func_err(
+            "arg",
+            name,
+            i,
+            &format!("wrong type for value; expected string; got {}", go_type(other)),
+        )),
+    }
+}
+
+fn arg_int(name: &str, args: &[Value], i: usize) -> gotmpl::Result<i64> {
+    match args.get(i) {
+        Some(Value::Int(n)) => Ok(*n),
+        Some(Value::Uint(n)) if i64::try_from(*n).is_ok() => Ok(i64::try_from(*n).unwrap_or(0)),
+        Some(Value::Nil) | None => Err(func_err("arg", name, i, "invalid value; expected int")),
+        Some(other) => Err(func_err(
+            "arg",
+            name,
+            i,
+            &format!("wrong type for value; expected int; got {}", go_type(other)),
+        )),
+    }
+}
+
+fn string_list(items: Vec<String>) -> Value {
+    Value::List(items.into_iter().map(|s| Value::String(s.into())).collect())
+}
+
+/// Go's `strings.Title`: upper-case (title-case) the first letter of each
+/// word; words are separated by anything but letters, digits and `_`
+/// (non-ASCII: by white space only).
+fn go_title(s: &str) -> String {
+    fn is_separator(c: char) -> bool {
+        if c.is_ascii() {
+            !(c.is_ascii_alphanumeric() || c == '_')
+        } else if c.is_alphanumeric() {
+            false
+        } else {
+            c.is_whitespace()
+        }
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut prev = ' ';
+    for c in s.chars() {
+        if is_separator(prev) {
+            out.push_str(&map_single(c, true));
+        } else {
+            out.push(c);
+        }
+        prev = c;
+    }
+    out
+}
+
+/// Go maps case rune by rune (`unicode.ToUpper`); Rust's full mappings may
+/// expand a char (ß -> SS): keep those chars as they are.
+fn map_single(c: char, upper: bool) -> String {
+    let mapped: Vec<char> = if upper {
+        c.to_uppercase().collect()
+    } else {
+        c.to_lowercase().collect()
+    };
+    if mapped.len() == 1 {
+        mapped.into_iter().collect()
+    } else {
+        c.to_string()
+    }
+}
+
+fn go_upper(s: &str) -> String {
+    s.chars().map(|c| map_single(c, true)).collect()
+}
+
+fn go_lower(s: &str) -> String {
+    s.chars().map(|c| map_single(c, false)).collect()
+}
+
+/// Go's `strings.Split`.
+fn go_split(s: &str, sep: &str) -> Vec<String> {
+    if sep.is_empty() {
+        return s.chars().map(String::from).collect();
+    }
+    s.split(sep).map(String::from).collect()
+}
+
+/// `fmt.Sprint` of one value.
+fn go_sprint(v: &Value) -> String {
+    v.to_string()
+}
+
+/// Encode any template value as Go's `json.Encoder` (HTML escaping off)
+/// would: registered values as they were received or marshalled, other maps
+/// with sorted keys.
+fn encode_json(v: &Value, reg: &Registry, out: &mut String) -> Result<(), String> {
+    if let Some(e) = reg.get(v) {
+        match &e.json {
+            Some(JsonForm::Original(j)) => {
+                gojson::write_compact(out, j, false);
+                return Ok(());
+            }
+            Some(JsonForm::Raw(s)) => {
+                out.push_str(s);
+                return Ok(());
+            }
+            None => {}
+        }
+    }
+    match v {
+        Value::Nil => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(n) => out.push_str(&n.to_string()),
+        Value::Uint(n) => out.push_str(&n.to_string()),
+        Value::Float(f) => match gojson::format_float(*f) {
+            Some(s) => out.push_str(&s),
+            None => return Err(format!("json: unsupported value: {f}")),
+        },
+        Value::String(s) => gojson::write_string(out, s, false),
+        Value::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                encode_json(item, reg, out)?;
+            }
+            out.push(']');
+        }
+        Value::Map(m) => {
+            out.push('{');
+            for (i, (k, item)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                gojson::write_string(out, k, false);
+                out.push(':');
+                encode_json(item, reg, out)?;
+            }
+            out.push('}');
+        }
+        Value::Function(_) => return Err("json: unsupported type: func()".to_string()),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Function maps
+
+fn insert(m: &mut FuncMap, name: &str, f: impl Fn(&[Value]) -> gotmpl::Result<Value> + Send + Sync + 'static) {
+    let f: ValueFunc = Arc::new(f);
+    m.insert(name.to_string(), f);
+}
+
+/// docker's `templates.basicFunctions` (docker/cli master: `join` also takes
+/// non-string slices and maps) plus our internal method dispatcher and a
+/// Go-typed `index`.
+pub(crate) fn basic_funcs(reg: &Arc<Registry>) -> FuncMap {
+    let mut m = FuncMap::new();
+    let r = Arc::clone(reg);
+    insert(&mut m, "json", move |args| {
+        want_args("json", args, 1)?;
+        let mut out = String::new();
+        encode_json(&args[0], &r, &mut out).map_err(|e| func_err("call", "json", 0, &e))?;
+        Ok(Value::String(out.into()))
+    });
+    insert(&mut m, "split", |args| {
+        want_args("split", args, 2)?;
+        let s = arg_str("split", args, 0)?;
+        let sep = arg_str("split", args, 1)?;
+        Ok(string_list(go_split(s, sep)))
+    });
+    insert(&mut m, "join", |args| {
+        want_args("join", args, 2)?;
+        let sep = arg_str("join", args, 1)?;
+        match &args[0] {
+            Value::Nil => Ok(Value::String("".into())),
+            Value::List(items) => Ok(Value::String(
+                items.iter().map(go_sprint).collect::<Vec<_>>().join(sep).into(),
+            )),
+            Value::Map(map) => {
+                let mut vals: Vec<String> = map.values().map(go_sprint).collect();
+                vals.sort();
+                Ok(Value::String(vals.join(sep).into()))
+            }
+            other => Err(func_err(
+                "call",
+                "join",
+                0,
+                &format!("error calling join: expected slice, got {}", go_type(other)),
+            )),
+        }
+    });
+    insert(&mut m, "title", |args| {
+        want_args("title", args, 1)?;
+        Ok(Value::String(go_title(arg_str("title", args, 0)?).into()))
+    });
+    insert(&mut m, "lower", |args| {
+        want_args("lower", args, 1)?;
+        Ok(Value::String(go_lower(arg_str("lower", args, 0)?).into()))
+    });
+    insert(&mut m, "upper", |args| {
+        want_args("upper", args, 1)?;
+        Ok(Value::String(go_upper(arg_str("upper", args, 0)?).into()))
+    });
+    insert(&mut m, "pad", |args| {
+        want_args("pad", args, 3)?;
+        let s = arg_str("pad", args, 0)?;
+        let pre = arg_int("pad", args, 1)?;
+        let post = arg_int("pad", args, 2)?;
+        if s.is_empty() {
+            return Ok(Value::String("".into()));
+        }
+        let (Ok(pre), Ok(post)) = (usize::try_from(pre), usize::try_from(post)) else {
+            return Err(func_err(
+                "call",
+                "pad",
+                0,
+                "error calling pad: strings: negative Repeat count",
+            ));
+        };
+        Ok(Value::String(format!("{}{s}{}", " ".repeat(pre), " ".repeat(post)).into()))
+    });
+    insert(&mut m, "truncate", |args| {
+        want_args("truncate", args, 2)?;
+        let s = arg_str("truncate", args, 0)?;
+        let n = arg_int("truncate", args, 1)?;
+        let Ok(n) = usize::try_from(n) else {
+            return Err(func_err(
+                "call",
+                "truncate",
+                0,
+                &format!("error calling truncate: runtime error: slice bounds out of range [:{n}]"),
+            ));
+        };
+        if s.len() < n {
+            return Ok(Value::String(s.into()));
+        }
+        // Go cuts bytes; keep valid UTF-8 by cutting at the char boundary
+        // at or before `n`.
+        let mut end = n;
+        while end > 0 && !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        Ok(Value::String(s[..end].into()))
+    });
+    let r = Arc::clone(reg);
+    insert(&mut m, "index", move |args| {
+        if args.len() < 2 {
+            return Err(func_err(
+                "call",
+                "index",
+                0,
+                &format!("wrong number of args for index: want at least 1 got {}", args.len()),
+            ));
+        }
+        let mut val = args[0].clone();
+        for idx in &args[1..] {
+            let string_map = r.get(&val).is_some_and(|e| e.string_map);
+            val = match (&val, idx) {
+                (Value::Map(map), Value::String(k)) if string_map && !map.contains_key(k) => {
+                    Value::String("".into())
+                }
+                (Value::Nil, _) => {
+                    return Err(func_err(
+                        "call",
+                        "index",
+                        0,
+                        "error calling index: index of untyped nil",
+                    ));
+                }
+                _ => val.index(idx).map_err(|e| {
+                    let msg = match e {
+                        TemplateError::Exec(s) => s,
+                        other => other.to_string(),
+                    };
+                    func_err("call", "index", 0, &format!("error calling index: {msg}"))
+                })?,
+            };
+        }
+        Ok(val)
+    });
+    insert_method_dispatch(&mut m, reg);
+    m
+}
+
+/// docker's `templates.HeaderFunctions`: the functions that would change a
+/// header text return their (string) argument unchanged; `pad` and Go's
+/// builtins are kept.
+pub(crate) fn header_funcs(reg: &Arc<Registry>) -> FuncMap {
+    let mut m = basic_funcs(reg);
+    for (name, n) in [
+        ("json", 1usize),
+        ("split", 2),
+        ("join", 2),
+        ("title", 1),
+        ("lower", 1),
+        ("upper", 1),
+        ("truncate", 2),
+    ] {
+        insert(&mut m, name, move |args| {
+            want_args(name, args, n)?;
+            let s = arg_str(name, args, 0)?;
+            if name == "truncate" {
+                arg_int(name, args, 1)?;
+            } else if n == 2 {
+                arg_str(name, args, 1)?;
+            }
+            Ok(Value::String(s.into()))
+        });
+    }
+    m
+}
+
+fn insert_method_dispatch(m: &mut FuncMap, reg: &Arc<Registry>) {
+    let r = Arc::clone(reg);
+    insert(m, METHOD_FN, move |args| {
+        // args: receiver, method name, arguments...
+        let (Some(recv), Some(Value::String(name))) = (args.first(), args.get(1)) else {
+            return Err(TemplateError::Exec("internal method call".into()));
+        };
+        let rest = &args[2..];
+        let name: &str = name;
+        if let Some(methods) = r.get(recv).and_then(|e| e.methods.as_ref()) {
+            if let Some(meth) = methods.get(name) {
+                if meth.arity != rest.len() {
+                    return Err(func_err(
+                        "method",
+                        name,
+                        0,
+                        &format!(
+                            "wrong number of args for {name}: want {} got {}",
+                            meth.arity,
+                            rest.len()
+                        ),
+                    ));
+                }
+                return (meth.call)(rest).map_err(|e| func_err("method", name, 0, &e));
+            }
+            if recv.field(name).is_some() {
+                return Err(func_err(
+                    "method",
+                    name,
+                    0,
+                    &format!("wrong number of args for {name}: want 0 got {}", rest.len()),
+                ));
+            }
+            return Err(TemplateError::MissingKey { key: name.to_string() });
+        }
+        match recv {
+            Value::Map(_) => Err(func_err(
+                "method",
+                name,
+                0,
+                &format!("{name} is not a method but has arguments"),
+            )),
+            Value::Nil => Err(func_err(
+                "method",
+                name,
+                0,
+                &format!("nil pointer evaluating interface {{}}.{name}"),
+            )),
+            other => Err(func_err(
+                "method",
+                name,
+                0,
+                &format!("can't evaluate field {name} in type {}", go_type(other)),
+            )),
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Parse tree walking
+
+fn visit_list<'a>(list: &'a ListNode, f: &mut impl FnMut(&'a PipeNode)) {
+    for n in &list.nodes {
+        visit_node(n, f);
+    }
+}
+
+fn visit_node<'a>(n: &'a Node, f: &mut impl FnMut(&'a PipeNode)) {
+    match n {
+        Node::List(l) => visit_list(l, f),
+        Node::Action(a) => visit_pipe(&a.pipe, f),
+        Node::If(b) | Node::Range(b) | Node::With(b) => {
+            visit_pipe(&b.pipe, f);
+            visit_list(&b.body, f);
+            if let Some(e) = &b.else_body {
+                visit_list(e, f);
+            }
+        }
+        Node::Template(t) => {
+            if let Some(p) = &t.pipe {
+                visit_pipe(p, f);
+            }
+        }
+        Node::Define(d) => visit_list(&d.body, f),
+        Node::Text(_) | Node::Break(_) | Node::Continue(_) => {}
+    }
+}
+
+fn visit_pipe<'a>(p: &'a PipeNode, f: &mut impl FnMut(&'a PipeNode)) {
+    f(p);
+    for cmd in &p.commands {
+        for arg in &cmd.args {
+            visit_expr(arg, f);
+        }
+    }
+}
+
+fn visit_expr<'a>(e: &'a Expr, f: &mut impl FnMut(&'a PipeNode)) {
+    match e {
+        Expr::Pipe(_, p) => visit_pipe(p, f),
+        Expr::Chain(_, inner, _) => visit_expr(inner, f),
+        _ => {}
+    }
+}
+
+fn rewrite_list(list: &mut ListNode) {
+    for n in &mut list.nodes {
+        rewrite_node(n);
+    }
+}
+
+fn rewrite_node(n: &mut Node) {
+    match n {
+        Node::List(l) => rewrite_list(l),
+        Node::Action(a) => rewrite_pipe(&mut a.pipe),
+        Node::If(b) | Node::Range(b) | Node::With(b) => {
+            rewrite_pipe(&mut b.pipe);
+            rewrite_list(&mut b.body);
+            if let Some(e) = &mut b.else_body {
+                rewrite_list(e);
+            }
+        }
+        Node::Template(t) => {
+            if let Some(p) = &mut t.pipe {
+                rewrite_pipe(p);
+            }
+        }
+        Node::Define(d) => rewrite_list(&mut d.body),
+        Node::Text(_) | Node::Break(_) | Node::Continue(_) => {}
+    }
+}
+
+fn rewrite_expr(e: &mut Expr) {
+    match e {
+        Expr::Pipe(_, p) => rewrite_pipe(p),
+        Expr::Chain(_, inner, _) => rewrite_expr(inner),
+        _ => {}
+    }
+}
+
+/// A field in command position that gets arguments (explicit or piped) is a
+/// method call: `.A.Label "k"` becomes `__lockbox_method .A "Label" "k"`.
+fn rewrite_pipe(p: &mut PipeNode) {
+    for (ci, cmd) in p.commands.iter_mut().enumerate() {
+        for arg in cmd.args.iter_mut() {
+            rewrite_expr(arg);
+        }
+        let has_args = cmd.args.len() > 1 || ci > 0;
+        if !has_args {
+            continue;
+        }
+        let Some(first) = cmd.args.first() else { continue };
+        let split = match first {
+            Expr::Field(pos, fields) if !fields.is_empty() => {
+                let (last, init) = split_last(fields);
+                let recv = if init.is_empty() {
+                    Expr::Dot(*pos)
+                } else {
+                    Expr::Field(*pos, init)
+                };
+                Some((*pos, recv, last))
+            }
+            Expr::Variable(pos, name, fields) if !fields.is_empty() => {
+                let (last, init) = split_last(fields);
+                Some((*pos, Expr::Variable(*pos, name.clone(), init), last))
+            }
+            Expr::Chain(pos, inner, fields) if !fields.is_empty() => {
+                let (last, init) = split_last(fields);
+                let recv = if init.is_empty() {
+                    (**inner).clone()
+                } else {
+                    Expr::Chain(*pos, inner.clone(), init)
+                };
+                Some((*pos, recv, last))
+            }
+            _ => None,
+        };
+        if let Some((pos, recv, last)) = split {
+            let mut args = vec![
+                Expr::Identifier(pos, SmolStr::new(METHOD_FN)),
+                recv,
+                Expr::String(pos, Arc::from(last.as_str())),
+            ];
+            args.extend(cmd.args.drain(1..));
+            cmd.args = args;
+        }
+    }
+}
+
+fn split_last(fields: &[SmolStr]) -> (SmolStr, Vec<SmolStr>) {
+    let n = fields.len();
+    (fields[n - 1].clone(), fields[..n - 1].to_vec())
+}
+
+// ---------------------------------------------------------------------------
+// Go-style rendering of nodes for error messages
+
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn fields_str(fields: &[SmolStr]) -> String {
+    fields.iter().map(|f| format!(".{f}")).collect()
+}
+
+fn expr_str(e: &Expr) -> String {
+    match e {
+        Expr::Dot(_) => ".".into(),
+        Expr::Field(_, f) => fields_str(f),
+        Expr::Variable(_, name, f) => format!("{name}{}", fields_str(f)),
+        Expr::Identifier(_, name) => name.to_string(),
+        Expr::String(_, s) => go_quote(s),
+        Expr::Number(_, n) => match n {
+            Number::Int(i) => i.to_string(),
+            Number::Uint(u) => u.to_string(),
+            Number::Float(f) => f.to_string(),
+        },
+        Expr::Bool(_, b) => b.to_string(),
+        Expr::Nil(_) => "nil".into(),
+        Expr::Pipe(_, p) => format!("({})", pipe_str(p)),
+        Expr::Chain(_, inner, f) => format!("{}{}", expr_str(inner), fields_str(f)),
+    }
+}
+
+fn cmd_str(c: &CommandNode) -> String {
+    // Undo our method rewrite for display.
+    if let (Some(Expr::Identifier(_, n)), Some(recv), Some(Expr::String(_, name))) =
+        (c.args.first(), c.args.get(1), c.args.get(2))
+        && n.as_str() == METHOD_FN
+    {
+        let recv = match recv {
+            Expr::Dot(_) => String::new(),
+            other => expr_str(other),
+        };
+        let mut parts = vec![format!("{recv}.{name}")];
+        parts.extend(c.args[3..].iter().map(expr_str));
+        return parts.join(" ");
+    }
+    c.args.iter().map(expr_str).collect::<Vec<_>>().join(" ")
+}
+
+fn pipe_str(p: &PipeNode) -> String {
+    let mut s = String::new();
+    if !p.decl.is_empty() {
+        s.push_str(&p.decl.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
+        s.push_str(if p.is_assign { " = " } else { " := " });
+    }
+    s.push_str(&p.commands.iter().map(cmd_str).collect::<Vec<_>>().join(" | "));
+    s
+}
+
+/// Go's `ErrorContext` location: 0-based byte column in the line.
+fn location(src: &str, offset: usize) -> (usize, usize) {
+    let before = src.get(..offset).unwrap_or(src);
+    let line = 1 + before.matches('\n').count();
+    let col = match before.rfind('\n') {
+        Some(nl) => offset - nl - 1,
+        None => offset,
+    };
+    (line, col)
+}
+
+/// Go shortens the node text in error messages to 20 bytes.
+fn short_context(s: &str) -> String {
+    if s.len() > 20 {
+        let mut end = 20;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &s[..end])
+    } else {
+        s.to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Compiled templates
+
+/// How a missing field is reported.
+#[derive(Clone, Debug)]
+pub(crate) enum MissingStyle {
+    /// Plain data (Go map, `missingkey=default`): prints `<no value>`.
+    NoValue,
+    /// Go map with `missingkey=error`: `map has no entry for key "Foo"`.
+    MapError,
+    /// A Go struct (formatter context): `can't evaluate field Foo in type T`.
+    Struct(String),
+}
+
+pub(crate) struct Compiled {
+    tmpl: Template,
+    tree: ListNode,
+    src: String,
+    style: MissingStyle,
+    methods: Vec<(String, usize)>,
+}
+
+/// Failure of a template: the Go-like message, and the output written
+/// before the failure (Go writes as it goes).
+pub(crate) struct ExecFailure {
+    pub(crate) message: String,
+    pub(crate) partial: String,
+}
+
+fn parse_error_message(e: &TemplateError) -> String {
+    match e {
+        TemplateError::Parse { line, message, .. } | TemplateError::Lex { line, message, .. } => {
+            format!("template: :{line}: {message}")
+        }
+        other => format!("template: {other}"),
+    }
+}
+
+fn check_functions(tree: &ListNode, funcs: &FuncMap) -> Result<(), String> {
+    let mut missing: Option<(usize, String)> = None;
+    let mut check = |p: &PipeNode| {
+        for cmd in &p.commands {
+            for arg in &cmd.args {
+                let ident = match arg {
+                    Expr::Identifier(pos, name) => Some((pos, name)),
+                    Expr::Chain(_, inner, _) => match inner.as_ref() {
+                        Expr::Identifier(pos, name) => Some((pos, name)),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                if let Some((pos, name)) = ident
+                    && !funcs.contains_key(name.as_str())
+                    && !GO_BUILTINS.contains(&name.as_str())
+                    && missing.is_none()
+                {
+                    missing = Some((pos.line, name.to_string()));
+                }
+            }
+        }
+    };
+    visit_list(tree, &mut check);
+    match missing {
+        Some((line, name)) => Err(format!("template: :{line}: function {name:?} not defined")),
+        None => Ok(()),
+    }
+}
+
+/// Parse `src` like `template.New("").Funcs(funcs).Parse(src)`.
+pub(crate) fn compile(src: &str, funcs: FuncMap, style: MissingStyle) -> Result<Compiled, String> {
+    let parser = Parser::new(src, "{{", "}}").map_err(|e| parse_error_message(&e))?;
+    let (mut tree, mut defines) = parser.parse().map_err(|e| parse_error_message(&e))?;
+    check_functions(&tree, &funcs)?;
+    for d in &defines {
+        check_functions(&d.body, &funcs)?;
+    }
+    rewrite_list(&mut tree);
+    let mut tmpl = Template::new("")
+        .funcs(funcs)
+        .missing_key(match style {
+            MissingStyle::NoValue => MissingKey::Invalid,
+            MissingStyle::MapError | MissingStyle::Struct(_) => MissingKey::Error,
+        });
+    for d in &mut defines {
+        rewrite_list(&mut d.body);
+        tmpl = tmpl.add_parse_tree(d.name.as_str(), d.body.clone());
+    }
+    tmpl = tmpl.add_parse_tree(MAIN, tree.clone());
+    // The definitions are part of the searched tree for error positions.
+    let mut all = tree;
+    for d in defines {
+        all.nodes.push(Node::List(d.body));
+    }
+    Ok(Compiled {
+        tmpl,
+        tree: all,
+        src: src.to_string(),
+        style,
+        methods: Vec::new(),
+    })
+}
+
+impl Compiled {
+    /// Declare the methods (name, arity) of the contexts this template runs
+    /// on, for Go's "wrong number of args" error when one is used as a field.
+    pub(crate) fn with_methods(mut self, methods: &[(&str, usize)]) -> Self {
+        self.methods = methods.iter().map(|(m, a)| ((*m).to_string(), *a)).collect();
+        self
+    }
+
+    pub(crate) fn execute(&self, data: &Value) -> Result<String, ExecFailure> {
+        let mut out = String::new();
+        match self.tmpl.execute_template_fmt(&mut out, MAIN, data) {
+            Ok(()) => Ok(out),
+            Err(e) => Err(ExecFailure { message: self.exec_message(e), partial: out }),
+        }
+    }
+
+    fn at(&self, offset: usize, node: &str, msg: &str) -> String {
+        let (line, col) = location(&self.src, offset);
+        format!(
+            "template: :{line}:{col}: executing \"\" at <{}>: {msg}",
+            short_context(node)
+        )
+    }
+
+    /// First field chain containing `.key` in source order: (offset of the
+    /// last segment, chain text).
+    fn find_field(&self, key: &str) -> Option<(usize, String)> {
+        let mut found: Option<(usize, String)> = None;
+        let mut look = |p: &PipeNode| {
+            for cmd in &p.commands {
+                // A rewritten method call: receiver + name.
+                if let (Some(Expr::Identifier(_, n)), Some(Expr::String(pos, name))) =
+                    (cmd.args.first(), cmd.args.get(2))
+                    && n.as_str() == METHOD_FN
+                    && name.as_ref() == key
+                    && found.is_none()
+                {
+                    let text = cmd_str(cmd);
+                    let head = text.split(' ').next().unwrap_or("").to_string();
+                    let off = pos.offset + head.len().saturating_sub(key.len() + 1);
+                    found = Some((off, head));
+                }
+                for arg in &cmd.args {
+                    let fields = match arg {
+                        Expr::Field(_, f) | Expr::Variable(_, _, f) | Expr::Chain(_, _, f) => f,
+                        _ => continue,
+                    };
+                    if found.is_none()
+                        && let Some(i) = fields.iter().position(|f| f.as_str() == key)
+                    {
+                        let text = expr_str(arg);
+                        let suffix: usize = fields[i..].iter().map(|f| f.len() + 1).sum();
+                        let start = arg.pos().offset + text.len() - suffix;
+                        let node = text[..text.len() - suffix + key.len() + 1].to_string();
+                        found = Some((start, node));
+                    }
+                }
+            }
+        };
+        visit_list(&self.tree, &mut look);
+        found
+    }
+
+    /// First command calling function (or method) `name`.
+    fn find_call(&self, name: &str, method: bool) -> Option<&CommandNode> {
+        let mut pipes: Vec<&PipeNode> = Vec::new();
+        visit_list(&self.tree, &mut |p| pipes.push(p));
+        pipes.into_iter().flat_map(|p| p.commands.iter()).find(|cmd| {
+            match (cmd.args.first(), cmd.args.get(2)) {
+                (Some(Expr::Identifier(_, n)), Some(Expr::String(_, m)))
+                    if method && n.as_str() == METHOD_FN =>
+                {
+                    m.as_ref() == name
+                }
+                (Some(Expr::Identifier(_, n)), _) => !method && n.as_str() == name,
+                _ => false,
+            }
+        })
+    }
+
+    fn exec_message(&self, e: TemplateError) -> String {
+        match e {
+            TemplateError::MissingKey { key } => {
+                let msg = match self.style {
+                    MissingStyle::Struct(ref t) => match self.methods.iter().find(|(m, _)| *m == key) {
+                        Some((_, arity)) => {
+                            format!("wrong number of args for {key}: want {arity} got 0")
+                        }
+                        None => format!("can't evaluate field {key} in type {t}"),
+                    },
+                    _ => format!("map has no entry for key {key:?}"),
+                };
+                match self.find_field(&key) {
+                    Some((off, node)) => self.at(off, &node, &msg),
+                    None => format!("template: : executing \"\": {msg}"),
+                }
+            }
+            TemplateError::Exec(s) if s.starts_with(ERR_MARK) => {
+                let mut parts = s[ERR_MARK.len_utf8()..].splitn(4, '\u{1}');
+                let kind = parts.next().unwrap_or("");
+                let name = parts.next().unwrap_or("");
+                let idx: usize = parts.next().and_then(|i| i.parse().ok()).unwrap_or(0);
+                let msg = parts.next().unwrap_or("");
+                let cmd = self.find_call(name, kind == "method");
+                match (kind, cmd) {
+                    ("arg", Some(cmd)) => match cmd.args.get(idx + 1) {
+                        Some(arg) => {
+                            let text = expr_str(arg);
+                            let off = match arg {
+                                Expr::Field(_, f) | Expr::Variable(_, _, f) | Expr::Chain(_, _, f)
+                                    if !f.is_empty() =>
+                                {
+                                    arg.pos().offset + text.len()
+                                        - f.last().map_or(0, |l| l.len() + 1)
+                                }
+                                _ => arg.pos().offset,
+                            };
+                            self.at(off, &text, msg)
+                        }
+                        None => self.at(cmd.pos.offset, &cmd_str(cmd), msg),
+                    },
+                    (_, Some(cmd)) => {
+                        let off = cmd.args.first().map_or(cmd.pos.offset, |a| a.pos().offset);
+                        let text = cmd_str(cmd);
+                        let node = if kind == "method" {
+                            text.split(' ').next().unwrap_or("").to_string()
+                        } else {
+                            text
+                        };
+                        self.at(off, &node, msg)
+                    }
+                    (_, None) => format!("template: : executing \"\": {msg}"),
+                }
+            }
+            TemplateError::Exec(s) => format!("template: : executing \"\": {s}"),
+            TemplateError::ArgCount { name, expected, got } => format!(
+                "template: : executing \"\": wrong number of args for {name}: want {expected} got {got}"
+            ),
+            TemplateError::NotIterable(s) => {
+                format!("template: : executing \"\": range can't iterate over {s}")
+            }
+            other => format!("template: : executing \"\": {other}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn run(src: &str, data: &Json, view: View, style: MissingStyle) -> Result<String, String> {
+        let mut reg = Registry::default();
+        let v = convert(data, view, &mut reg);
+        let reg = Arc::new(reg);
+        let c = compile(src, basic_funcs(&reg), style)?;
+        c.execute(&v).map_err(|e| e.message)
+    }
+
+    fn raw(src: &str, data: &Json) -> Result<String, String> {
+        run(src, data, View::Raw, MissingStyle::NoValue)
+    }
+
+    #[test]
+    fn funcs() {
+        let d = json!({"Name": "fmt-B", "L": {"b": "2", "a": "1"}, "N": [1, "x"]});
+        assert_eq!(
+            raw(r#"{{json (split .Name "-")}} {{split .Name "-"}} {{join (split .Name "-") "+"}}"#, &d),
+            Ok(r#"["fmt","B"] [fmt B] fmt+B"#.into())
+        );
+        assert_eq!(
+            raw(r#"{{lower .Name}} {{upper .Name}} {{title "hello wORLD foo-bar"}}"#, &d),
+            Ok("fmt-b FMT-B Hello WORLD Foo-Bar".into())
+        );
+        assert_eq!(
+            raw(r#"[{{pad "" 1 1}}] [{{pad "x" 0 3}}] {{truncate "abc" 5}} {{truncate "abcdef" 3}}"#, &d),
+            Ok("[] [x   ] abc abc".into())
+        );
+        assert_eq!(raw(r#"{{join .L ","}}|{{join .N "-"}}"#, &d), Ok("1,2|1-x".into()));
+        assert_eq!(raw(r#"{{println "a" 1}}x{{println}}y"#, &d), Ok("a 1\nx\ny".into()));
+        assert_eq!(raw(r#"{{json .L}}"#, &d), Ok(r#"{"b":"2","a":"1"}"#.into()));
+        assert_eq!(raw(r#"{{.Missing}}"#, &d), Ok("<no value>".into()));
+        assert_eq!(raw("{{truncate \"h\u{e9}llo\" 2}}", &d), Ok("h".into()));
+    }
+
+    #[test]
+    fn go_like_errors() {
+        let d = json!({"Spec": {"Labels": {"a": "b"}}});
+        assert_eq!(
+            run("{{.Foo}}", &d, View::Raw, MissingStyle::MapError),
+            Err("template: :1:2: executing \"\" at <.Foo>: map has no entry for key \"Foo\"".into())
+        );
+        assert_eq!(
+            run("{{.Spec.Foo}}", &d, View::Raw, MissingStyle::MapError),
+            Err("template: :1:7: executing \"\" at <.Spec.Foo>: map has no entry for key \"Foo\"".into())
+        );
+        assert_eq!(
+            run("x\n {{upper .Spec.Labels}}", &d, View::Raw, MissingStyle::MapError),
+            Err("template: :2:14: executing \"\" at <.Spec.Labels>: wrong type for value; expected string; got map[string]interface {}".into())
+        );
+        assert_eq!(raw("{{.Name", &d), Err("template: :1: unclosed action".into()));
+        assert_eq!(raw("{{nope 1}}", &d), Err("template: :1: function \"nope\" not defined".into()));
+        assert_eq!(
+            run("{{.ID}}{{.Foo}}", &json!({"ID": "x"}), View::Raw, MissingStyle::Struct("*secret.secretContext".into())),
+            Err("template: :1:9: executing \"\" at <.Foo>: can't evaluate field Foo in type *secret.secretContext".into())
+        );
+    }
+
+    #[test]
+    fn typed_view() {
+        let d = json!({"CreatedAt": "2026-11-23T10:59:55.093350179Z", "Spec": {"Labels": {"a": "b"}}});
+        let t = |s| run(s, &d, View::Typed, MissingStyle::MapError);
+        assert_eq!(t("{{.CreatedAt}}"), Ok("2026-11-23 10:59:55.093350179 +0000 UTC".into()));
+        assert_eq!(t("{{json .CreatedAt}}"), Ok("\"2026-11-23T10:59:55.093350179Z\"".into()));
+        assert_eq!(t(r#"[{{index .Spec.Labels "zz"}}]"#), Ok("[]".into()));
+        assert_eq!(t(r#"{{index .Spec.Labels "a"}}"#), Ok("b".into()));
+    }
+
+    #[test]
+    fn methods() {
+        let mut reg = Registry::default();
+        let row = string_map_value(&[("Name".into(), "x".into())]);
+        let mut ms = BTreeMap::new();
+        let call: MethodFn = Arc::new(|a: &[Value]| Ok(Value::String(format!("L[{}]", a[0]).into())));
+        ms.insert("Label".to_string(), Method { arity: 1, call });
+        reg.set_methods(&row, ms);
+        let reg = Arc::new(reg);
+        let style = MissingStyle::Struct("*secret.secretContext".into());
+        let go = |s: &str| {
+            compile(s, basic_funcs(&reg), style.clone())
+                .and_then(|c| c.execute(&row).map_err(|e| e.message))
+        };
+        assert_eq!(go(r#"{{.Name}} {{.Label "k"}} {{"p" | .Label}} {{with $x := .}}{{$x.Label "v"}}{{end}}"#), Ok("x L[k] L[p] L[v]".into()));
+        assert_eq!(go(r#"{{(.Label "k") | printf "%s!"}}"#), Ok("L[k]!".into()));
+        assert_eq!(
+            go(r#"{{.Label "a" "b"}}"#),
+            Err("template: :1:2: executing \"\" at <.Label>: wrong number of args for Label: want 1 got 2".into())
+        );
+    }
+}

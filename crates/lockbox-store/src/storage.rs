@@ -1,0 +1,655 @@
+//! openraft storage over redb: the Raft log and vote ([`LogStore`]) and the state machine with
+//! its snapshots ([`StateMachine`]). Every value written is sealed with the node's keyring.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::{Bound, RangeBounds};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+
+use lockbox_crypto::Keyring;
+use lockbox_types::{Command, Outcome};
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, LogState,
+    RaftLogReader, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership, Vote,
+};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::state::State;
+
+openraft::declare_raft_types!(
+    /// lockbox's Raft type configuration.
+    pub TypeConfig:
+        D = Command,
+        R = Outcome,
+        NodeId = u64,
+        Node = BasicNode,
+        Entry = Entry<TypeConfig>,
+        SnapshotData = SnapshotBuf,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub(crate) type NodeId = u64;
+type StoreResult<T> = Result<T, StorageError<NodeId>>;
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const KEY_VOTE: &str = "vote";
+const KEY_COMMITTED: &str = "committed";
+const KEY_PURGED: &str = "purged";
+const KEY_SNAPSHOT: &str = "snapshot";
+
+/// How many recent entries are kept decoded in memory so `apply` need not read them back.
+const CACHE_ENTRIES: usize = 4096;
+
+/// Snapshot bytes in memory; zeroized when dropped because they hold secret values.
+#[derive(Debug, Default)]
+pub struct SnapshotBuf(Cursor<Vec<u8>>);
+
+impl SnapshotBuf {
+    fn new(data: Vec<u8>) -> Self {
+        SnapshotBuf(Cursor::new(data))
+    }
+    fn bytes(&self) -> &[u8] {
+        self.0.get_ref()
+    }
+}
+
+impl Drop for SnapshotBuf {
+    fn drop(&mut self) {
+        self.0.get_mut().zeroize();
+    }
+}
+
+impl AsyncRead for SnapshotBuf {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+impl AsyncWrite for SnapshotBuf {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+impl AsyncSeek for SnapshotBuf {
+    fn start_seek(mut self: Pin<&mut Self>, position: std::io::SeekFrom) -> std::io::Result<()> {
+        Pin::new(&mut self.0).start_seek(position)
+    }
+    fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<u64>> {
+        Pin::new(&mut self.0).poll_complete(cx)
+    }
+}
+
+/// Shared handles to the database file and the keyring.
+#[derive(Clone)]
+pub(crate) struct Disk {
+    pub(crate) db: Arc<Database>,
+    pub(crate) keyring: Arc<RwLock<Keyring>>,
+}
+
+fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::new(subject, verb, AnyError::error(e.to_string())).into()
+}
+
+fn log_aad(index: u64) -> Vec<u8> {
+    format!("log:{index}").into_bytes()
+}
+fn meta_aad(key: &str) -> Vec<u8> {
+    format!("meta:{key}").into_bytes()
+}
+
+impl Disk {
+    pub(crate) fn seal<T: Serialize>(&self, aad: &[u8], value: &T) -> Result<Vec<u8>, String> {
+        let plain = Zeroizing::new(postcard::to_allocvec(value).map_err(|e| e.to_string())?);
+        let keyring = self.keyring.read().map_err(|_| "keyring lock poisoned".to_string())?;
+        Ok(keyring.seal(aad, &plain))
+    }
+
+    pub(crate) fn open<T: for<'de> Deserialize<'de>>(&self, aad: &[u8], sealed: &[u8]) -> Result<T, String> {
+        let keyring = self.keyring.read().map_err(|_| "keyring lock poisoned".to_string())?;
+        let plain = keyring.open(aad, sealed).map_err(|e| e.to_string())?;
+        postcard::from_bytes(&plain).map_err(|e| format!("undecodable record: {e}"))
+    }
+
+    fn read_meta<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>, String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let table = match txn.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        match table.get(key).map_err(|e| e.to_string())? {
+            None => Ok(None),
+            Some(v) => self.open(&meta_aad(key), v.value()).map(Some),
+        }
+    }
+
+    fn write_meta<T: Serialize>(&self, key: &str, value: &T, durable: bool) -> Result<(), String> {
+        let sealed = self.seal(&meta_aad(key), value)?;
+        let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        if !durable {
+            txn.set_durability(Durability::None).map_err(|e| e.to_string())?;
+        }
+        {
+            let mut table = txn.open_table(META).map_err(|e| e.to_string())?;
+            table.insert(key, sealed.as_slice()).map_err(|e| e.to_string())?;
+        }
+        txn.commit().map_err(|e| e.to_string())
+    }
+
+    /// Re-seals every record that is not sealed with the current key. Returns how many changed.
+    pub(crate) fn reseal_all(&self) -> Result<usize, String> {
+        let current = self.keyring.read().map_err(|_| "keyring lock poisoned")?.current_id();
+        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        let mut changed = 0;
+        {
+            let keyring = self.keyring.read().map_err(|_| "keyring lock poisoned")?;
+            let mut log = txn.open_table(LOG).map_err(|e| e.to_string())?;
+            let mut stale = Vec::new();
+            for item in log.iter().map_err(|e| e.to_string())? {
+                let (k, v) = item.map_err(|e| e.to_string())?;
+                if Keyring::key_id_of(v.value()).map_err(|e| e.to_string())? != current {
+                    stale.push(k.value());
+                }
+            }
+            for index in stale {
+                let sealed = log.get(index).map_err(|e| e.to_string())?.map(|v| v.value().to_vec());
+                if let Some(sealed) = sealed {
+                    let plain = keyring.open(&log_aad(index), &sealed).map_err(|e| e.to_string())?;
+                    log.insert(index, keyring.seal(&log_aad(index), &plain).as_slice()).map_err(|e| e.to_string())?;
+                    changed += 1;
+                }
+            }
+            let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
+            let mut stale = Vec::new();
+            for item in meta.iter().map_err(|e| e.to_string())? {
+                let (k, v) = item.map_err(|e| e.to_string())?;
+                if Keyring::key_id_of(v.value()).map_err(|e| e.to_string())? != current {
+                    stale.push(k.value().to_owned());
+                }
+            }
+            for key in stale {
+                let sealed = meta.get(key.as_str()).map_err(|e| e.to_string())?.map(|v| v.value().to_vec());
+                if let Some(sealed) = sealed {
+                    let plain = keyring.open(&meta_aad(&key), &sealed).map_err(|e| e.to_string())?;
+                    meta.insert(key.as_str(), keyring.seal(&meta_aad(&key), &plain).as_slice())
+                        .map_err(|e| e.to_string())?;
+                    changed += 1;
+                }
+            }
+        }
+        txn.commit().map_err(|e| e.to_string())?;
+        Ok(changed)
+    }
+
+    /// Ids of the keys that seal at least one record.
+    pub(crate) fn key_ids_in_use(&self) -> Result<Vec<u32>, String> {
+        let txn = self.db.begin_read().map_err(|e| e.to_string())?;
+        let mut ids = std::collections::BTreeSet::new();
+        if let Ok(t) = txn.open_table(LOG) {
+            for item in t.iter().map_err(|e| e.to_string())? {
+                let (_, v) = item.map_err(|e| e.to_string())?;
+                ids.insert(Keyring::key_id_of(v.value()).map_err(|e| e.to_string())?);
+            }
+        }
+        if let Ok(t) = txn.open_table(META) {
+            for item in t.iter().map_err(|e| e.to_string())? {
+                let (_, v) = item.map_err(|e| e.to_string())?;
+                ids.insert(Keyring::key_id_of(v.value()).map_err(|e| e.to_string())?);
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+
+    /// Creates the tables so readers never see them missing.
+    pub(crate) fn init_tables(&self) -> Result<(), String> {
+        let txn = self.db.begin_write().map_err(|e| e.to_string())?;
+        txn.open_table(LOG).map_err(|e| e.to_string())?;
+        txn.open_table(META).map_err(|e| e.to_string())?;
+        txn.commit().map_err(|e| e.to_string())
+    }
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Log storage
+
+/// The Raft log and vote.
+#[derive(Clone)]
+pub(crate) struct LogStore {
+    disk: Disk,
+    cache: Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
+}
+
+impl LogStore {
+    pub(crate) fn new(disk: Disk) -> Self {
+        LogStore { disk, cache: Arc::new(Mutex::new(BTreeMap::new())) }
+    }
+
+    fn read_range(&self, start: u64, end_inclusive: Option<u64>) -> StoreResult<Vec<Entry<TypeConfig>>> {
+        // Served from the cache when it covers the whole range.
+        if let Ok(cache) = self.cache.lock() {
+            if let (Some((&first, _)), Some(end)) = (cache.first_key_value(), end_inclusive) {
+                if first <= start && cache.contains_key(&end) {
+                    return Ok(cache.range(start..=end).map(|(_, e)| e.clone()).collect());
+                }
+            }
+        }
+        let disk = &self.disk;
+        let txn = disk.db.begin_read().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let table = txn.open_table(LOG).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let range = match end_inclusive {
+            Some(end) => table.range(start..=end),
+            None => table.range(start..),
+        }
+        .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let mut out = Vec::new();
+        for item in range {
+            let (k, v) = item.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let index = k.value();
+            let entry: Entry<TypeConfig> = disk
+                .open(&log_aad(index), v.value())
+                .map_err(|e| io_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    fn last_entry(&self) -> StoreResult<Option<Entry<TypeConfig>>> {
+        let txn = self.disk.db.begin_read().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let table = txn.open_table(LOG).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let last = table.last().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        match last {
+            None => Ok(None),
+            Some((k, v)) => {
+                let index = k.value();
+                let entry = self
+                    .disk
+                    .open(&log_aad(index), v.value())
+                    .map_err(|e| io_err(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
+                Ok(Some(entry))
+            }
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> StoreResult<Vec<Entry<TypeConfig>>> {
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s + 1,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => Some(e),
+            Bound::Excluded(&0) => return Ok(Vec::new()),
+            Bound::Excluded(&e) => Some(e - 1),
+            Bound::Unbounded => None,
+        };
+        if let Some(end) = end {
+            if end < start {
+                return Ok(Vec::new());
+            }
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.read_range(start, end))
+            .await
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> StoreResult<LogState<TypeConfig>> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let purged: Option<LogId<NodeId>> = this
+                .disk
+                .read_meta(KEY_PURGED)
+                .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
+            let last = this.last_entry()?.map(|e| e.log_id).max(purged);
+            Ok(LogState { last_purged_log_id: purged, last_log_id: last })
+        })
+        .await
+        .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StoreResult<()> {
+        let disk = self.disk.clone();
+        let vote = *vote;
+        tokio::task::spawn_blocking(move || disk.write_meta(KEY_VOTE, &vote, true))
+            .await
+            .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?
+            .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+    }
+
+    async fn read_vote(&mut self) -> StoreResult<Option<Vote<NodeId>>> {
+        self.disk.read_meta(KEY_VOTE).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Read, e))
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {
+        // Not durable on its own: losing it only means re-applying already committed entries
+        // after a restart, which the next durable write (or the leader) restores.
+        let disk = self.disk.clone();
+        tokio::task::spawn_blocking(move || disk.write_meta(KEY_COMMITTED, &committed, false))
+            .await
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
+    }
+
+    async fn read_committed(&mut self) -> StoreResult<Option<LogId<NodeId>>> {
+        let v: Option<Option<LogId<NodeId>>> =
+            self.disk.read_meta(KEY_COMMITTED).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
+        Ok(v.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StoreResult<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let this = self.clone();
+        let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let mut sealed = Vec::with_capacity(entries.len());
+            for e in &entries {
+                sealed.push((e.log_id.index, this.disk.seal(&log_aad(e.log_id.index), e)?));
+            }
+            let txn = this.disk.db.begin_write().map_err(|e| e.to_string())?;
+            {
+                let mut table = txn.open_table(LOG).map_err(|e| e.to_string())?;
+                for (index, bytes) in &sealed {
+                    table.insert(*index, bytes.as_slice()).map_err(|e| e.to_string())?;
+                }
+            }
+            txn.commit().map_err(|e| e.to_string())?;
+            if let Ok(mut cache) = this.cache.lock() {
+                for e in entries {
+                    cache.insert(e.log_id.index, e);
+                }
+                while cache.len() > CACHE_ENTRIES {
+                    cache.pop_first();
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.clone())));
+                Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let txn = this.disk.db.begin_write().map_err(|e| e.to_string())?;
+            {
+                let mut table = txn.open_table(LOG).map_err(|e| e.to_string())?;
+                table.retain_in(log_id.index.., |_, _| false).map_err(|e| e.to_string())?;
+            }
+            txn.commit().map_err(|e| e.to_string())?;
+            if let Ok(mut cache) = this.cache.lock() {
+                cache.retain(|&k, _| k < log_id.index);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?
+        .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let sealed = this.disk.seal(&meta_aad(KEY_PURGED), &log_id)?;
+            let txn = this.disk.db.begin_write().map_err(|e| e.to_string())?;
+            {
+                let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
+                meta.insert(KEY_PURGED, sealed.as_slice()).map_err(|e| e.to_string())?;
+                let mut table = txn.open_table(LOG).map_err(|e| e.to_string())?;
+                table.retain_in(..=log_id.index, |_, _| false).map_err(|e| e.to_string())?;
+            }
+            txn.commit().map_err(|e| e.to_string())?;
+            if let Ok(mut cache) = this.cache.lock() {
+                cache.retain(|&k, _| k > log_id.index);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))?
+        .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State machine
+
+/// What the state machine holds besides the state itself.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    pub(crate) last_applied: Option<LogId<NodeId>>,
+    pub(crate) membership: StoredMembership<NodeId, BasicNode>,
+    pub(crate) state: State,
+}
+
+/// The serialized form of a snapshot (inside the sealed record).
+#[derive(Serialize, Deserialize)]
+struct SnapshotPayload {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    state: State,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+impl Drop for StoredSnapshot {
+    fn drop(&mut self) {
+        self.data.zeroize();
+    }
+}
+
+/// The state machine: the in-memory [`State`] plus sealed snapshots on disk.
+#[derive(Clone)]
+pub(crate) struct StateMachine {
+    pub(crate) applied: Arc<RwLock<Applied>>,
+    disk: Disk,
+    snapshot_seq: Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn poisoned() -> StorageError<NodeId> {
+    io_err(ErrorSubject::StateMachine, ErrorVerb::Read, "state lock poisoned")
+}
+
+impl StateMachine {
+    /// Loads the last snapshot, if any.
+    pub(crate) fn open(disk: Disk) -> Result<Self, String> {
+        let mut applied = Applied::default();
+        let stored: Option<StoredSnapshot> = disk.read_meta(KEY_SNAPSHOT)?;
+        if let Some(stored) = stored {
+            let payload: SnapshotPayload =
+                postcard::from_bytes(&stored.data).map_err(|e| format!("undecodable snapshot: {e}"))?;
+            applied.last_applied = payload.last_applied;
+            applied.membership = payload.membership;
+            applied.state = payload.state;
+            applied.state.reindex();
+        }
+        Ok(StateMachine {
+            applied: Arc::new(RwLock::new(applied)),
+            disk,
+            snapshot_seq: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        })
+    }
+
+    fn build(&self) -> StoreResult<Snapshot<TypeConfig>> {
+        let (data, last_applied, membership) = {
+            let applied = self.applied.read().map_err(|_| poisoned())?;
+            let payload = SnapshotPayload {
+                last_applied: applied.last_applied,
+                membership: applied.membership.clone(),
+                state: applied.state.clone(),
+            };
+            let data = postcard::to_allocvec(&payload)
+                .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+            (data, applied.last_applied, applied.membership.clone())
+        };
+        let seq = self.snapshot_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let snapshot_id = match last_applied {
+            Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
+            None => format!("--{seq}"),
+        };
+        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
+        let stored = StoredSnapshot { meta: meta.clone(), data };
+        self.disk
+            .write_meta(KEY_SNAPSHOT, &stored, true)
+            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        Ok(Snapshot { meta, snapshot: Box::new(SnapshotBuf::new(stored.data.clone())) })
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig>> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.build())
+            .await
+            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> StoreResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
+        let applied = self.applied.read().map_err(|_| poisoned())?;
+        Ok((applied.last_applied, applied.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<Outcome>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut applied = self.applied.write().map_err(|_| poisoned())?;
+        let mut out = Vec::new();
+        for entry in entries {
+            let index = entry.log_id.index;
+            applied.last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => {
+                    applied.state.version = applied.state.version.max(index);
+                    out.push(Outcome::Applied { version: index });
+                }
+                EntryPayload::Normal(cmd) => {
+                    let outcome = applied.state.apply(index, &cmd);
+                    tracing::trace!(index, kind = cmd.kind(), "applied");
+                    out.push(outcome);
+                }
+                EntryPayload::Membership(m) => {
+                    applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                    applied.state.version = applied.state.version.max(index);
+                    out.push(Outcome::Applied { version: index });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StoreResult<Box<SnapshotBuf>> {
+        Ok(Box::new(SnapshotBuf::default()))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<SnapshotBuf>,
+    ) -> StoreResult<()> {
+        let payload: SnapshotPayload = postcard::from_bytes(snapshot.bytes())
+            .map_err(|e| io_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
+        let stored = StoredSnapshot { meta: meta.clone(), data: snapshot.bytes().to_vec() };
+        let disk = self.disk.clone();
+        tokio::task::spawn_blocking(move || disk.write_meta(KEY_SNAPSHOT, &stored, true))
+            .await
+            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?
+            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        let mut applied = self.applied.write().map_err(|_| poisoned())?;
+        applied.last_applied = payload.last_applied;
+        applied.membership = payload.membership;
+        applied.state = payload.state;
+        applied.state.reindex();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig>>> {
+        let stored: Option<StoredSnapshot> = self
+            .disk
+            .read_meta(KEY_SNAPSHOT)
+            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
+        Ok(stored.map(|s| Snapshot { meta: s.meta.clone(), snapshot: Box::new(SnapshotBuf::new(s.data.clone())) }))
+    }
+}
+
+#[cfg(test)]
+mod conformance {
+    //! openraft's storage conformance suite against the redb-backed log and state machine.
+
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::*;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
+            let dir = tempfile::tempdir().map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+            let db = Database::create(dir.path().join("store.redb"))
+                .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+            let disk = Disk { db: Arc::new(db), keyring: Arc::new(RwLock::new(Keyring::generate())) };
+            disk.init_tables().map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+            let sm = StateMachine::open(disk.clone()).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
+            Ok((dir, LogStore::new(disk), sm))
+        }
+    }
+
+    #[test]
+    fn openraft_storage_suite() {
+        Suite::test_all(Builder).expect("storage suite");
+    }
+}

@@ -1,0 +1,139 @@
+//! The replicated command vocabulary. Every change to the store is one `Command` carried in a
+//! Raft entry; `apply` turns it into an `Outcome` deterministically. IDs and times are chosen by
+//! the proposer and travel inside the command, so every replica computes the same state.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::object::{Cluster, ClusterSpec, JoinTokens, Node, Secret, Timestamp};
+
+/// A change to the replicated state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Create the cluster and its first node. Rejected if a cluster exists.
+    InitCluster {
+        /// The cluster object (meta.version is set by apply).
+        cluster: Cluster,
+        /// The first manager.
+        node: Node,
+    },
+    /// Replace the cluster spec, optionally with new join tokens.
+    UpdateCluster {
+        /// The version the caller read.
+        expected_version: u64,
+        /// The new spec (full replacement).
+        spec: ClusterSpec,
+        /// New join tokens, when rotated.
+        join_tokens: Option<JoinTokens>,
+        /// Time of the change.
+        now: Timestamp,
+    },
+    /// Create a secret. Rejected if the name is taken (case-insensitively) or the ID exists.
+    CreateSecret {
+        /// The secret (meta.version is set by apply).
+        secret: Secret,
+    },
+    /// Replace a secret's labels.
+    UpdateSecretLabels {
+        /// Secret ID.
+        id: String,
+        /// The version the caller read.
+        expected_version: u64,
+        /// New labels.
+        labels: BTreeMap<String, String>,
+        /// Time of the change.
+        now: Timestamp,
+    },
+    /// Remove a secret.
+    RemoveSecret {
+        /// Secret ID.
+        id: String,
+    },
+    /// No change; used to make sure every earlier entry is applied.
+    Noop,
+}
+
+impl Command {
+    /// A short name for logs; never includes values.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::InitCluster { .. } => "init-cluster",
+            Command::UpdateCluster { .. } => "update-cluster",
+            Command::CreateSecret { .. } => "create-secret",
+            Command::UpdateSecretLabels { .. } => "update-secret-labels",
+            Command::RemoveSecret { .. } => "remove-secret",
+            Command::Noop => "noop",
+        }
+    }
+}
+
+/// Why `apply` refused a command. Deterministic: every replica refuses the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]
+pub enum Rejection {
+    /// The cluster already exists.
+    #[error("cluster already initialized")]
+    AlreadyInitialized,
+    /// No cluster yet.
+    #[error("cluster not initialized")]
+    NotInitialized,
+    /// Another object holds the name.
+    #[error("{kind} {name} already exists")]
+    NameConflict {
+        /// Object kind, e.g. `secret`.
+        kind: String,
+        /// The name asked for.
+        name: String,
+    },
+    /// The ID is not in the store.
+    #[error("{kind} {id} not found")]
+    NotFound {
+        /// Object kind.
+        kind: String,
+        /// The ID.
+        id: String,
+    },
+    /// The caller's version is stale.
+    #[error("update out of sequence")]
+    SequenceConflict,
+    /// The object is referenced by services.
+    #[error("{kind} '{name}' is in use by the following service{}: {}", if services.len() == 1 { "" } else { "s" }, services.join(", "))]
+    InUse {
+        /// Object kind.
+        kind: String,
+        /// Object name.
+        name: String,
+        /// Names of the services that use it.
+        services: Vec<String>,
+    },
+}
+
+/// The result of applying one command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Applied; `version` is the new store version (the entry's log index).
+    Applied {
+        /// Store version after this command.
+        version: u64,
+    },
+    /// Refused; the state is unchanged.
+    Rejected(Rejection),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_use_message_matches_docker() {
+        let one = Rejection::InUse { kind: "secret".into(), name: "s".into(), services: vec!["a".into()] };
+        assert_eq!(one.to_string(), "secret 's' is in use by the following service: a");
+        let two = Rejection::InUse {
+            kind: "secret".into(),
+            name: "s".into(),
+            services: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(two.to_string(), "secret 's' is in use by the following services: a, b");
+    }
+}

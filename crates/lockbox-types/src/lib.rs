@@ -1,0 +1,24 @@
+//! The vocabulary shared by every part of lockbox: object identifiers, validated names,
+//! the replicated objects (secrets, the cluster, nodes) and the commands that change them.
+//!
+//! Nothing here does I/O, reads a clock or talks HTTP. Objects are plain serde data so they
+//! can be carried in Raft entries and snapshots; the Docker wire shapes live in `lockbox-api`.
+
+#![forbid(unsafe_code)]
+
+mod command;
+mod id;
+mod name;
+mod object;
+
+pub use command::{Command, Outcome, Rejection};
+pub use id::{is_id, new_id, ID_LEN};
+pub use name::{validate_name, NameError, MAX_NAME_LEN};
+pub use object::{
+    CaConfig, Cluster, ClusterSpec, DispatcherConfig, Driver, EncryptionConfig, JoinTokens, Meta,
+    Node, NodeAvailability, NodeRole, NodeSpec, OrchestrationConfig, RaftConfig, Secret,
+    SecretSpec, Timestamp,
+};
+
+/// The largest secret payload accepted, exclusive: Docker's `MaxSecretSize` (500 KiB).
+pub const MAX_SECRET_SIZE: usize = 500 * 1024;

@@ -1,0 +1,228 @@
+//! Replicated objects. Plain data: the store keeps them, the API converts them to Docker's
+//! wire shapes. A `Secret`'s payload is a [`SecretBytes`]: zeroized on drop, never printed.
+
+use std::collections::BTreeMap;
+
+use lockbox_crypto::SecretBytes;
+use serde::{Deserialize, Serialize};
+
+/// Nanoseconds since the Unix epoch, UTC. Chosen by the proposer, never by `apply`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Timestamp(pub i64);
+
+/// Version and times common to every object, as Docker's `Meta`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// The store version of the last write: the Raft log index of the entry that made it.
+    pub version: u64,
+    /// When the object was created.
+    pub created_at: Timestamp,
+    /// When the object was last changed.
+    pub updated_at: Timestamp,
+}
+
+/// A secret driver or templating driver reference.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Driver {
+    /// Driver name.
+    pub name: String,
+    /// Driver options.
+    pub options: BTreeMap<String, String>,
+}
+
+/// What a user asked for when creating a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretSpec {
+    /// Unique (case-insensitively) name.
+    pub name: String,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+    /// The value. Never returned by any API.
+    pub data: SecretBytes,
+    /// An external secret driver, if any.
+    pub driver: Option<Driver>,
+    /// A templating driver, if any.
+    pub templating: Option<Driver>,
+}
+
+/// A stored secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secret {
+    /// 25-character ID.
+    pub id: String,
+    /// Version and times.
+    pub meta: Meta,
+    /// The spec, data included.
+    pub spec: SecretSpec,
+}
+
+/// `Orchestration` part of the cluster spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrchestrationConfig {
+    /// Tasks kept per slot.
+    pub task_history_retention_limit: Option<i64>,
+}
+
+/// `Raft` part of the cluster spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftConfig {
+    /// Log entries between snapshots.
+    pub snapshot_interval: u64,
+    /// Snapshots kept besides the current one.
+    pub keep_old_snapshots: Option<u64>,
+    /// Entries kept for slow followers after a snapshot.
+    pub log_entries_for_slow_followers: u64,
+    /// Ticks without a leader before an election.
+    pub election_tick: i64,
+    /// Ticks between heartbeats.
+    pub heartbeat_tick: i64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            snapshot_interval: 10_000,
+            keep_old_snapshots: Some(0),
+            log_entries_for_slow_followers: 500,
+            election_tick: 10,
+            heartbeat_tick: 1,
+        }
+    }
+}
+
+/// `Dispatcher` part of the cluster spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DispatcherConfig {
+    /// Agent heartbeat period in nanoseconds.
+    pub heartbeat_period: Option<i64>,
+}
+
+/// `CAConfig` part of the cluster spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaConfig {
+    /// Node certificate lifetime in nanoseconds.
+    pub node_cert_expiry: Option<i64>,
+    /// Incremented to force a CA rotation.
+    pub force_rotate: u64,
+}
+
+/// `EncryptionConfig` part of the cluster spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionConfig {
+    /// Whether managers need the unlock key after a restart.
+    pub auto_lock_managers: bool,
+}
+
+/// The user-settable cluster configuration (Docker's swarm `Spec`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    /// Always `default`.
+    pub name: String,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+    /// Orchestration settings.
+    pub orchestration: OrchestrationConfig,
+    /// Raft settings.
+    pub raft: RaftConfig,
+    /// Dispatcher settings.
+    pub dispatcher: DispatcherConfig,
+    /// CA settings.
+    pub ca_config: CaConfig,
+    /// Autolock.
+    pub encryption_config: EncryptionConfig,
+}
+
+impl Default for ClusterSpec {
+    /// Swarm's defaults, as a fresh `docker swarm init` reports them.
+    fn default() -> Self {
+        ClusterSpec {
+            name: "default".to_owned(),
+            labels: BTreeMap::new(),
+            orchestration: OrchestrationConfig { task_history_retention_limit: Some(5) },
+            raft: RaftConfig::default(),
+            dispatcher: DispatcherConfig { heartbeat_period: Some(5_000_000_000) },
+            ca_config: CaConfig { node_cert_expiry: Some(7_776_000_000_000_000), force_rotate: 0 },
+            encryption_config: EncryptionConfig::default(),
+        }
+    }
+}
+
+/// Join tokens (`SWMTKN-1-<ca digest>-<secret>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTokens {
+    /// Token for workers.
+    pub worker: String,
+    /// Token for managers.
+    pub manager: String,
+}
+
+/// The cluster object: one per store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// Cluster ID.
+    pub id: String,
+    /// Version and times.
+    pub meta: Meta,
+    /// Configuration.
+    pub spec: ClusterSpec,
+    /// Join tokens.
+    pub join_tokens: JoinTokens,
+    /// PEM of the cluster's root CA certificate (empty until the PKI exists).
+    pub root_ca_pem: String,
+    /// Default address pools.
+    pub default_addr_pool: Vec<String>,
+    /// Subnet size for pools.
+    pub subnet_size: u32,
+    /// VXLAN port.
+    pub data_path_port: u32,
+}
+
+/// A node's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeRole {
+    /// Runs the store and the API.
+    Manager,
+    /// Runs tasks only.
+    Worker,
+}
+
+/// A node's scheduling availability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeAvailability {
+    /// Takes new tasks.
+    Active,
+    /// Keeps its tasks, takes no new ones.
+    Pause,
+    /// Tasks are moved away.
+    Drain,
+}
+
+/// The user-settable part of a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    /// Optional name.
+    pub name: String,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+    /// Desired role.
+    pub role: NodeRole,
+    /// Availability.
+    pub availability: NodeAvailability,
+}
+
+/// A member of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// Node ID.
+    pub id: String,
+    /// Version and times.
+    pub meta: Meta,
+    /// Configuration.
+    pub spec: NodeSpec,
+    /// Host name reported by the node.
+    pub hostname: String,
+    /// Address other nodes reach it at (host or host:port).
+    pub addr: String,
+    /// Raft node id, for managers.
+    pub raft_id: u64,
+}
