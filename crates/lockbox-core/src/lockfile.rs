@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use rustix::fs::{flock, FlockOperation};
+use rustix::fs::{FlockOperation, flock};
 
 use crate::CoreError;
 
@@ -30,7 +30,10 @@ impl DirLock {
                 "the data directory {} is in use by another lockbox daemon",
                 dir.display()
             ))),
-            Err(e) => Err(CoreError::Internal(format!("cannot lock {}: {e}", path.display()))),
+            Err(e) => Err(CoreError::Internal(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            ))),
         }
     }
 }

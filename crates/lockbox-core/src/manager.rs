@@ -24,11 +24,13 @@ use zeroize::Zeroizing;
 
 use crate::lockfile::DirLock;
 use crate::secrets::{SecretFilter, SecretInfo, SecretInput};
-use crate::{tokens, CoreError, Event};
+use crate::{CoreError, Event, tokens};
 
 /// The current time as a [`Timestamp`].
 pub(crate) fn now() -> Timestamp {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     Timestamp(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
@@ -127,18 +129,29 @@ impl Active {
                 }
                 Ok(())
             }
-            Err(e) => Err(CoreError::Internal(format!("statvfs {}: {e}", self.data_dir.display()))),
+            Err(e) => Err(CoreError::Internal(format!(
+                "statvfs {}: {e}",
+                self.data_dir.display()
+            ))),
         }
     }
 
     fn cluster(&self) -> Result<Cluster, CoreError> {
-        self.store.read(|s| s.cluster.clone()).ok_or(CoreError::NotInSwarm)
+        self.store
+            .read(|s| s.cluster.clone())
+            .ok_or(CoreError::NotInSwarm)
     }
 
     /// Re-wraps the keyring for the given autolock setting. With `new_key`, a fresh unlock key.
     fn protect(&self, autolock: bool, new_key: bool) -> Result<(), CoreError> {
-        let keyring = self.keyring.read().map_err(|_| CoreError::Internal("keyring lock poisoned".into()))?;
-        let mut slot = self.unlock_key.lock().map_err(|_| CoreError::Internal("unlock key lock poisoned".into()))?;
+        let keyring = self
+            .keyring
+            .read()
+            .map_err(|_| CoreError::Internal("keyring lock poisoned".into()))?;
+        let mut slot = self
+            .unlock_key
+            .lock()
+            .map_err(|_| CoreError::Internal("unlock key lock poisoned".into()))?;
         if autolock {
             if new_key || slot.is_none() {
                 *slot = Some(UnlockKey::generate());
@@ -157,7 +170,10 @@ impl Active {
     async fn rotate_data_key(&self) -> Result<RotateReport, CoreError> {
         let autolock = self.keystore.is_autolocked()?;
         let new_id = {
-            let mut keyring = self.keyring.write().map_err(|_| CoreError::Internal("keyring lock poisoned".into()))?;
+            let mut keyring = self
+                .keyring
+                .write()
+                .map_err(|_| CoreError::Internal("keyring lock poisoned".into()))?;
             keyring.rotate()
         };
         // Both keys wrapped on disk before any record uses the new one.
@@ -165,14 +181,22 @@ impl Active {
         let resealed = self.store.reseal().await?;
         let remaining = self.store.key_ids_in_use()?;
         if remaining.iter().any(|&id| id != new_id) {
-            return Err(CoreError::Internal(format!("records still sealed with old keys: {remaining:?}")));
+            return Err(CoreError::Internal(format!(
+                "records still sealed with old keys: {remaining:?}"
+            )));
         }
         {
-            let mut keyring = self.keyring.write().map_err(|_| CoreError::Internal("keyring lock poisoned".into()))?;
+            let mut keyring = self
+                .keyring
+                .write()
+                .map_err(|_| CoreError::Internal("keyring lock poisoned".into()))?;
             keyring.retire_old();
         }
         self.protect(autolock, false)?;
-        Ok(RotateReport { key_id: new_id, resealed })
+        Ok(RotateReport {
+            key_id: new_id,
+            resealed,
+        })
     }
 }
 
@@ -195,7 +219,9 @@ pub struct Manager {
 
 impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Manager").field("data_dir", &self.cfg.data_dir).finish_non_exhaustive()
+        f.debug_struct("Manager")
+            .field("data_dir", &self.cfg.data_dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -233,7 +259,12 @@ impl Manager {
         restrict_dir(&cfg.data_dir)?;
         let lock = DirLock::acquire(&cfg.data_dir)?;
         let (events, _) = broadcast::channel(1024);
-        let mgr = Manager { cfg, _lock: lock, phase: tokio::sync::RwLock::new(Phase::Inactive), events };
+        let mgr = Manager {
+            cfg,
+            _lock: lock,
+            phase: tokio::sync::RwLock::new(Phase::Inactive),
+            events,
+        };
         let keystore = KeyStore::new(&mgr.cfg.data_dir);
         if keystore.exists() {
             if keystore.is_autolocked()? {
@@ -264,7 +295,14 @@ impl Manager {
         let node_id = match (node_id, read_node_file(&self.cfg.data_dir)) {
             (Some(id), _) => id,
             (None, Some(nf)) if !nf.node_id.is_empty() => nf.node_id,
-            (None, _) => store.read(|s| s.nodes.values().find(|n| n.raft_id == 1).map(|n| n.id.clone())).unwrap_or_default(),
+            (None, _) => store
+                .read(|s| {
+                    s.nodes
+                        .values()
+                        .find(|n| n.raft_id == 1)
+                        .map(|n| n.id.clone())
+                })
+                .unwrap_or_default(),
         };
         let active = Arc::new(Active {
             store,
@@ -279,7 +317,10 @@ impl Manager {
         if let Ok(cluster) = active.cluster() {
             let want = cluster.spec.encryption_config.auto_lock_managers;
             if want != active.keystore.is_autolocked()? {
-                tracing::warn!(autolock = want, "key protection differs from the cluster setting; re-wrapping");
+                tracing::warn!(
+                    autolock = want,
+                    "key protection differs from the cluster setting; re-wrapping"
+                );
                 active.protect(want, false)?;
             }
         }
@@ -346,17 +387,28 @@ impl Manager {
             None
         };
         let node_id = lockbox_types::new_id();
-        let active = self.open_active(keyring, unlock_key, Some(node_id.clone())).await?;
+        let active = self
+            .open_active(keyring, unlock_key, Some(node_id.clone()))
+            .await?;
         let now = now();
         let cluster_id = lockbox_types::new_id();
         let mut ca_identity = [0u8; 32];
         getrandom::fill(&mut ca_identity).map_err(|e| CoreError::Internal(e.to_string()))?;
-        let addr = opts.advertise_addr.unwrap_or_else(|| self.cfg.advertise_addr.clone());
+        let addr = opts
+            .advertise_addr
+            .unwrap_or_else(|| self.cfg.advertise_addr.clone());
         let cluster = Cluster {
             id: cluster_id.clone(),
-            meta: Meta { version: 0, created_at: now, updated_at: now },
+            meta: Meta {
+                version: 0,
+                created_at: now,
+                updated_at: now,
+            },
             spec,
-            join_tokens: JoinTokens { worker: tokens::new_token(&ca_identity), manager: tokens::new_token(&ca_identity) },
+            join_tokens: JoinTokens {
+                worker: tokens::new_token(&ca_identity),
+                manager: tokens::new_token(&ca_identity),
+            },
             root_ca_pem: String::new(),
             default_addr_pool: vec!["10.0.0.0/8".into()],
             subnet_size: 24,
@@ -364,7 +416,11 @@ impl Manager {
         };
         let node = Node {
             id: node_id.clone(),
-            meta: Meta { version: 0, created_at: now, updated_at: now },
+            meta: Meta {
+                version: 0,
+                created_at: now,
+                updated_at: now,
+            },
             spec: NodeSpec {
                 name: String::new(),
                 labels: Default::default(),
@@ -375,11 +431,21 @@ impl Manager {
             addr,
             raft_id: 1,
         };
-        match active.store.propose(Command::InitCluster { cluster, node }).await? {
+        match active
+            .store
+            .propose(Command::InitCluster { cluster, node })
+            .await?
+        {
             Outcome::Applied { .. } => {}
             Outcome::Rejected(r) => return Err(r.into()),
         }
-        write_node_file(&self.cfg.data_dir, &NodeFile { node_id: node_id.clone(), cluster_id })?;
+        write_node_file(
+            &self.cfg.data_dir,
+            &NodeFile {
+                node_id: node_id.clone(),
+                cluster_id,
+            },
+        )?;
         *phase = Phase::Active(active);
         tracing::info!(node_id, "swarm initialized");
         Ok(node_id)
@@ -434,7 +500,10 @@ impl Manager {
     /// The current unlock key, when autolock is on.
     pub async fn unlock_key(&self) -> Result<Option<Zeroizing<String>>, CoreError> {
         let a = self.active().await?;
-        let slot = a.unlock_key.lock().map_err(|_| CoreError::Internal("unlock key lock poisoned".into()))?;
+        let slot = a
+            .unlock_key
+            .lock()
+            .map_err(|_| CoreError::Internal("unlock key lock poisoned".into()))?;
         Ok(slot.as_ref().map(UnlockKey::to_text))
     }
 
@@ -445,7 +514,11 @@ impl Manager {
 
     /// The nodes.
     pub async fn nodes(&self) -> Result<Vec<Node>, CoreError> {
-        Ok(self.active().await?.store.read(|s| s.nodes.values().cloned().collect()))
+        Ok(self
+            .active()
+            .await?
+            .store
+            .read(|s| s.nodes.values().cloned().collect()))
     }
 
     /// `swarm update`.
@@ -453,17 +526,25 @@ impl Manager {
         let a = self.active().await?;
         let cluster = a.cluster()?;
         if upd.spec.name != "default" && !upd.spec.name.is_empty() {
-            return Err(CoreError::InvalidArgument(r#"swarm spec must be named "default""#.into()));
+            return Err(CoreError::InvalidArgument(
+                r#"swarm spec must be named "default""#.into(),
+            ));
         }
         let mut spec = upd.spec;
         spec.name = "default".into();
         let was_locked = cluster.spec.encryption_config.auto_lock_managers;
         let autolock = spec.encryption_config.auto_lock_managers;
-        let join_tokens = (upd.rotate_worker_token || upd.rotate_manager_token).then(|| JoinTokens {
-            worker: tokens::rotate(&cluster.join_tokens.worker, upd.rotate_worker_token),
-            manager: tokens::rotate(&cluster.join_tokens.manager, upd.rotate_manager_token),
-        });
-        let cmd = Command::UpdateCluster { expected_version: upd.version, spec, join_tokens, now: now() };
+        let join_tokens =
+            (upd.rotate_worker_token || upd.rotate_manager_token).then(|| JoinTokens {
+                worker: tokens::rotate(&cluster.join_tokens.worker, upd.rotate_worker_token),
+                manager: tokens::rotate(&cluster.join_tokens.manager, upd.rotate_manager_token),
+            });
+        let cmd = Command::UpdateCluster {
+            expected_version: upd.version,
+            spec,
+            join_tokens,
+            now: now(),
+        };
         match a.store.propose(cmd).await? {
             Outcome::Applied { .. } => {}
             Outcome::Rejected(r) => return Err(r.into()),
@@ -499,8 +580,16 @@ impl Manager {
     }
 
     /// Updates a secret's labels.
-    pub async fn update_secret(&self, key: &str, version: u64, input: SecretInput) -> Result<(), CoreError> {
-        self.active().await?.update_secret(key, version, input).await
+    pub async fn update_secret(
+        &self,
+        key: &str,
+        version: u64,
+        input: SecretInput,
+    ) -> Result<(), CoreError> {
+        self.active()
+            .await?
+            .update_secret(key, version, input)
+            .await
     }
 
     /// Removes a secret.

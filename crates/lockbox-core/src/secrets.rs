@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use lockbox_crypto::SecretBytes;
-use lockbox_types::{validate_name, Command, Driver, Meta, Outcome, Secret, SecretSpec, MAX_SECRET_SIZE};
+use lockbox_types::{
+    Command, Driver, MAX_SECRET_SIZE, Meta, Outcome, Secret, SecretSpec, validate_name,
+};
 
 use crate::manager::Active;
 use crate::{CoreError, Event};
@@ -70,21 +72,31 @@ pub struct SecretFilter {
 
 impl SecretFilter {
     fn matches(&self, s: &Secret) -> bool {
-        let any_name = !self.names.is_empty() || !self.name_prefixes.is_empty() || !self.id_prefixes.is_empty();
+        let any_name = !self.names.is_empty()
+            || !self.name_prefixes.is_empty()
+            || !self.id_prefixes.is_empty();
         if any_name {
             let lower = s.spec.name.to_lowercase();
             let hit = self.names.iter().any(|n| n.to_lowercase() == lower)
-                || self.name_prefixes.iter().any(|p| lower.starts_with(&p.to_lowercase()))
-                || self.id_prefixes.iter().any(|p| s.id.starts_with(p.as_str()));
+                || self
+                    .name_prefixes
+                    .iter()
+                    .any(|p| lower.starts_with(&p.to_lowercase()))
+                || self
+                    .id_prefixes
+                    .iter()
+                    .any(|p| s.id.starts_with(p.as_str()));
             if !hit {
                 return false;
             }
         }
-        self.labels.iter().all(|(k, v)| match (s.spec.labels.get(k), v) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(actual), Some(want)) => want.is_empty() || actual == want,
-        })
+        self.labels
+            .iter()
+            .all(|(k, v)| match (s.spec.labels.get(k), v) {
+                (None, _) => false,
+                (Some(_), None) => true,
+                (Some(actual), Some(want)) => want.is_empty() || actual == want,
+            })
     }
 }
 
@@ -93,7 +105,9 @@ pub(crate) fn validate_create(input: &SecretInput) -> Result<(), CoreError> {
     validate_name(&input.name).map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
     if let Some(driver) = &input.driver {
         if driver.name.is_empty() {
-            return Err(CoreError::InvalidArgument("secret driver must have a name".into()));
+            return Err(CoreError::InvalidArgument(
+                "secret driver must have a name".into(),
+            ));
         }
         return Err(CoreError::Internal(format!(
             "secret driver {:?} is not available: lockbox stores secret values itself",
@@ -123,18 +137,30 @@ impl Active {
             let matches: Vec<&Secret> = if key.is_empty() {
                 Vec::new()
             } else {
-                st.secrets.range(key.to_owned()..).take_while(|(id, _)| id.starts_with(key)).map(|(_, s)| s).collect()
+                st.secrets
+                    .range(key.to_owned()..)
+                    .take_while(|(id, _)| id.starts_with(key))
+                    .map(|(_, s)| s)
+                    .collect()
             };
             match matches.len() {
                 0 => Err(CoreError::NotFound(format!("secret {key} not found"))),
                 1 => Ok(matches[0].clone()),
-                n => Err(CoreError::Ambiguous(format!("secret {key} is ambiguous ({n} matches found)"))),
+                n => Err(CoreError::Ambiguous(format!(
+                    "secret {key} is ambiguous ({n} matches found)"
+                ))),
             }
         })
     }
 
     pub(crate) fn list_secrets(&self, filter: &SecretFilter) -> Vec<SecretInfo> {
-        self.store.read(|st| st.secrets.values().filter(|s| filter.matches(s)).map(SecretInfo::from).collect())
+        self.store.read(|st| {
+            st.secrets
+                .values()
+                .filter(|s| filter.matches(s))
+                .map(SecretInfo::from)
+                .collect()
+        })
     }
 
     pub(crate) async fn create_secret(&self, input: SecretInput) -> Result<String, CoreError> {
@@ -143,7 +169,11 @@ impl Active {
         let now = crate::manager::now();
         let secret = Secret {
             id: lockbox_types::new_id(),
-            meta: Meta { version: 0, created_at: now, updated_at: now },
+            meta: Meta {
+                version: 0,
+                created_at: now,
+                updated_at: now,
+            },
             spec: SecretSpec {
                 name: input.name,
                 labels: input.labels,
@@ -156,25 +186,52 @@ impl Active {
         let name = secret.spec.name.clone();
         match self.store.propose(Command::CreateSecret { secret }).await? {
             Outcome::Applied { .. } => {
-                self.emit(Event { kind: "secret", action: "create", id: id.clone(), name, time: now });
+                self.emit(Event {
+                    kind: "secret",
+                    action: "create",
+                    id: id.clone(),
+                    name,
+                    time: now,
+                });
                 Ok(id)
             }
             Outcome::Rejected(r) => Err(r.into()),
         }
     }
 
-    pub(crate) async fn update_secret(&self, key: &str, version: u64, input: SecretInput) -> Result<(), CoreError> {
+    pub(crate) async fn update_secret(
+        &self,
+        key: &str,
+        version: u64,
+        input: SecretInput,
+    ) -> Result<(), CoreError> {
         let current = self.resolve_secret(key)?;
-        let same_data = input.data.as_ref().is_none_or(|d| current.spec.data.ct_eq(d.expose()));
+        let same_data = input
+            .data
+            .as_ref()
+            .is_none_or(|d| current.spec.data.ct_eq(d.expose()));
         if current.spec.name != input.name || !same_data {
-            return Err(CoreError::InvalidArgument("only updates to Labels are allowed".into()));
+            return Err(CoreError::InvalidArgument(
+                "only updates to Labels are allowed".into(),
+            ));
         }
         self.check_space(0)?;
         let now = crate::manager::now();
-        let cmd = Command::UpdateSecretLabels { id: current.id.clone(), expected_version: version, labels: input.labels, now };
+        let cmd = Command::UpdateSecretLabels {
+            id: current.id.clone(),
+            expected_version: version,
+            labels: input.labels,
+            now,
+        };
         match self.store.propose(cmd).await? {
             Outcome::Applied { .. } => {
-                self.emit(Event { kind: "secret", action: "update", id: current.id, name: current.spec.name, time: now });
+                self.emit(Event {
+                    kind: "secret",
+                    action: "update",
+                    id: current.id,
+                    name: current.spec.name,
+                    time: now,
+                });
                 Ok(())
             }
             Outcome::Rejected(r) => Err(r.into()),
@@ -183,7 +240,13 @@ impl Active {
 
     pub(crate) async fn remove_secret(&self, key: &str) -> Result<(), CoreError> {
         let current = self.resolve_secret(key)?;
-        match self.store.propose(Command::RemoveSecret { id: current.id.clone() }).await? {
+        match self
+            .store
+            .propose(Command::RemoveSecret {
+                id: current.id.clone(),
+            })
+            .await?
+        {
             Outcome::Applied { .. } => {
                 self.emit(Event {
                     kind: "secret",
@@ -204,7 +267,11 @@ mod tests {
     use super::*;
 
     fn input(name: &str, len: usize) -> SecretInput {
-        SecretInput { name: name.into(), data: Some(SecretBytes::new(vec![b'x'; len])), ..Default::default() }
+        SecretInput {
+            name: name.into(),
+            data: Some(SecretBytes::new(vec![b'x'; len])),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -214,11 +281,17 @@ mod tests {
         let e = validate_create(&input("-x", 5)).unwrap_err();
         assert!(e.to_string().starts_with("invalid name, only 64"), "{e}");
         let e = validate_create(&input("ok", 0)).unwrap_err();
-        assert_eq!(e.to_string(), "secret data must be larger than 0 and less than 512000 bytes");
+        assert_eq!(
+            e.to_string(),
+            "secret data must be larger than 0 and less than 512000 bytes"
+        );
         assert!(validate_create(&input("ok", 511_999)).is_ok());
         assert!(validate_create(&input("ok", 512_000)).is_err());
         let mut d = input("ok", 0);
         d.driver = Some(Driver::default());
-        assert_eq!(validate_create(&d).unwrap_err().to_string(), "secret driver must have a name");
+        assert_eq!(
+            validate_create(&d).unwrap_err().to_string(),
+            "secret driver must have a name"
+        );
     }
 }

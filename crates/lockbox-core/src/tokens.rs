@@ -33,7 +33,11 @@ fn random16() -> [u8; 16] {
 /// A new token for the CA whose certificate (or, until the PKI exists, identity) is `ca`.
 pub(crate) fn new_token(ca: &[u8]) -> String {
     let digest = Sha256::digest(ca);
-    format!("SWMTKN-1-{}-{}", base36(&digest, 50), base36(&random16(), 25))
+    format!(
+        "SWMTKN-1-{}-{}",
+        base36(&digest, 50),
+        base36(&random16(), 25)
+    )
 }
 
 /// The same token with a fresh secret part when `rotate` is set (the CA digest stays).

@@ -227,7 +227,10 @@ fn want_args(name: &str, args: &[Value], n: usize) -> gotmpl::Result<()> {
             "call",
             name,
             0,
-            &format!("wrong number of args for {name}: want {n} got {}", args.len()),
+            &format!(
+                "wrong number of args for {name}: want {n} got {}",
+                args.len()
+            ),
         ));
     }
     Ok(())
@@ -241,7 +244,10 @@ fn arg_str<'a>(name: &str, args: &'a [Value], i: usize) -> gotmpl::Result<&'a st
             "arg",
             name,
             i,
-            &format!("wrong type for value; expected string; got {}", go_type(other)),
+            &format!(
+                "wrong type for value; expected string; got {}",
+                go_type(other)
+            ),
         )),
     }
 }
@@ -383,7 +389,11 @@ fn encode_json(v: &Value, reg: &Registry, out: &mut String) -> Result<(), String
 // ---------------------------------------------------------------------------
 // Function maps
 
-fn insert(m: &mut FuncMap, name: &str, f: impl Fn(&[Value]) -> gotmpl::Result<Value> + Send + Sync + 'static) {
+fn insert(
+    m: &mut FuncMap,
+    name: &str,
+    f: impl Fn(&[Value]) -> gotmpl::Result<Value> + Send + Sync + 'static,
+) {
     let f: ValueFunc = Arc::new(f);
     m.insert(name.to_string(), f);
 }
@@ -412,7 +422,12 @@ pub(crate) fn basic_funcs(reg: &Arc<Registry>) -> FuncMap {
         match &args[0] {
             Value::Nil => Ok(Value::String("".into())),
             Value::List(items) => Ok(Value::String(
-                items.iter().map(go_sprint).collect::<Vec<_>>().join(sep).into(),
+                items
+                    .iter()
+                    .map(go_sprint)
+                    .collect::<Vec<_>>()
+                    .join(sep)
+                    .into(),
             )),
             Value::Map(map) => {
                 let mut vals: Vec<String> = map.values().map(go_sprint).collect();
@@ -455,7 +470,9 @@ pub(crate) fn basic_funcs(reg: &Arc<Registry>) -> FuncMap {
                 "error calling pad: strings: negative Repeat count",
             ));
         };
-        Ok(Value::String(format!("{}{s}{}", " ".repeat(pre), " ".repeat(post)).into()))
+        Ok(Value::String(
+            format!("{}{s}{}", " ".repeat(pre), " ".repeat(post)).into(),
+        ))
     });
     insert(&mut m, "truncate", |args| {
         want_args("truncate", args, 2)?;
@@ -487,7 +504,10 @@ pub(crate) fn basic_funcs(reg: &Arc<Registry>) -> FuncMap {
                 "call",
                 "index",
                 0,
-                &format!("wrong number of args for index: want at least 1 got {}", args.len()),
+                &format!(
+                    "wrong number of args for index: want at least 1 got {}",
+                    args.len()
+                ),
             ));
         }
         let mut val = args[0].clone();
@@ -581,7 +601,9 @@ fn insert_method_dispatch(m: &mut FuncMap, reg: &Arc<Registry>) {
                     &format!("wrong number of args for {name}: want 0 got {}", rest.len()),
                 ));
             }
-            return Err(TemplateError::MissingKey { key: name.to_string() });
+            return Err(TemplateError::MissingKey {
+                key: name.to_string(),
+            });
         }
         match recv {
             Value::Map(_) => Err(func_err(
@@ -699,7 +721,9 @@ fn rewrite_pipe(p: &mut PipeNode) {
         if !has_args {
             continue;
         }
-        let Some(first) = cmd.args.first() else { continue };
+        let Some(first) = cmd.args.first() else {
+            continue;
+        };
         let split = match first {
             Expr::Field(pos, fields) if !fields.is_empty() => {
                 let (last, init) = split_last(fields);
@@ -805,10 +829,22 @@ fn cmd_str(c: &CommandNode) -> String {
 fn pipe_str(p: &PipeNode) -> String {
     let mut s = String::new();
     if !p.decl.is_empty() {
-        s.push_str(&p.decl.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
+        s.push_str(
+            &p.decl
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
         s.push_str(if p.is_assign { " = " } else { " := " });
     }
-    s.push_str(&p.commands.iter().map(cmd_str).collect::<Vec<_>>().join(" | "));
+    s.push_str(
+        &p.commands
+            .iter()
+            .map(cmd_str)
+            .collect::<Vec<_>>()
+            .join(" | "),
+    );
     s
 }
 
@@ -913,12 +949,10 @@ pub(crate) fn compile(src: &str, funcs: FuncMap, style: MissingStyle) -> Result<
         check_functions(&d.body, &funcs)?;
     }
     rewrite_list(&mut tree);
-    let mut tmpl = Template::new("")
-        .funcs(funcs)
-        .missing_key(match style {
-            MissingStyle::NoValue => MissingKey::Invalid,
-            MissingStyle::MapError | MissingStyle::Struct(_) => MissingKey::Error,
-        });
+    let mut tmpl = Template::new("").funcs(funcs).missing_key(match style {
+        MissingStyle::NoValue => MissingKey::Invalid,
+        MissingStyle::MapError | MissingStyle::Struct(_) => MissingKey::Error,
+    });
     for d in &mut defines {
         rewrite_list(&mut d.body);
         tmpl = tmpl.add_parse_tree(d.name.as_str(), d.body.clone());
@@ -942,7 +976,10 @@ impl Compiled {
     /// Declare the methods (name, arity) of the contexts this template runs
     /// on, for Go's "wrong number of args" error when one is used as a field.
     pub(crate) fn with_methods(mut self, methods: &[(&str, usize)]) -> Self {
-        self.methods = methods.iter().map(|(m, a)| ((*m).to_string(), *a)).collect();
+        self.methods = methods
+            .iter()
+            .map(|(m, a)| ((*m).to_string(), *a))
+            .collect();
         self
     }
 
@@ -950,7 +987,10 @@ impl Compiled {
         let mut out = String::new();
         match self.tmpl.execute_template_fmt(&mut out, MAIN, data) {
             Ok(()) => Ok(out),
-            Err(e) => Err(ExecFailure { message: self.exec_message(e), partial: out }),
+            Err(e) => Err(ExecFailure {
+                message: self.exec_message(e),
+                partial: out,
+            }),
         }
     }
 
@@ -1005,8 +1045,10 @@ impl Compiled {
     fn find_call(&self, name: &str, method: bool) -> Option<&CommandNode> {
         let mut pipes: Vec<&PipeNode> = Vec::new();
         visit_list(&self.tree, &mut |p| pipes.push(p));
-        pipes.into_iter().flat_map(|p| p.commands.iter()).find(|cmd| {
-            match (cmd.args.first(), cmd.args.get(2)) {
+        pipes
+            .into_iter()
+            .flat_map(|p| p.commands.iter())
+            .find(|cmd| match (cmd.args.first(), cmd.args.get(2)) {
                 (Some(Expr::Identifier(_, n)), Some(Expr::String(_, m)))
                     if method && n.as_str() == METHOD_FN =>
                 {
@@ -1014,20 +1056,21 @@ impl Compiled {
                 }
                 (Some(Expr::Identifier(_, n)), _) => !method && n.as_str() == name,
                 _ => false,
-            }
-        })
+            })
     }
 
     fn exec_message(&self, e: TemplateError) -> String {
         match e {
             TemplateError::MissingKey { key } => {
                 let msg = match self.style {
-                    MissingStyle::Struct(ref t) => match self.methods.iter().find(|(m, _)| *m == key) {
-                        Some((_, arity)) => {
-                            format!("wrong number of args for {key}: want {arity} got 0")
+                    MissingStyle::Struct(ref t) => {
+                        match self.methods.iter().find(|(m, _)| *m == key) {
+                            Some((_, arity)) => {
+                                format!("wrong number of args for {key}: want {arity} got 0")
+                            }
+                            None => format!("can't evaluate field {key} in type {t}"),
                         }
-                        None => format!("can't evaluate field {key} in type {t}"),
-                    },
+                    }
                     _ => format!("map has no entry for key {key:?}"),
                 };
                 match self.find_field(&key) {
@@ -1047,7 +1090,9 @@ impl Compiled {
                         Some(arg) => {
                             let text = expr_str(arg);
                             let off = match arg {
-                                Expr::Field(_, f) | Expr::Variable(_, _, f) | Expr::Chain(_, _, f)
+                                Expr::Field(_, f)
+                                | Expr::Variable(_, _, f)
+                                | Expr::Chain(_, _, f)
                                     if !f.is_empty() =>
                                 {
                                     arg.pos().offset + text.len()
@@ -1073,7 +1118,11 @@ impl Compiled {
                 }
             }
             TemplateError::Exec(s) => format!("template: : executing \"\": {s}"),
-            TemplateError::ArgCount { name, expected, got } => format!(
+            TemplateError::ArgCount {
+                name,
+                expected,
+                got,
+            } => format!(
                 "template: : executing \"\": wrong number of args for {name}: want {expected} got {got}"
             ),
             TemplateError::NotIterable(s) => {
@@ -1105,19 +1154,34 @@ mod tests {
     fn funcs() {
         let d = json!({"Name": "fmt-B", "L": {"b": "2", "a": "1"}, "N": [1, "x"]});
         assert_eq!(
-            raw(r#"{{json (split .Name "-")}} {{split .Name "-"}} {{join (split .Name "-") "+"}}"#, &d),
+            raw(
+                r#"{{json (split .Name "-")}} {{split .Name "-"}} {{join (split .Name "-") "+"}}"#,
+                &d
+            ),
             Ok(r#"["fmt","B"] [fmt B] fmt+B"#.into())
         );
         assert_eq!(
-            raw(r#"{{lower .Name}} {{upper .Name}} {{title "hello wORLD foo-bar"}}"#, &d),
+            raw(
+                r#"{{lower .Name}} {{upper .Name}} {{title "hello wORLD foo-bar"}}"#,
+                &d
+            ),
             Ok("fmt-b FMT-B Hello WORLD Foo-Bar".into())
         );
         assert_eq!(
-            raw(r#"[{{pad "" 1 1}}] [{{pad "x" 0 3}}] {{truncate "abc" 5}} {{truncate "abcdef" 3}}"#, &d),
+            raw(
+                r#"[{{pad "" 1 1}}] [{{pad "x" 0 3}}] {{truncate "abc" 5}} {{truncate "abcdef" 3}}"#,
+                &d
+            ),
             Ok("[] [x   ] abc abc".into())
         );
-        assert_eq!(raw(r#"{{join .L ","}}|{{join .N "-"}}"#, &d), Ok("1,2|1-x".into()));
-        assert_eq!(raw(r#"{{println "a" 1}}x{{println}}y"#, &d), Ok("a 1\nx\ny".into()));
+        assert_eq!(
+            raw(r#"{{join .L ","}}|{{join .N "-"}}"#, &d),
+            Ok("1,2|1-x".into())
+        );
+        assert_eq!(
+            raw(r#"{{println "a" 1}}x{{println}}y"#, &d),
+            Ok("a 1\nx\ny".into())
+        );
         assert_eq!(raw(r#"{{json .L}}"#, &d), Ok(r#"{"b":"2","a":"1"}"#.into()));
         assert_eq!(raw(r#"{{.Missing}}"#, &d), Ok("<no value>".into()));
         assert_eq!(raw("{{truncate \"h\u{e9}llo\" 2}}", &d), Ok("h".into()));
@@ -1128,18 +1192,29 @@ mod tests {
         let d = json!({"Spec": {"Labels": {"a": "b"}}});
         assert_eq!(
             run("{{.Foo}}", &d, View::Raw, MissingStyle::MapError),
-            Err("template: :1:2: executing \"\" at <.Foo>: map has no entry for key \"Foo\"".into())
+            Err(
+                "template: :1:2: executing \"\" at <.Foo>: map has no entry for key \"Foo\"".into()
+            )
         );
         assert_eq!(
             run("{{.Spec.Foo}}", &d, View::Raw, MissingStyle::MapError),
-            Err("template: :1:7: executing \"\" at <.Spec.Foo>: map has no entry for key \"Foo\"".into())
+            Err(
+                "template: :1:7: executing \"\" at <.Spec.Foo>: map has no entry for key \"Foo\""
+                    .into()
+            )
         );
         assert_eq!(
             run("x\n {{upper .Spec.Labels}}", &d, View::Raw, MissingStyle::MapError),
             Err("template: :2:14: executing \"\" at <.Spec.Labels>: wrong type for value; expected string; got map[string]interface {}".into())
         );
-        assert_eq!(raw("{{.Name", &d), Err("template: :1: unclosed action".into()));
-        assert_eq!(raw("{{nope 1}}", &d), Err("template: :1: function \"nope\" not defined".into()));
+        assert_eq!(
+            raw("{{.Name", &d),
+            Err("template: :1: unclosed action".into())
+        );
+        assert_eq!(
+            raw("{{nope 1}}", &d),
+            Err("template: :1: function \"nope\" not defined".into())
+        );
         assert_eq!(
             run("{{.ID}}{{.Foo}}", &json!({"ID": "x"}), View::Raw, MissingStyle::Struct("*secret.secretContext".into())),
             Err("template: :1:9: executing \"\" at <.Foo>: can't evaluate field Foo in type *secret.secretContext".into())
@@ -1148,10 +1223,17 @@ mod tests {
 
     #[test]
     fn typed_view() {
-        let d = json!({"CreatedAt": "2026-11-23T10:59:55.093350179Z", "Spec": {"Labels": {"a": "b"}}});
+        let d =
+            json!({"CreatedAt": "2026-11-23T10:59:55.093350179Z", "Spec": {"Labels": {"a": "b"}}});
         let t = |s| run(s, &d, View::Typed, MissingStyle::MapError);
-        assert_eq!(t("{{.CreatedAt}}"), Ok("2026-11-23 10:59:55.093350179 +0000 UTC".into()));
-        assert_eq!(t("{{json .CreatedAt}}"), Ok("\"2026-11-23T10:59:55.093350179Z\"".into()));
+        assert_eq!(
+            t("{{.CreatedAt}}"),
+            Ok("2026-11-23 10:59:55.093350179 +0000 UTC".into())
+        );
+        assert_eq!(
+            t("{{json .CreatedAt}}"),
+            Ok("\"2026-11-23T10:59:55.093350179Z\"".into())
+        );
         assert_eq!(t(r#"[{{index .Spec.Labels "zz"}}]"#), Ok("[]".into()));
         assert_eq!(t(r#"{{index .Spec.Labels "a"}}"#), Ok("b".into()));
     }
@@ -1161,7 +1243,8 @@ mod tests {
         let mut reg = Registry::default();
         let row = string_map_value(&[("Name".into(), "x".into())]);
         let mut ms = BTreeMap::new();
-        let call: MethodFn = Arc::new(|a: &[Value]| Ok(Value::String(format!("L[{}]", a[0]).into())));
+        let call: MethodFn =
+            Arc::new(|a: &[Value]| Ok(Value::String(format!("L[{}]", a[0]).into())));
         ms.insert("Label".to_string(), Method { arity: 1, call });
         reg.set_methods(&row, ms);
         let reg = Arc::new(reg);
@@ -1170,7 +1253,12 @@ mod tests {
             compile(s, basic_funcs(&reg), style.clone())
                 .and_then(|c| c.execute(&row).map_err(|e| e.message))
         };
-        assert_eq!(go(r#"{{.Name}} {{.Label "k"}} {{"p" | .Label}} {{with $x := .}}{{$x.Label "v"}}{{end}}"#), Ok("x L[k] L[p] L[v]".into()));
+        assert_eq!(
+            go(
+                r#"{{.Name}} {{.Label "k"}} {{"p" | .Label}} {{with $x := .}}{{$x.Label "v"}}{{end}}"#
+            ),
+            Ok("x L[k] L[p] L[v]".into())
+        );
         assert_eq!(go(r#"{{(.Label "k") | printf "%s!"}}"#), Ok("L[k]!".into()));
         assert_eq!(
             go(r#"{{.Label "a" "b"}}"#),

@@ -146,6 +146,7 @@ pub(crate) fn write_indented(out: &mut String, v: &Json, indent: &str, depth: us
     }
 }
 
+#[cfg(test)]
 pub(crate) fn to_compact(v: &Json, escape_html: bool) -> String {
     let mut s = String::new();
     write_compact(&mut s, v, escape_html);
@@ -160,8 +161,15 @@ mod tests {
     #[test]
     fn strings_escape_like_go() {
         let mut s = String::new();
-        write_string(&mut s, "a<b>&\"\\\n\t\r\u{1}\u{8}\u{c}\u{7f}\u{2028}é", false);
-        assert_eq!(s, r#""a<b>&\"\\\n\t\r\u0001\b\f"#.to_string() + "\u{7f}\\u2028é\"");
+        write_string(
+            &mut s,
+            "a<b>&\"\\\n\t\r\u{1}\u{8}\u{c}\u{7f}\u{2028}é",
+            false,
+        );
+        assert_eq!(
+            s,
+            r#""a<b>&\"\\\n\t\r\u0001\b\f"#.to_string() + "\u{7f}\\u2028é\""
+        );
         let mut h = String::new();
         write_string(&mut h, "<a&b>", true);
         assert_eq!(h, r#""\u003ca\u0026b\u003e""#);
@@ -189,6 +197,9 @@ mod tests {
             s,
             "[\n    {\n        \"a\": {},\n        \"b\": [],\n        \"c\": [\n            1,\n            {\n                \"d\": null\n            }\n        ]\n    }\n]"
         );
-        assert_eq!(to_compact(&v, false), r#"[{"a":{},"b":[],"c":[1,{"d":null}]}]"#);
+        assert_eq!(
+            to_compact(&v, false),
+            r#"[{"a":{},"b":[],"c":[1,{"d":null}]}]"#
+        );
     }
 }

@@ -145,7 +145,10 @@ mod tests {
     #[test]
     fn human_duration_boundaries() {
         assert_eq!(human_duration(Duration::ZERO), "Less than a second");
-        assert_eq!(human_duration(Duration::from_millis(999)), "Less than a second");
+        assert_eq!(
+            human_duration(Duration::from_millis(999)),
+            "Less than a second"
+        );
         assert_eq!(hd(1), "1 second");
         assert_eq!(human_duration(Duration::from_millis(1999)), "1 second");
         assert_eq!(hd(2), "2 seconds");
@@ -187,7 +190,9 @@ mod tests {
     #[test]
     fn ago_handles_future_and_missing() {
         let now = parse_time("2026-11-23T11:00:00Z").ok();
-        let Some(now) = now else { panic!("bad fixture time") };
+        let Some(now) = now else {
+            panic!("bad fixture time")
+        };
         let later = parse_time("2026-11-23T11:00:05Z").ok();
         assert_eq!(ago(later, now), "Less than a second ago");
         assert_eq!(ago(None, now), "292 years ago");

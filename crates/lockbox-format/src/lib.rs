@@ -144,7 +144,12 @@ pub fn inspect_with_errors(values: &[Json], format: Option<&str>) -> (String, Ve
     let compiled = match engine::compile(format, engine::basic_funcs(&reg), MissingStyle::MapError)
     {
         Ok(c) => c,
-        Err(e) => return (String::new(), vec![FormatError::Parse(format!("{TEMPLATE_ERROR}{e}"))]),
+        Err(e) => {
+            return (
+                String::new(),
+                vec![FormatError::Parse(format!("{TEMPLATE_ERROR}{e}"))],
+            );
+        }
     };
     let mut out = String::new();
     let mut errors = Vec::new();

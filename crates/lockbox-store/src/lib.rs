@@ -17,6 +17,6 @@ mod state;
 mod storage;
 
 pub use error::StoreError;
-pub use raft::{Store, StoreConfig, DB_FILE};
-pub use storage::SnapshotBuf;
+pub use raft::{DB_FILE, Store, StoreConfig};
 pub use state::State;
+pub use storage::SnapshotBuf;

@@ -36,7 +36,12 @@ pub struct StoreConfig {
 impl StoreConfig {
     /// Defaults for a one-node store in `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        StoreConfig { dir: dir.into(), raft_id: 1, raft_addr: String::new(), snapshot_interval: 10_000 }
+        StoreConfig {
+            dir: dir.into(),
+            raft_id: 1,
+            raft_addr: String::new(),
+            snapshot_interval: 10_000,
+        }
     }
 }
 
@@ -50,7 +55,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("raft_id", &self.raft_id).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("raft_id", &self.raft_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -61,7 +68,10 @@ impl Store {
     /// Opens (creating if needed) the store in `config.dir` and starts Raft. Records are sealed
     /// with `keyring`; a record that fails authentication stops the open with
     /// [`StoreError::Corrupt`].
-    pub async fn open(config: StoreConfig, keyring: Arc<RwLock<Keyring>>) -> Result<Store, StoreError> {
+    pub async fn open(
+        config: StoreConfig,
+        keyring: Arc<RwLock<Keyring>>,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(&config.dir)?;
         let path = config.dir.join(DB_FILE);
         let db = tokio::task::spawn_blocking(move || Database::create(&path))
@@ -73,10 +83,15 @@ impl Store {
                 }
                 other => StoreError::Database(other.to_string()),
             })?;
-        let disk = Disk { db: Arc::new(db), keyring };
+        let disk = Disk {
+            db: Arc::new(db),
+            keyring,
+        };
         disk.init_tables().map_err(StoreError::Database)?;
-        let sm = StateMachine::open(disk.clone())
-            .map_err(|reason| StoreError::Corrupt { place: "snapshot".into(), reason })?;
+        let sm = StateMachine::open(disk.clone()).map_err(|reason| StoreError::Corrupt {
+            place: "snapshot".into(),
+            reason,
+        })?;
         let log = LogStore::new(disk.clone());
 
         let raft_config = Config {
@@ -89,17 +104,39 @@ impl Store {
             max_payload_entries: 512,
             ..Default::default()
         };
-        let raft_config = Arc::new(raft_config.validate().map_err(|e| StoreError::Raft(e.to_string()))?);
+        let raft_config = Arc::new(
+            raft_config
+                .validate()
+                .map_err(|e| StoreError::Raft(e.to_string()))?,
+        );
         let raft = Raft::new(config.raft_id, raft_config, Network, log, sm.clone())
             .await
             .map_err(|e| StoreError::Raft(e.to_string()))?;
-        let store = Store { raft, sm, disk, raft_id: config.raft_id };
+        let store = Store {
+            raft,
+            sm,
+            disk,
+            raft_id: config.raft_id,
+        };
 
-        let initialized = store.raft.is_initialized().await.map_err(|e| StoreError::Raft(e.to_string()))?;
+        let initialized = store
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| StoreError::Raft(e.to_string()))?;
         if !initialized {
             let mut members = BTreeMap::new();
-            members.insert(config.raft_id, BasicNode { addr: config.raft_addr.clone() });
-            store.raft.initialize(members).await.map_err(|e| StoreError::Raft(e.to_string()))?;
+            members.insert(
+                config.raft_id,
+                BasicNode {
+                    addr: config.raft_addr.clone(),
+                },
+            );
+            store
+                .raft
+                .initialize(members)
+                .await
+                .map_err(|e| StoreError::Raft(e.to_string()))?;
         }
         store
             .raft
@@ -138,14 +175,22 @@ impl Store {
     /// Builds a snapshot now and purges the log up to it.
     pub async fn snapshot(&self) -> Result<(), StoreError> {
         let applied = self.raft.metrics().borrow().last_applied;
-        self.raft.trigger().snapshot().await.map_err(|e| StoreError::Raft(e.to_string()))?;
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| StoreError::Raft(e.to_string()))?;
         if let Some(applied) = applied {
             self.raft
                 .wait(Some(Duration::from_secs(60)))
                 .snapshot(applied, "snapshot built")
                 .await
                 .map_err(|e| StoreError::Raft(e.to_string()))?;
-            self.raft.trigger().purge_log(applied.index).await.map_err(|e| StoreError::Raft(e.to_string()))?;
+            self.raft
+                .trigger()
+                .purge_log(applied.index)
+                .await
+                .map_err(|e| StoreError::Raft(e.to_string()))?;
             self.raft
                 .wait(Some(Duration::from_secs(60)))
                 .purged(Some(applied), "log purged")
@@ -164,7 +209,10 @@ impl Store {
         tokio::task::spawn_blocking(move || disk.reseal_all())
             .await
             .map_err(|e| StoreError::Database(e.to_string()))?
-            .map_err(|reason| StoreError::Corrupt { place: "reseal".into(), reason })
+            .map_err(|reason| StoreError::Corrupt {
+                place: "reseal".into(),
+                reason,
+            })
     }
 
     /// The ids of the data keys that still seal records on disk.
@@ -174,12 +222,20 @@ impl Store {
 
     /// The index of the last applied entry.
     pub fn applied_index(&self) -> u64 {
-        self.raft.metrics().borrow().last_applied.map(|l| l.index).unwrap_or(0)
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0)
     }
 
     /// Stops Raft. Durable state is already on disk.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
-        self.raft.shutdown().await.map_err(|e| StoreError::Raft(e.to_string()))
+        self.raft
+            .shutdown()
+            .await
+            .map_err(|e| StoreError::Raft(e.to_string()))
     }
 }
 

@@ -28,13 +28,18 @@ pub struct State {
 impl State {
     /// Rebuilds the derived indexes after deserialization.
     pub fn reindex(&mut self) {
-        self.secret_names =
-            self.secrets.values().map(|s| (s.spec.name.to_lowercase(), s.id.clone())).collect();
+        self.secret_names = self
+            .secrets
+            .values()
+            .map(|s| (s.spec.name.to_lowercase(), s.id.clone()))
+            .collect();
     }
 
     /// The secret with this exact name, compared case-insensitively.
     pub fn secret_by_name(&self, name: &str) -> Option<&Secret> {
-        self.secret_names.get(&name.to_lowercase()).and_then(|id| self.secrets.get(id))
+        self.secret_names
+            .get(&name.to_lowercase())
+            .and_then(|id| self.secrets.get(id))
     }
 
     /// Applies `cmd` as the entry at `index`. A rejection leaves the state unchanged except for
@@ -62,7 +67,12 @@ impl State {
                 self.nodes.insert(node.id.clone(), node);
                 Ok(())
             }
-            Command::UpdateCluster { expected_version, spec, join_tokens, now } => {
+            Command::UpdateCluster {
+                expected_version,
+                spec,
+                join_tokens,
+                now,
+            } => {
                 let cluster = self.cluster.as_mut().ok_or(Rejection::NotInitialized)?;
                 if cluster.meta.version != *expected_version {
                     return Err(Rejection::SequenceConflict);
@@ -89,11 +99,19 @@ impl State {
                 self.secrets.insert(secret.id.clone(), secret);
                 Ok(())
             }
-            Command::UpdateSecretLabels { id, expected_version, labels, now } => {
+            Command::UpdateSecretLabels {
+                id,
+                expected_version,
+                labels,
+                now,
+            } => {
                 let secret = self
                     .secrets
                     .get_mut(id)
-                    .ok_or_else(|| Rejection::NotFound { kind: "secret".into(), id: id.clone() })?;
+                    .ok_or_else(|| Rejection::NotFound {
+                        kind: "secret".into(),
+                        id: id.clone(),
+                    })?;
                 if secret.meta.version != *expected_version {
                     return Err(Rejection::SequenceConflict);
                 }
@@ -103,10 +121,10 @@ impl State {
                 Ok(())
             }
             Command::RemoveSecret { id } => {
-                let secret = self
-                    .secrets
-                    .remove(id)
-                    .ok_or_else(|| Rejection::NotFound { kind: "secret".into(), id: id.clone() })?;
+                let secret = self.secrets.remove(id).ok_or_else(|| Rejection::NotFound {
+                    kind: "secret".into(),
+                    id: id.clone(),
+                })?;
                 self.secret_names.remove(&secret.spec.name.to_lowercase());
                 Ok(())
             }
@@ -125,7 +143,11 @@ mod tests {
     fn secret(id: &str, name: &str) -> Secret {
         Secret {
             id: id.into(),
-            meta: Meta { version: 0, created_at: Timestamp(1), updated_at: Timestamp(1) },
+            meta: Meta {
+                version: 0,
+                created_at: Timestamp(1),
+                updated_at: Timestamp(1),
+            },
             spec: SecretSpec {
                 name: name.into(),
                 data: SecretBytes::new(b"v".to_vec()),
@@ -137,13 +159,26 @@ mod tests {
     #[test]
     fn create_sets_version_and_refuses_case_insensitive_duplicates() {
         let mut s = State::default();
-        let out = s.apply(7, &Command::CreateSecret { secret: secret("a", "Foo") });
+        let out = s.apply(
+            7,
+            &Command::CreateSecret {
+                secret: secret("a", "Foo"),
+            },
+        );
         assert_eq!(out, Outcome::Applied { version: 7 });
         assert_eq!(s.secrets["a"].meta.version, 7);
-        let out = s.apply(8, &Command::CreateSecret { secret: secret("b", "foo") });
+        let out = s.apply(
+            8,
+            &Command::CreateSecret {
+                secret: secret("b", "foo"),
+            },
+        );
         assert_eq!(
             out,
-            Outcome::Rejected(Rejection::NameConflict { kind: "secret".into(), name: "foo".into() })
+            Outcome::Rejected(Rejection::NameConflict {
+                kind: "secret".into(),
+                name: "foo".into()
+            })
         );
         assert_eq!(s.secrets.len(), 1);
         assert_eq!(s.version, 8);
@@ -153,7 +188,12 @@ mod tests {
     #[test]
     fn update_checks_version() {
         let mut s = State::default();
-        s.apply(3, &Command::CreateSecret { secret: secret("a", "x") });
+        s.apply(
+            3,
+            &Command::CreateSecret {
+                secret: secret("a", "x"),
+            },
+        );
         let labels: BTreeMap<String, String> = [("k".to_string(), "v".to_string())].into();
         let stale = Command::UpdateSecretLabels {
             id: "a".into(),
@@ -161,7 +201,10 @@ mod tests {
             labels: labels.clone(),
             now: Timestamp(5),
         };
-        assert_eq!(s.apply(4, &stale), Outcome::Rejected(Rejection::SequenceConflict));
+        assert_eq!(
+            s.apply(4, &stale),
+            Outcome::Rejected(Rejection::SequenceConflict)
+        );
         let ok = Command::UpdateSecretLabels {
             id: "a".into(),
             expected_version: 3,
@@ -177,14 +220,33 @@ mod tests {
     #[test]
     fn remove_frees_the_name() {
         let mut s = State::default();
-        s.apply(1, &Command::CreateSecret { secret: secret("a", "x") });
-        assert_eq!(s.apply(2, &Command::RemoveSecret { id: "a".into() }), Outcome::Applied { version: 2 });
+        s.apply(
+            1,
+            &Command::CreateSecret {
+                secret: secret("a", "x"),
+            },
+        );
+        assert_eq!(
+            s.apply(2, &Command::RemoveSecret { id: "a".into() }),
+            Outcome::Applied { version: 2 }
+        );
         assert!(s.secret_by_name("x").is_none());
         assert_eq!(
             s.apply(3, &Command::RemoveSecret { id: "a".into() }),
-            Outcome::Rejected(Rejection::NotFound { kind: "secret".into(), id: "a".into() })
+            Outcome::Rejected(Rejection::NotFound {
+                kind: "secret".into(),
+                id: "a".into()
+            })
         );
-        assert_eq!(s.apply(4, &Command::CreateSecret { secret: secret("b", "X") }), Outcome::Applied { version: 4 });
+        assert_eq!(
+            s.apply(
+                4,
+                &Command::CreateSecret {
+                    secret: secret("b", "X")
+                }
+            ),
+            Outcome::Applied { version: 4 }
+        );
     }
 
     #[derive(Debug, Clone)]
@@ -204,8 +266,12 @@ mod tests {
 
     fn to_cmd(op: &Op) -> Command {
         match op {
-            Op::Create(i, n) => Command::CreateSecret { secret: secret(&format!("id{i}"), &format!("Name{n}")) },
-            Op::Remove(i) => Command::RemoveSecret { id: format!("id{i}") },
+            Op::Create(i, n) => Command::CreateSecret {
+                secret: secret(&format!("id{i}"), &format!("Name{n}")),
+            },
+            Op::Remove(i) => Command::RemoveSecret {
+                id: format!("id{i}"),
+            },
             Op::Label(i, v) => Command::UpdateSecretLabels {
                 id: format!("id{i}"),
                 expected_version: *v,

@@ -70,12 +70,20 @@ impl Drop for SnapshotBuf {
 }
 
 impl AsyncRead for SnapshotBuf {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_read(cx, buf)
     }
 }
 impl AsyncWrite for SnapshotBuf {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -101,7 +109,11 @@ pub(crate) struct Disk {
     pub(crate) keyring: Arc<RwLock<Keyring>>,
 }
 
-fn io_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<NodeId> {
+fn io_err(
+    subject: ErrorSubject<NodeId>,
+    verb: ErrorVerb,
+    e: impl std::fmt::Display,
+) -> StorageError<NodeId> {
     StorageIOError::new(subject, verb, AnyError::error(e.to_string())).into()
 }
 
@@ -115,12 +127,22 @@ fn meta_aad(key: &str) -> Vec<u8> {
 impl Disk {
     pub(crate) fn seal<T: Serialize>(&self, aad: &[u8], value: &T) -> Result<Vec<u8>, String> {
         let plain = Zeroizing::new(postcard::to_allocvec(value).map_err(|e| e.to_string())?);
-        let keyring = self.keyring.read().map_err(|_| "keyring lock poisoned".to_string())?;
+        let keyring = self
+            .keyring
+            .read()
+            .map_err(|_| "keyring lock poisoned".to_string())?;
         Ok(keyring.seal(aad, &plain))
     }
 
-    pub(crate) fn open<T: for<'de> Deserialize<'de>>(&self, aad: &[u8], sealed: &[u8]) -> Result<T, String> {
-        let keyring = self.keyring.read().map_err(|_| "keyring lock poisoned".to_string())?;
+    pub(crate) fn open<T: for<'de> Deserialize<'de>>(
+        &self,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<T, String> {
+        let keyring = self
+            .keyring
+            .read()
+            .map_err(|_| "keyring lock poisoned".to_string())?;
         let plain = keyring.open(aad, sealed).map_err(|e| e.to_string())?;
         postcard::from_bytes(&plain).map_err(|e| format!("undecodable record: {e}"))
     }
@@ -142,18 +164,25 @@ impl Disk {
         let sealed = self.seal(&meta_aad(key), value)?;
         let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
         if !durable {
-            txn.set_durability(Durability::None).map_err(|e| e.to_string())?;
+            txn.set_durability(Durability::None)
+                .map_err(|e| e.to_string())?;
         }
         {
             let mut table = txn.open_table(META).map_err(|e| e.to_string())?;
-            table.insert(key, sealed.as_slice()).map_err(|e| e.to_string())?;
+            table
+                .insert(key, sealed.as_slice())
+                .map_err(|e| e.to_string())?;
         }
         txn.commit().map_err(|e| e.to_string())
     }
 
     /// Re-seals every record that is not sealed with the current key. Returns how many changed.
     pub(crate) fn reseal_all(&self) -> Result<usize, String> {
-        let current = self.keyring.read().map_err(|_| "keyring lock poisoned")?.current_id();
+        let current = self
+            .keyring
+            .read()
+            .map_err(|_| "keyring lock poisoned")?
+            .current_id();
         let txn = self.db.begin_write().map_err(|e| e.to_string())?;
         let mut changed = 0;
         {
@@ -167,10 +196,16 @@ impl Disk {
                 }
             }
             for index in stale {
-                let sealed = log.get(index).map_err(|e| e.to_string())?.map(|v| v.value().to_vec());
+                let sealed = log
+                    .get(index)
+                    .map_err(|e| e.to_string())?
+                    .map(|v| v.value().to_vec());
                 if let Some(sealed) = sealed {
-                    let plain = keyring.open(&log_aad(index), &sealed).map_err(|e| e.to_string())?;
-                    log.insert(index, keyring.seal(&log_aad(index), &plain).as_slice()).map_err(|e| e.to_string())?;
+                    let plain = keyring
+                        .open(&log_aad(index), &sealed)
+                        .map_err(|e| e.to_string())?;
+                    log.insert(index, keyring.seal(&log_aad(index), &plain).as_slice())
+                        .map_err(|e| e.to_string())?;
                     changed += 1;
                 }
             }
@@ -183,11 +218,19 @@ impl Disk {
                 }
             }
             for key in stale {
-                let sealed = meta.get(key.as_str()).map_err(|e| e.to_string())?.map(|v| v.value().to_vec());
+                let sealed = meta
+                    .get(key.as_str())
+                    .map_err(|e| e.to_string())?
+                    .map(|v| v.value().to_vec());
                 if let Some(sealed) = sealed {
-                    let plain = keyring.open(&meta_aad(&key), &sealed).map_err(|e| e.to_string())?;
-                    meta.insert(key.as_str(), keyring.seal(&meta_aad(&key), &plain).as_slice())
+                    let plain = keyring
+                        .open(&meta_aad(&key), &sealed)
                         .map_err(|e| e.to_string())?;
+                    meta.insert(
+                        key.as_str(),
+                        keyring.seal(&meta_aad(&key), &plain).as_slice(),
+                    )
+                    .map_err(|e| e.to_string())?;
                     changed += 1;
                 }
             }
@@ -224,7 +267,6 @@ impl Disk {
     }
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Log storage
 
@@ -237,10 +279,17 @@ pub(crate) struct LogStore {
 
 impl LogStore {
     pub(crate) fn new(disk: Disk) -> Self {
-        LogStore { disk, cache: Arc::new(Mutex::new(BTreeMap::new())) }
+        LogStore {
+            disk,
+            cache: Arc::new(Mutex::new(BTreeMap::new())),
+        }
     }
 
-    fn read_range(&self, start: u64, end_inclusive: Option<u64>) -> StoreResult<Vec<Entry<TypeConfig>>> {
+    fn read_range(
+        &self,
+        start: u64,
+        end_inclusive: Option<u64>,
+    ) -> StoreResult<Vec<Entry<TypeConfig>>> {
         // Served from the cache when it covers the whole range.
         if let Ok(cache) = self.cache.lock() {
             if let (Some((&first, _)), Some(end)) = (cache.first_key_value(), end_inclusive) {
@@ -250,8 +299,13 @@ impl LogStore {
             }
         }
         let disk = &self.disk;
-        let txn = disk.db.begin_read().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-        let table = txn.open_table(LOG).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let txn = disk
+            .db
+            .begin_read()
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let table = txn
+            .open_table(LOG)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
         let range = match end_inclusive {
             Some(end) => table.range(start..=end),
             None => table.range(start..),
@@ -270,9 +324,17 @@ impl LogStore {
     }
 
     fn last_entry(&self) -> StoreResult<Option<Entry<TypeConfig>>> {
-        let txn = self.disk.db.begin_read().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-        let table = txn.open_table(LOG).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-        let last = table.last().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let txn = self
+            .disk
+            .db
+            .begin_read()
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let table = txn
+            .open_table(LOG)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let last = table
+            .last()
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
         match last {
             None => Ok(None),
             Some((k, v)) => {
@@ -326,7 +388,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .read_meta(KEY_PURGED)
                 .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
             let last = this.last_entry()?.map(|e| e.log_id).max(purged);
-            Ok(LogState { last_purged_log_id: purged, last_log_id: last })
+            Ok(LogState {
+                last_purged_log_id: purged,
+                last_log_id: last,
+            })
         })
         .await
         .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
@@ -346,7 +411,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> StoreResult<Option<Vote<NodeId>>> {
-        self.disk.read_meta(KEY_VOTE).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Read, e))
+        self.disk
+            .read_meta(KEY_VOTE)
+            .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Read, e))
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {
@@ -360,8 +427,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> StoreResult<Option<LogId<NodeId>>> {
-        let v: Option<Option<LogId<NodeId>>> =
-            self.disk.read_meta(KEY_COMMITTED).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
+        let v: Option<Option<LogId<NodeId>>> = self
+            .disk
+            .read_meta(KEY_COMMITTED)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
         Ok(v.flatten())
     }
 
@@ -381,7 +450,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             {
                 let mut table = txn.open_table(LOG).map_err(|e| e.to_string())?;
                 for (index, bytes) in &sealed {
-                    table.insert(*index, bytes.as_slice()).map_err(|e| e.to_string())?;
+                    table
+                        .insert(*index, bytes.as_slice())
+                        .map_err(|e| e.to_string())?;
                 }
             }
             txn.commit().map_err(|e| e.to_string())?;
@@ -416,7 +487,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let txn = this.disk.db.begin_write().map_err(|e| e.to_string())?;
             {
                 let mut table = txn.open_table(LOG).map_err(|e| e.to_string())?;
-                table.retain_in(log_id.index.., |_, _| false).map_err(|e| e.to_string())?;
+                table
+                    .retain_in(log_id.index.., |_, _| false)
+                    .map_err(|e| e.to_string())?;
             }
             txn.commit().map_err(|e| e.to_string())?;
             if let Ok(mut cache) = this.cache.lock() {
@@ -436,9 +509,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let txn = this.disk.db.begin_write().map_err(|e| e.to_string())?;
             {
                 let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
-                meta.insert(KEY_PURGED, sealed.as_slice()).map_err(|e| e.to_string())?;
+                meta.insert(KEY_PURGED, sealed.as_slice())
+                    .map_err(|e| e.to_string())?;
                 let mut table = txn.open_table(LOG).map_err(|e| e.to_string())?;
-                table.retain_in(..=log_id.index, |_, _| false).map_err(|e| e.to_string())?;
+                table
+                    .retain_in(..=log_id.index, |_, _| false)
+                    .map_err(|e| e.to_string())?;
             }
             txn.commit().map_err(|e| e.to_string())?;
             if let Ok(mut cache) = this.cache.lock() {
@@ -492,7 +568,11 @@ pub(crate) struct StateMachine {
 }
 
 fn poisoned() -> StorageError<NodeId> {
-    io_err(ErrorSubject::StateMachine, ErrorVerb::Read, "state lock poisoned")
+    io_err(
+        ErrorSubject::StateMachine,
+        ErrorVerb::Read,
+        "state lock poisoned",
+    )
 }
 
 impl StateMachine {
@@ -501,8 +581,8 @@ impl StateMachine {
         let mut applied = Applied::default();
         let stored: Option<StoredSnapshot> = disk.read_meta(KEY_SNAPSHOT)?;
         if let Some(stored) = stored {
-            let payload: SnapshotPayload =
-                postcard::from_bytes(&stored.data).map_err(|e| format!("undecodable snapshot: {e}"))?;
+            let payload: SnapshotPayload = postcard::from_bytes(&stored.data)
+                .map_err(|e| format!("undecodable snapshot: {e}"))?;
             applied.last_applied = payload.last_applied;
             applied.membership = payload.membership;
             applied.state = payload.state;
@@ -527,17 +607,29 @@ impl StateMachine {
                 .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
             (data, applied.last_applied, applied.membership.clone())
         };
-        let seq = self.snapshot_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let seq = self
+            .snapshot_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
             None => format!("--{seq}"),
         };
-        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
-        let stored = StoredSnapshot { meta: meta.clone(), data };
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id,
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
         self.disk
             .write_meta(KEY_SNAPSHOT, &stored, true)
             .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
-        Ok(Snapshot { meta, snapshot: Box::new(SnapshotBuf::new(stored.data.clone())) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotBuf::new(stored.data.clone())),
+        })
     }
 }
 
@@ -553,7 +645,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = StateMachine;
 
-    async fn applied_state(&mut self) -> StoreResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
+    async fn applied_state(
+        &mut self,
+    ) -> StoreResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
         let applied = self.applied.read().map_err(|_| poisoned())?;
         Ok((applied.last_applied, applied.membership.clone()))
     }
@@ -601,9 +695,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         snapshot: Box<SnapshotBuf>,
     ) -> StoreResult<()> {
-        let payload: SnapshotPayload = postcard::from_bytes(snapshot.bytes())
-            .map_err(|e| io_err(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
-        let stored = StoredSnapshot { meta: meta.clone(), data: snapshot.bytes().to_vec() };
+        let payload: SnapshotPayload = postcard::from_bytes(snapshot.bytes()).map_err(|e| {
+            io_err(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Read,
+                e,
+            )
+        })?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: snapshot.bytes().to_vec(),
+        };
         let disk = self.disk.clone();
         tokio::task::spawn_blocking(move || disk.write_meta(KEY_SNAPSHOT, &stored, true))
             .await
@@ -622,7 +724,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .disk
             .read_meta(KEY_SNAPSHOT)
             .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e))?;
-        Ok(stored.map(|s| Snapshot { meta: s.meta.clone(), snapshot: Box::new(SnapshotBuf::new(s.data.clone())) }))
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta.clone(),
+            snapshot: Box::new(SnapshotBuf::new(s.data.clone())),
+        }))
     }
 }
 
@@ -637,13 +742,21 @@ mod conformance {
     struct Builder;
 
     impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
-        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
-            let dir = tempfile::tempdir().map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
+            let dir = tempfile::tempdir()
+                .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
             let db = Database::create(dir.path().join("store.redb"))
                 .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
-            let disk = Disk { db: Arc::new(db), keyring: Arc::new(RwLock::new(Keyring::generate())) };
-            disk.init_tables().map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
-            let sm = StateMachine::open(disk.clone()).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
+            let disk = Disk {
+                db: Arc::new(db),
+                keyring: Arc::new(RwLock::new(Keyring::generate())),
+            };
+            disk.init_tables()
+                .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+            let sm = StateMachine::open(disk.clone())
+                .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
             Ok((dir, LogStore::new(disk), sm))
         }
     }

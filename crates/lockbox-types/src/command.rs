@@ -127,13 +127,23 @@ mod tests {
 
     #[test]
     fn in_use_message_matches_docker() {
-        let one = Rejection::InUse { kind: "secret".into(), name: "s".into(), services: vec!["a".into()] };
-        assert_eq!(one.to_string(), "secret 's' is in use by the following service: a");
+        let one = Rejection::InUse {
+            kind: "secret".into(),
+            name: "s".into(),
+            services: vec!["a".into()],
+        };
+        assert_eq!(
+            one.to_string(),
+            "secret 's' is in use by the following service: a"
+        );
         let two = Rejection::InUse {
             kind: "secret".into(),
             name: "s".into(),
             services: vec!["a".into(), "b".into()],
         };
-        assert_eq!(two.to_string(), "secret 's' is in use by the following services: a, b");
+        assert_eq!(
+            two.to_string(),
+            "secret 's' is in use by the following services: a, b"
+        );
     }
 }

@@ -29,7 +29,9 @@ fn encode_base36(mut n: u128) -> String {
 
 /// Whether `s` has the shape of an object ID.
 pub fn is_id(s: &str) -> bool {
-    s.len() == ID_LEN && s.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+    s.len() == ID_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ mod name;
 mod object;
 
 pub use command::{Command, Outcome, Rejection};
-pub use id::{is_id, new_id, ID_LEN};
-pub use name::{validate_name, NameError, MAX_NAME_LEN};
+pub use id::{ID_LEN, is_id, new_id};
+pub use name::{MAX_NAME_LEN, NameError, validate_name};
 pub use object::{
     CaConfig, Cluster, ClusterSpec, DispatcherConfig, Driver, EncryptionConfig, JoinTokens, Meta,
     Node, NodeAvailability, NodeRole, NodeSpec, OrchestrationConfig, RaftConfig, Secret,

@@ -44,7 +44,14 @@ mod tests {
 
     #[test]
     fn accepts_docker_names() {
-        for ok in ["a", "db_password", "roi-poc-jwt-secret-v1", "app.key.crt", "A1", &"x".repeat(64)] {
+        for ok in [
+            "a",
+            "db_password",
+            "roi-poc-jwt-secret-v1",
+            "app.key.crt",
+            "A1",
+            &"x".repeat(64),
+        ] {
             assert_eq!(validate_name(ok), Ok(()), "{ok}");
         }
     }
@@ -52,7 +59,17 @@ mod tests {
     #[test]
     fn refuses_bad_names() {
         assert_eq!(validate_name(""), Err(NameError::Empty));
-        for bad in ["-a", "a-", "_a", "a.", "a b", "a/b", "é", &"x".repeat(65), "a\n"] {
+        for bad in [
+            "-a",
+            "a-",
+            "_a",
+            "a.",
+            "a b",
+            "a/b",
+            "é",
+            &"x".repeat(65),
+            "a\n",
+        ] {
             assert_eq!(validate_name(bad), Err(NameError::Invalid), "{bad:?}");
         }
     }

@@ -138,10 +138,17 @@ impl Default for ClusterSpec {
         ClusterSpec {
             name: "default".to_owned(),
             labels: BTreeMap::new(),
-            orchestration: OrchestrationConfig { task_history_retention_limit: Some(5) },
+            orchestration: OrchestrationConfig {
+                task_history_retention_limit: Some(5),
+            },
             raft: RaftConfig::default(),
-            dispatcher: DispatcherConfig { heartbeat_period: Some(5_000_000_000) },
-            ca_config: CaConfig { node_cert_expiry: Some(7_776_000_000_000_000), force_rotate: 0 },
+            dispatcher: DispatcherConfig {
+                heartbeat_period: Some(5_000_000_000),
+            },
+            ca_config: CaConfig {
+                node_cert_expiry: Some(7_776_000_000_000_000),
+                force_rotate: 0,
+            },
             encryption_config: EncryptionConfig::default(),
         }
     }

@@ -53,7 +53,10 @@ impl Expect {
     }
 
     pub fn header(&self, name: &str) -> Option<&Option<String>> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 }
 
@@ -184,7 +187,8 @@ fn json_string_prefix(s: &str) -> Result<(String, &str), String> {
             b'\\' => i += 2,
             b'"' => {
                 let lit = &s[..=i];
-                let v: String = serde_json::from_str(lit).map_err(|e| format!("bad JSON string {lit}: {e}"))?;
+                let v: String =
+                    serde_json::from_str(lit).map_err(|e| format!("bad JSON string {lit}: {e}"))?;
                 return Ok((v, &s[i + 1..]));
             }
             _ => i += 1,
@@ -202,7 +206,9 @@ pub fn parse_value_expr(s: &str) -> Result<Value, String> {
             let (v, r) = json_string_prefix(rest)?;
             (Value::Literal(v), r)
         } else if let Some(r) = rest.strip_prefix('\'') {
-            let end = r.find('\'').ok_or_else(|| format!("unterminated ' in {s:?}"))?;
+            let end = r
+                .find('\'')
+                .ok_or_else(|| format!("unterminated ' in {s:?}"))?;
             (Value::Literal(r[..end].to_string()), &r[end + 1..])
         } else if let Some(r) = rest.strip_prefix("repeat ") {
             let r = r.trim_start();
@@ -216,19 +222,30 @@ pub fn parse_value_expr(s: &str) -> Result<Value, String> {
             };
             let r = r.trim_start();
             let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
-            let n: usize = r[..end].parse().map_err(|_| format!("repeat needs a count: {s:?}"))?;
+            let n: usize = r[..end]
+                .parse()
+                .map_err(|_| format!("repeat needs a count: {s:?}"))?;
             (Value::Repeat(unit, n), &r[end..])
         } else {
-            return Err(format!("bad value {s:?}: use \"json\", 'raw', repeat \"x\" N, or <<TAG"));
+            return Err(format!(
+                "bad value {s:?}: use \"json\", 'raw', repeat \"x\" N, or <<TAG"
+            ));
         };
         parts.push(v);
         let r = r.trim_start();
         if r.is_empty() {
             break;
         }
-        rest = r.strip_prefix('+').ok_or_else(|| format!("expected + or end of line in {s:?}"))?.trim_start();
+        rest = r
+            .strip_prefix('+')
+            .ok_or_else(|| format!("expected + or end of line in {s:?}"))?
+            .trim_start();
     }
-    Ok(if parts.len() == 1 { parts.pop().expect("one") } else { Value::Concat(parts) })
+    Ok(if parts.len() == 1 {
+        parts.pop().expect("one")
+    } else {
+        Value::Concat(parts)
+    })
 }
 
 fn is_heredoc(s: &str) -> Option<&str> {
@@ -253,13 +270,22 @@ impl CaseFile {
             let raw = lines[i];
             let line = raw.trim_end_matches(['\n', '\r']);
             let trimmed = line.trim();
-            let cur_step = cases.last().and_then(|c| (!c.steps.is_empty()).then(|| (cases.len() - 1, c.steps.len() - 1)));
+            let cur_step = cases
+                .last()
+                .and_then(|c| (!c.steps.is_empty()).then(|| (cases.len() - 1, c.steps.len() - 1)));
             if trimmed.is_empty() || trimmed.starts_with('#') {
-                chunks.push(Chunk { text: raw.to_string(), step: cur_step, is_expect: false, free: true });
+                chunks.push(Chunk {
+                    text: raw.to_string(),
+                    step: cur_step,
+                    is_expect: false,
+                    free: true,
+                });
                 i += 1;
                 continue;
             }
-            let (kw, rest) = trimmed.split_once(char::is_whitespace).unwrap_or((trimmed, ""));
+            let (kw, rest) = trimmed
+                .split_once(char::is_whitespace)
+                .unwrap_or((trimmed, ""));
             let rest = rest.trim();
             // Collect a heredoc value if the value part is `<<TAG`.
             let mut chunk_text = raw.to_string();
@@ -270,7 +296,10 @@ impl CaseFile {
                 is_heredoc(last).map(|t| t.to_string())
             };
             let mut heredoc: Option<String> = None;
-            let takes_value = matches!(kw, "stdin" | "file" | "body" | "query" | "expect" | "modern");
+            let takes_value = matches!(
+                kw,
+                "stdin" | "file" | "body" | "query" | "expect" | "modern"
+            );
             if let Some(tag) = heredoc_for(rest).filter(|_| takes_value) {
                 let mut body = String::new();
                 let mut j = i + 1;
@@ -288,7 +317,12 @@ impl CaseFile {
                     j += 1;
                 }
                 heredoc = Some(body);
-                let cut = rest.len() - rest.rsplit(char::is_whitespace).next().unwrap_or(rest).len();
+                let cut = rest.len()
+                    - rest
+                        .rsplit(char::is_whitespace)
+                        .next()
+                        .unwrap_or(rest)
+                        .len();
                 value_src = rest[..cut].trim().to_string();
                 i = j + 1;
             } else {
@@ -305,18 +339,34 @@ impl CaseFile {
             let mut is_expect = false;
             match kw {
                 "case" => {
-                    if rest.is_empty() || !rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                    if rest.is_empty()
+                        || !rest
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    {
                         return Err(err(path, lineno, "case needs a name of [a-zA-Z0-9_-]"));
                     }
                     if cases.iter().any(|c| c.name == rest) {
                         return Err(err(path, lineno, format!("duplicate case {rest}")));
                     }
-                    cases.push(Case { name: rest.to_string(), line: lineno, tags: vec![], daemon_args: vec![], steps: vec![] });
+                    cases.push(Case {
+                        name: rest.to_string(),
+                        line: lineno,
+                        tags: vec![],
+                        daemon_args: vec![],
+                        steps: vec![],
+                    });
                 }
                 "tags" | "daemon-args" => {
-                    let c = cases.last_mut().ok_or_else(|| err(path, lineno, format!("{kw} outside a case")))?;
+                    let c = cases
+                        .last_mut()
+                        .ok_or_else(|| err(path, lineno, format!("{kw} outside a case")))?;
                     if !c.steps.is_empty() {
-                        return Err(err(path, lineno, format!("{kw} must come before the first step")));
+                        return Err(err(
+                            path,
+                            lineno,
+                            format!("{kw} must come before the first step"),
+                        ));
                     }
                     let words = shell_words(rest).map_err(|e| err(path, lineno, e))?;
                     if kw == "tags" {
@@ -326,19 +376,28 @@ impl CaseFile {
                     }
                 }
                 "step" => {
-                    let c = cases.last_mut().ok_or_else(|| err(path, lineno, "step outside a case"))?;
+                    let c = cases
+                        .last_mut()
+                        .ok_or_else(|| err(path, lineno, "step outside a case"))?;
                     let (sk, srest) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
                     let kind = match sk {
-                        "docker" => StepKind::Docker(shell_words(srest).map_err(|e| err(path, lineno, e))?),
+                        "docker" => {
+                            StepKind::Docker(shell_words(srest).map_err(|e| err(path, lineno, e))?)
+                        }
                         "http" => {
                             let w = shell_words(srest).map_err(|e| err(path, lineno, e))?;
                             if w.len() != 2 {
                                 return Err(err(path, lineno, "step http METHOD PATH"));
                             }
-                            StepKind::Http { method: w[0].clone(), path: w[1].clone() }
+                            StepKind::Http {
+                                method: w[0].clone(),
+                                path: w[1].clone(),
+                            }
                         }
                         "restart" => StepKind::Restart,
-                        other => return Err(err(path, lineno, format!("unknown step kind {other:?}"))),
+                        other => {
+                            return Err(err(path, lineno, format!("unknown step kind {other:?}")));
+                        }
                     };
                     c.steps.push(Step {
                         line: lineno,
@@ -366,60 +425,124 @@ impl CaseFile {
                     match kw {
                         "stdin" => step.stdin = Some(value(&value_src)?),
                         "file" => {
-                            let (name, v) = value_src.split_once(char::is_whitespace).unwrap_or((value_src.as_str(), ""));
+                            let (name, v) = value_src
+                                .split_once(char::is_whitespace)
+                                .unwrap_or((value_src.as_str(), ""));
                             step.files.push((name.to_string(), value(v)?));
                         }
                         "content-type" => step.content_type = Some(rest.to_string()),
                         "header" => {
-                            let (k, v) = rest.split_once(':').ok_or_else(|| err(path, lineno, "header Name: value"))?;
-                            step.req_headers.push((k.trim().to_string(), v.trim().to_string()));
+                            let (k, v) = rest
+                                .split_once(':')
+                                .ok_or_else(|| err(path, lineno, "header Name: value"))?;
+                            step.req_headers
+                                .push((k.trim().to_string(), v.trim().to_string()));
                         }
                         "query" => {
-                            let (k, v) = value_src.split_once(char::is_whitespace).unwrap_or((value_src.as_str(), ""));
+                            let (k, v) = value_src
+                                .split_once(char::is_whitespace)
+                                .unwrap_or((value_src.as_str(), ""));
                             step.query.push((k.to_string(), value(v)?));
                         }
                         "body" => step.body = Some(value(&value_src)?),
-                        "headers" => step.check_headers.extend(rest.split_whitespace().map(str::to_string)),
+                        "headers" => step
+                            .check_headers
+                            .extend(rest.split_whitespace().map(str::to_string)),
                         "sort-by" => step.sort_by = Some(rest.to_string()),
                         "json-keys" => {
-                            step.json_keys = Some(rest.parse().map_err(|_| err(path, lineno, "json-keys DEPTH"))?)
+                            step.json_keys = Some(
+                                rest.parse()
+                                    .map_err(|_| err(path, lineno, "json-keys DEPTH"))?,
+                            )
                         }
                         "select" => step.select.push(rest.to_string()),
                         "expect" | "modern" => {
                             is_expect = kw == "expect";
-                            let target = if kw == "expect" { &mut step.expect } else { &mut step.modern };
-                            let (field, frest) = value_src.split_once(char::is_whitespace).unwrap_or((value_src.as_str(), ""));
+                            let target = if kw == "expect" {
+                                &mut step.expect
+                            } else {
+                                &mut step.modern
+                            };
+                            let (field, frest) = value_src
+                                .split_once(char::is_whitespace)
+                                .unwrap_or((value_src.as_str(), ""));
                             let frest = frest.trim();
                             match field {
-                                "exit" => target.exit = Some(frest.parse().map_err(|_| err(path, lineno, "expect exit N"))?),
-                                "status" => target.status = Some(frest.parse().map_err(|_| err(path, lineno, "expect status N"))?),
+                                "exit" => {
+                                    target.exit = Some(
+                                        frest
+                                            .parse()
+                                            .map_err(|_| err(path, lineno, "expect exit N"))?,
+                                    )
+                                }
+                                "status" => {
+                                    target.status = Some(
+                                        frest
+                                            .parse()
+                                            .map_err(|_| err(path, lineno, "expect status N"))?,
+                                    )
+                                }
                                 "stdout" => target.stdout = Some(text_value(frest)?),
                                 "stderr" => target.stderr = Some(text_value(frest)?),
                                 "body" => target.body = Some(text_value(frest)?),
                                 "header" => {
-                                    let (name, v) = frest.split_once(char::is_whitespace).unwrap_or((frest, ""));
+                                    let (name, v) = frest
+                                        .split_once(char::is_whitespace)
+                                        .unwrap_or((frest, ""));
                                     let v = v.trim();
-                                    let val = if heredoc.is_none() && v == "<absent>" { None } else { Some(text_value(v)?) };
+                                    let val = if heredoc.is_none() && v == "<absent>" {
+                                        None
+                                    } else {
+                                        Some(text_value(v)?)
+                                    };
                                     target.headers.push((name.to_string(), val));
                                 }
-                                other => return Err(err(path, lineno, format!("unknown {kw} field {other:?}"))),
+                                other => {
+                                    return Err(err(
+                                        path,
+                                        lineno,
+                                        format!("unknown {kw} field {other:?}"),
+                                    ));
+                                }
                             }
                         }
-                        other => return Err(err(path, lineno, format!("unknown keyword {other:?}"))),
+                        other => {
+                            return Err(err(path, lineno, format!("unknown keyword {other:?}")));
+                        }
                     }
                 }
             }
-            let step_pos = cases.last().and_then(|c| (!c.steps.is_empty()).then(|| (cases.len() - 1, c.steps.len() - 1)));
-            let step_pos = if kw == "case" || kw == "tags" || kw == "daemon-args" { None } else { step_pos };
-            chunks.push(Chunk { text: chunk_text, step: step_pos, is_expect, free: false });
+            let step_pos = cases
+                .last()
+                .and_then(|c| (!c.steps.is_empty()).then(|| (cases.len() - 1, c.steps.len() - 1)));
+            let step_pos = if kw == "case" || kw == "tags" || kw == "daemon-args" {
+                None
+            } else {
+                step_pos
+            };
+            chunks.push(Chunk {
+                text: chunk_text,
+                step: step_pos,
+                is_expect,
+                free: false,
+            });
         }
-        Ok(CaseFile { path: path.to_path_buf(), cases, chunks })
+        Ok(CaseFile {
+            path: path.to_path_buf(),
+            cases,
+            chunks,
+        })
     }
 
     /// Render the file with new `expect` blocks for the steps in `captured`
     /// (`captured[case][step]`, `None` = keep what is there).
     pub fn render(&self, captured: &[Vec<Option<Expect>>]) -> String {
-        let new_for = |pos: (usize, usize)| captured.get(pos.0).and_then(|c| c.get(pos.1)).and_then(|e| e.as_ref());
+        let new_for = |pos: (usize, usize)| {
+            captured
+                .get(pos.0)
+                .and_then(|c| c.get(pos.1))
+                .and_then(|e| e.as_ref())
+        };
         // The last non-free, non-expect chunk of each step: new expects go right after it.
         let mut anchor = std::collections::HashMap::new();
         for (idx, ch) in self.chunks.iter().enumerate() {
@@ -453,7 +576,9 @@ impl CaseFile {
 /// Render a captured value: a heredoc when it is newline-terminated printable text, else a JSON
 /// string literal.
 pub fn render_value(v: &str) -> String {
-    let printable = v.chars().all(|c| c == '\n' || c == '\t' || (!c.is_control() && c != '\u{2028}' && c != '\u{2029}'));
+    let printable = v
+        .chars()
+        .all(|c| c == '\n' || c == '\t' || (!c.is_control() && c != '\u{2028}' && c != '\u{2029}'));
     if !v.is_empty() && v.ends_with('\n') && printable {
         let mut tag = "EOT".to_string();
         let mut n = 0;
@@ -507,22 +632,46 @@ mod tests {
         let f = CaseFile::parse(Path::new("t.cases"), src).unwrap();
         assert_eq!(f.render(&[]), src);
         let c = &f.cases[0];
-        assert_eq!(c.steps[0].kind, StepKind::Docker(vec!["secret".into(), "ls".into(), "--format".into(), "{{.Name}}".into()]));
+        assert_eq!(
+            c.steps[0].kind,
+            StepKind::Docker(vec![
+                "secret".into(),
+                "ls".into(),
+                "--format".into(),
+                "{{.Name}}".into()
+            ])
+        );
         assert_eq!(c.steps[0].stdin, Some(Value::Literal("hi\n".into())));
         assert_eq!(c.steps[0].expect.stdout.as_deref(), Some("old\n"));
         assert_eq!(c.steps[1].modern.status, Some(400));
-        let e = Expect { exit: Some(0), stdout: Some("new\n".into()), stderr: Some(String::new()), ..Default::default() };
+        let e = Expect {
+            exit: Some(0),
+            stdout: Some("new\n".into()),
+            stderr: Some(String::new()),
+            ..Default::default()
+        };
         let out = f.render(&[vec![Some(e), None]]);
         assert!(out.contains("EOT\nexpect exit 0\nexpect stdout <<EOT\nnew\nEOT\nexpect stderr \"\"\n# trailing comment\n"), "{out}");
         assert!(!out.contains("old"));
         let again = CaseFile::parse(Path::new("t.cases"), &out).unwrap();
-        assert_eq!(again.cases[0].steps[0].expect.stdout.as_deref(), Some("new\n"));
+        assert_eq!(
+            again.cases[0].steps[0].expect.stdout.as_deref(),
+            Some("new\n")
+        );
     }
 
     #[test]
     fn values() {
-        assert_eq!(parse_value_expr("\"a\\n\" + repeat 'x' 3 + 'y'").unwrap().eval(), "a\nxxxy");
-        assert_eq!(parse_value_expr("'{\"Name\":1}'").unwrap().eval(), "{\"Name\":1}");
+        assert_eq!(
+            parse_value_expr("\"a\\n\" + repeat 'x' 3 + 'y'")
+                .unwrap()
+                .eval(),
+            "a\nxxxy"
+        );
+        assert_eq!(
+            parse_value_expr("'{\"Name\":1}'").unwrap().eval(),
+            "{\"Name\":1}"
+        );
         assert_eq!(render_value("OK"), "\"OK\"\n");
         assert_eq!(render_value("a\nb\n"), "<<EOT\na\nb\nEOT\n");
     }

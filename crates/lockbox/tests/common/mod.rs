@@ -30,9 +30,17 @@ pub fn docker_bin() -> PathBuf {
 /// `Some(reason)` when the docker CLI cannot be used, so callers can skip with a clear message.
 pub fn docker_unavailable() -> Option<String> {
     let bin = docker_bin();
-    match Command::new(&bin).arg("--version").stdin(Stdio::null()).output() {
+    match Command::new(&bin)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+    {
         Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!("{} --version exited with {}", bin.display(), o.status)),
+        Ok(o) => Some(format!(
+            "{} --version exited with {}",
+            bin.display(),
+            o.status
+        )),
         Err(e) => Some(format!("cannot run {}: {e}", bin.display())),
     }
 }
@@ -66,7 +74,9 @@ impl Endpoint {
         } else if let Some(a) = url.strip_prefix("tcp://") {
             Ok(Endpoint::Tcp(a.trim_end_matches('/').to_string()))
         } else {
-            Err(format!("unsupported endpoint {url:?}: use unix:///path or tcp://host:port"))
+            Err(format!(
+                "unsupported endpoint {url:?}: use unix:///path or tcp://host:port"
+            ))
         }
     }
 
@@ -138,7 +148,9 @@ pub fn http_request(
     body: Option<&[u8]>,
 ) -> io::Result<HttpResponse> {
     let mut s = connect(ep)?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: lockbox-conformance\r\nConnection: close\r\n");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: lockbox-conformance\r\nConnection: close\r\n"
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -171,7 +183,12 @@ fn parse_response(raw: &[u8], head: bool) -> io::Result<HttpResponse> {
     let end = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad(format!("no end of headers in {:?}", String::from_utf8_lossy(raw))))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "no end of headers in {:?}",
+                String::from_utf8_lossy(raw)
+            ))
+        })?;
     let head_text = String::from_utf8_lossy(&raw[..end]);
     let mut lines = head_text.split("\r\n");
     let status_line = lines.next().unwrap_or("");
@@ -188,7 +205,11 @@ fn parse_response(raw: &[u8], head: bool) -> io::Result<HttpResponse> {
         }
     }
     let rest = &raw[end + 4..];
-    let resp = HttpResponse { status, headers, body: Vec::new() };
+    let resp = HttpResponse {
+        status,
+        headers,
+        body: Vec::new(),
+    };
     if head || status == 204 || status == 304 || (100..200).contains(&status) {
         return Ok(resp);
     }
@@ -197,7 +218,10 @@ fn parse_response(raw: &[u8], head: bool) -> io::Result<HttpResponse> {
         .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let body = if chunked {
         dechunk(rest)?
-    } else if let Some(n) = resp.header("Content-Length").and_then(|v| v.parse::<usize>().ok()) {
+    } else if let Some(n) = resp
+        .header("Content-Length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         rest[..n.min(rest.len())].to_vec()
     } else {
         rest.to_vec()
@@ -214,7 +238,8 @@ fn dechunk(mut data: &[u8]) -> io::Result<Vec<u8>> {
             .ok_or_else(|| bad("truncated chunk size"))?;
         let size_text = String::from_utf8_lossy(&data[..nl]);
         let size_text = size_text.split(';').next().unwrap_or("").trim().to_string();
-        let size = usize::from_str_radix(&size_text, 16).map_err(|_| bad(format!("bad chunk size {size_text:?}")))?;
+        let size = usize::from_str_radix(&size_text, 16)
+            .map_err(|_| bad(format!("bad chunk size {size_text:?}")))?;
         data = &data[nl + 2..];
         if size == 0 {
             return Ok(out);
@@ -238,7 +263,7 @@ pub fn wait_for_ping(
     mut alive: impl FnMut() -> Result<(), String>,
 ) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
-    let mut last = String::from("no attempt");
+    let mut last;
     loop {
         alive()?;
         match http_request(ep, "GET", "/_ping", &[], None) {
@@ -247,7 +272,10 @@ pub fn wait_for_ping(
             Err(e) => last = e.to_string(),
         }
         if Instant::now() >= deadline {
-            return Err(format!("GET /_ping on {} did not answer 200 within {timeout:?}: {last}", ep.url()));
+            return Err(format!(
+                "GET /_ping on {} did not answer 200 within {timeout:?}: {last}",
+                ep.url()
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -259,9 +287,13 @@ pub fn wait_for_ping(
 
 /// Run `cmd` feeding `stdin` (or an empty stdin), capture stdout/stderr, kill it after `timeout`.
 pub fn run_with_timeout(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) -> Output {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let shown = format!("{cmd:?}");
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {shown}: {e}"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {shown}: {e}"));
     let mut sin = child.stdin.take().expect("stdin");
     let data = stdin.map(|d| d.to_vec()).unwrap_or_default();
     let writer = std::thread::spawn(move || {
@@ -292,25 +324,44 @@ pub fn run_with_timeout(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duratio
                 let _ = writer.join();
                 let stdout = out_t.join().unwrap_or_default();
                 let mut stderr = err_t.join().unwrap_or_default();
-                stderr.extend_from_slice(format!("\n[harness: killed after {timeout:?}: {shown}]\n").as_bytes());
-                return Output { status: st, stdout, stderr };
+                stderr.extend_from_slice(
+                    format!("\n[harness: killed after {timeout:?}: {shown}]\n").as_bytes(),
+                );
+                return Output {
+                    status: st,
+                    stdout,
+                    stderr,
+                };
             }
         }
     };
     let _ = writer.join();
-    Output { status, stdout: out_t.join().unwrap_or_default(), stderr: err_t.join().unwrap_or_default() }
+    Output {
+        status,
+        stdout: out_t.join().unwrap_or_default(),
+        stderr: err_t.join().unwrap_or_default(),
+    }
 }
 
 /// Run the docker CLI against `ep`: `DOCKER_HOST` set, `DOCKER_CONFIG` pointing at
 /// `config_dir`, every other `DOCKER_*` variable removed. `cwd` is the working directory.
-pub fn run_docker(ep: &Endpoint, config_dir: &Path, cwd: &Path, args: &[String], stdin: Option<&[u8]>) -> Output {
+pub fn run_docker(
+    ep: &Endpoint,
+    config_dir: &Path,
+    cwd: &Path,
+    args: &[String],
+    stdin: Option<&[u8]>,
+) -> Output {
     let mut cmd = Command::new(docker_bin());
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("DOCKER_") {
             cmd.env_remove(&k);
         }
     }
-    cmd.env("DOCKER_HOST", ep.url()).env("DOCKER_CONFIG", config_dir).current_dir(cwd).args(args);
+    cmd.env("DOCKER_HOST", ep.url())
+        .env("DOCKER_CONFIG", config_dir)
+        .current_dir(cwd)
+        .args(args);
     run_with_timeout(cmd, stdin, Duration::from_secs(60))
 }
 
@@ -352,7 +403,11 @@ impl Daemon {
             .tempdir()
             .map_err(|e| format!("tempdir: {e}"))?;
         std::fs::create_dir_all(dir.path().join("docker-config")).map_err(|e| e.to_string())?;
-        let mut d = Daemon { dir, extra_args: extra.iter().map(|s| s.to_string()).collect(), child: None };
+        let mut d = Daemon {
+            dir,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
         d.spawn()?;
         Ok(d)
     }
@@ -443,13 +498,22 @@ impl Daemon {
     /// Run the stock docker CLI against this daemon.
     pub fn docker(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        run_docker(&self.endpoint(), &self.dir.path().join("docker-config"), self.dir.path(), &args, stdin)
+        run_docker(
+            &self.endpoint(),
+            &self.dir.path().join("docker-config"),
+            self.dir.path(),
+            &args,
+            stdin,
+        )
     }
 
     /// Run the lockbox CLI as `lockbox -H unix://... ARGS`.
     pub fn lockbox(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut cmd = Command::new(lockbox_bin());
-        cmd.arg("-H").arg(self.host()).args(args).current_dir(self.dir.path());
+        cmd.arg("-H")
+            .arg(self.host())
+            .args(args)
+            .current_dir(self.dir.path());
         run_with_timeout(cmd, stdin, Duration::from_secs(60))
     }
 
@@ -461,15 +525,22 @@ impl Daemon {
         body: Option<&[u8]>,
         content_type: Option<&str>,
     ) -> (u16, Vec<(String, String)>, Vec<u8>) {
-        let headers: Vec<(String, String)> =
-            content_type.map(|ct| vec![("Content-Type".to_string(), ct.to_string())]).unwrap_or_default();
+        let headers: Vec<(String, String)> = content_type
+            .map(|ct| vec![("Content-Type".to_string(), ct.to_string())])
+            .unwrap_or_default();
         let r = http_request(&self.endpoint(), method, path, &headers, body)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\n--- daemon log ---\n{}", self.log()));
         (r.status, r.headers, r.body)
     }
 
     /// Like [`Daemon::http`] but returning the full response or the I/O error.
-    pub fn try_http(&self, method: &str, path: &str, headers: &[(String, String)], body: Option<&[u8]>) -> io::Result<HttpResponse> {
+    pub fn try_http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: Option<&[u8]>,
+    ) -> io::Result<HttpResponse> {
         http_request(&self.endpoint(), method, path, headers, body)
     }
 
@@ -495,7 +566,10 @@ impl Daemon {
             if Instant::now() >= deadline {
                 let _ = c.kill();
                 let st = c.wait().expect("wait");
-                panic!("lockbox daemon ignored SIGTERM for 20 s (killed: {st})\n--- daemon log ---\n{}", self.log());
+                panic!(
+                    "lockbox daemon ignored SIGTERM for 20 s (killed: {st})\n--- daemon log ---\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -77,13 +77,21 @@ fn replace_bounded(s: &str, needle: &str, repl: &str, word: fn(u8) -> bool) -> S
 
 /// Scan `s` and replace every match of `matcher` (which returns the match length at a position,
 /// or 0) with `repl(matched_text)`.
-fn replace_scan(s: &str, mut matcher: impl FnMut(&[u8], usize) -> usize, mut repl: impl FnMut(&str) -> String) -> String {
+fn replace_scan(
+    s: &str,
+    mut matcher: impl FnMut(&[u8], usize) -> usize,
+    mut repl: impl FnMut(&str) -> String,
+) -> String {
     let b = s.as_bytes();
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     let mut last = 0;
     while i < b.len() {
-        let n = if s.is_char_boundary(i) { matcher(b, i) } else { 0 };
+        let n = if s.is_char_boundary(i) {
+            matcher(b, i)
+        } else {
+            0
+        };
         if n > 0 {
             out.push_str(&s[last..i]);
             out.push_str(&repl(&s[i..i + n]));
@@ -110,7 +118,12 @@ fn match_time(b: &[u8], i: usize) -> usize {
     if i > 0 && b[i - 1].is_ascii_digit() {
         return 0;
     }
-    if !(digits(b, i, 4) && lit(b, i + 4, b"-") && digits(b, i + 5, 2) && lit(b, i + 7, b"-") && digits(b, i + 8, 2)) {
+    if !(digits(b, i, 4)
+        && lit(b, i + 4, b"-")
+        && digits(b, i + 5, 2)
+        && lit(b, i + 7, b"-")
+        && digits(b, i + 8, 2))
+    {
         return 0;
     }
     let sep = b.get(i + 10).copied();
@@ -118,7 +131,12 @@ fn match_time(b: &[u8], i: usize) -> usize {
         return 0;
     }
     let t = i + 11;
-    if !(digits(b, t, 2) && lit(b, t + 2, b":") && digits(b, t + 3, 2) && lit(b, t + 5, b":") && digits(b, t + 6, 2)) {
+    if !(digits(b, t, 2)
+        && lit(b, t + 2, b":")
+        && digits(b, t + 3, 2)
+        && lit(b, t + 5, b":")
+        && digits(b, t + 6, 2))
+    {
         return 0;
     }
     let mut j = t + 8;
@@ -132,7 +150,11 @@ fn match_time(b: &[u8], i: usize) -> usize {
         if lit(b, j, b"Z") {
             return j + 1 - i;
         }
-        if (lit(b, j, b"+") || lit(b, j, b"-")) && digits(b, j + 1, 2) && lit(b, j + 3, b":") && digits(b, j + 4, 2) {
+        if (lit(b, j, b"+") || lit(b, j, b"-"))
+            && digits(b, j + 1, 2)
+            && lit(b, j + 3, b":")
+            && digits(b, j + 4, 2)
+        {
             return j + 6 - i;
         }
         return 0;
@@ -153,7 +175,11 @@ fn match_time(b: &[u8], i: usize) -> usize {
 
 /// Humanised durations from go-units `HumanDuration` followed by " ago".
 fn match_ago(b: &[u8], i: usize) -> usize {
-    for fixed in [&b"Less than a second ago"[..], b"About a minute ago", b"About an hour ago"] {
+    for fixed in [
+        &b"Less than a second ago"[..],
+        b"About a minute ago",
+        b"About an hour ago",
+    ] {
         if lit(b, i, fixed) {
             return fixed.len();
         }
@@ -169,7 +195,9 @@ fn match_ago(b: &[u8], i: usize) -> usize {
         return 0;
     }
     j += 1;
-    for unit in ["seconds", "second", "minutes", "hours", "days", "weeks", "months", "years"] {
+    for unit in [
+        "seconds", "second", "minutes", "hours", "days", "weeks", "months", "years",
+    ] {
         if lit(b, j, unit.as_bytes()) && lit(b, j + unit.len(), b" ago") {
             return j + unit.len() + 4 - i;
         }
@@ -194,7 +222,11 @@ fn match_token(b: &[u8], i: usize) -> usize {
         return 0;
     }
     let j = i + 9;
-    if j + 76 <= b.len() && b[j..j + 50].iter().all(|&c| is_b36(c)) && b[j + 50] == b'-' && b[j + 51..j + 76].iter().all(|&c| is_b36(c)) {
+    if j + 76 <= b.len()
+        && b[j..j + 50].iter().all(|&c| is_b36(c))
+        && b[j + 50] == b'-'
+        && b[j + 51..j + 76].iter().all(|&c| is_b36(c))
+    {
         85
     } else {
         0
@@ -243,17 +275,26 @@ fn placeholder(list: &mut Vec<String>, prefix: &str, actual: &str) -> String {
 
 impl Normalizer {
     pub fn new(facts: ServerFacts) -> Normalizer {
-        let mut n = Normalizer { facts, ..Default::default() };
+        let mut n = Normalizer {
+            facts,
+            ..Default::default()
+        };
         if let Some(v) = n.facts.api_version.clone() {
             n.vars.insert("APIVER".into(), v);
         }
         n
     }
 
+    /// Real IDs seen so far, in placeholder order (`<ID1>` first).
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
     /// Make `{DIR}` expand to `dir`, and `dir` in outputs read `<DIR>`.
     pub fn set_dir(&mut self, dir: &str) {
         self.vars.insert("DIR".into(), dir.to_string());
-        self.literals.push((dir.to_string(), "<DIR>".to_string(), false));
+        self.literals
+            .push((dir.to_string(), "<DIR>".to_string(), false));
     }
 
     /// Expand `{ID1}`, `{ID1:5}`, `{N1}`, `{KEY1}`, `{TOKEN1}`, `{DIR}`, `{APIVER}` in a request
@@ -295,9 +336,13 @@ impl Normalizer {
             },
             None => (name, None),
         };
-        let split = head.find(|c: char| c.is_ascii_digit()).unwrap_or(head.len());
+        let split = head
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(head.len());
         let (kind, num) = head.split_at(split);
-        let Ok(num) = num.parse::<usize>() else { return Ok(None) };
+        let Ok(num) = num.parse::<usize>() else {
+            return Ok(None);
+        };
         let list = match kind {
             "ID" => &self.ids,
             "N" => &self.indexes,
@@ -305,15 +350,15 @@ impl Normalizer {
             "TOKEN" => &self.tokens,
             _ => return Ok(None),
         };
-        let actual = list
-            .get(num.wrapping_sub(1))
-            .cloned()
-            .ok_or_else(|| format!("{{{name}}} used before <{head}> appeared in any output of this case"))?;
+        let actual = list.get(num.wrapping_sub(1)).cloned().ok_or_else(|| {
+            format!("{{{name}}} used before <{head}> appeared in any output of this case")
+        })?;
         Ok(Some(match prefix_len {
             Some(n) => {
                 let p: String = actual.chars().take(n).collect();
                 if !self.literals.iter().any(|(a, _, _)| *a == p) {
-                    self.literals.push((p.clone(), format!("<{head}:{n}>"), true));
+                    self.literals
+                        .push((p.clone(), format!("<{head}:{n}>"), true));
                 }
                 p
             }
@@ -326,18 +371,30 @@ impl Normalizer {
     pub fn normalize(&mut self, s: &str, cli: bool) -> String {
         let mut s = s.to_string();
         for (actual, ph, bounded) in self.literals.clone() {
-            s = if bounded { replace_bounded(&s, &actual, &ph, is_alnum) } else { s.replace(&actual, &ph) };
+            s = if bounded {
+                replace_bounded(&s, &actual, &ph, is_alnum)
+            } else {
+                s.replace(&actual, &ph)
+            };
         }
-        s = replace_scan(&s, match_token, |m| placeholder(&mut self.tokens, "TOKEN", m));
+        s = replace_scan(&s, match_token, |m| {
+            placeholder(&mut self.tokens, "TOKEN", m)
+        });
         s = replace_scan(&s, match_key, |m| placeholder(&mut self.keys, "KEY", m));
         if let Some(v) = self.facts.version.clone().filter(|v| v.len() >= 3) {
-            s = replace_bounded(&s, &v, "<VERSION>", |c| c.is_ascii_alphanumeric() || c == b'.' || c == b'+' || c == b'~');
+            s = replace_bounded(&s, &v, "<VERSION>", |c| {
+                c.is_ascii_alphanumeric() || c == b'.' || c == b'+' || c == b'~'
+            });
         }
         s = replace_scan(&s, match_time, |_| "<TIME>".to_string());
         s = replace_scan(&s, match_id, |m| placeholder(&mut self.ids, "ID", m));
         s = replace_scan(&s, match_index, |m| {
             let d = m.find(|c: char| c.is_ascii_digit()).expect("digits");
-            format!("{}{}", &m[..d], placeholder(&mut self.indexes, "N", &m[d..]))
+            format!(
+                "{}{}",
+                &m[..d],
+                placeholder(&mut self.indexes, "N", &m[d..])
+            )
         });
         s = replace_scan(&s, match_ago, |_| "<AGO>".to_string());
         let verword = |c: u8| c.is_ascii_digit() || c == b'.';
@@ -348,7 +405,9 @@ impl Normalizer {
             s = replace_bounded(&s, &v, "<MINAPIVER>", verword);
         }
         if let Some(h) = self.facts.hostname.clone().filter(|h| h.len() >= 2) {
-            s = replace_bounded(&s, &h, "<HOSTNAME>", |c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.');
+            s = replace_bounded(&s, &h, "<HOSTNAME>", |c| {
+                c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.'
+            });
         }
         if cli {
             let mut out = String::with_capacity(s.len());
@@ -440,11 +499,19 @@ pub fn json_path<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_j
 /// Reorder the elements of a JSON array body by the string (or number) at `path` in each, keeping
 /// every byte of every element. Bodies that are not arrays are returned unchanged.
 pub fn sort_array_by(body: &str, path: &str) -> String {
-    let Some((pre, mut elems, seps, suf)) = split_array(body) else { return body.to_string() };
+    let Some((pre, mut elems, seps, suf)) = split_array(body) else {
+        return body.to_string();
+    };
     let key = |e: &String| -> String {
         serde_json::from_str::<serde_json::Value>(e)
             .ok()
-            .and_then(|v| json_path(&v, path).map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())))
+            .and_then(|v| {
+                json_path(&v, path).map(|x| {
+                    x.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| x.to_string())
+                })
+            })
             .unwrap_or_default()
     };
     elems.sort_by_key(key);
@@ -475,7 +542,11 @@ pub fn json_keys(body: &str, depth: usize) -> String {
     fn walk(v: &serde_json::Value, prefix: &str, depth: usize, out: &mut String) {
         if let serde_json::Value::Object(m) = v {
             for (k, x) in m {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 out.push_str(&format!("{p}: {}\n", type_name(x)));
                 if depth > 1 {
                     walk(x, &p, depth - 1, out);
@@ -525,15 +596,30 @@ mod tests {
     fn ids_times_indexes() {
         let mut n = Normalizer::new(facts());
         let s = r#"{"ID":"dgn2zqqq0pn00wpapgu4yqfpr","Version":{"Index":12},"CreatedAt":"2026-11-23T11:01:32.323275185Z","UpdatedAt":"2026-11-23T11:01:32Z"}"#;
-        assert_eq!(n.normalize(s, false), r#"{"ID":"<ID1>","Version":{"Index":<N1>},"CreatedAt":"<TIME>","UpdatedAt":"<TIME>"}"#);
+        assert_eq!(
+            n.normalize(s, false),
+            r#"{"ID":"<ID1>","Version":{"Index":<N1>},"CreatedAt":"<TIME>","UpdatedAt":"<TIME>"}"#
+        );
         let s2 = "ecs8hlxuo7cvn71gtz6a8vsr9   lbx-a   Less than a second ago   2 minutes ago\n";
         assert_eq!(n.normalize(s2, true), "<ID2>  lbx-a  <AGO>  <AGO>\n");
-        assert_eq!(n.normalize("dgn2zqqq0pn00wpapgu4yqfpr \"Index\": 12", false), "<ID1> \"Index\": <N1>");
-        assert_eq!(n.substitute("x/{ID2:5}/{N1}/{{.Name}}/{\"a\":1}").unwrap(), "x/ecs8h/12/{{.Name}}/{\"a\":1}");
-        assert_eq!(n.normalize("secret ecs8h not found", false), "secret <ID2:5> not found");
+        assert_eq!(
+            n.normalize("dgn2zqqq0pn00wpapgu4yqfpr \"Index\": 12", false),
+            "<ID1> \"Index\": <N1>"
+        );
+        assert_eq!(
+            n.substitute("x/{ID2:5}/{N1}/{{.Name}}/{\"a\":1}").unwrap(),
+            "x/ecs8h/12/{{.Name}}/{\"a\":1}"
+        );
+        assert_eq!(
+            n.normalize("secret ecs8h not found", false),
+            "secret <ID2:5> not found"
+        );
         assert!(n.substitute("{ID9}").is_err());
         assert_eq!(
-            n.normalize("Created at:        2026-11-23 11:01:32.323275185 +0000 utc\n", true),
+            n.normalize(
+                "Created at:        2026-11-23 11:01:32.323275185 +0000 utc\n",
+                true
+            ),
             "Created at:  <TIME>\n"
         );
     }
@@ -542,22 +628,44 @@ mod tests {
     fn versions_keys_tokens() {
         let mut n = Normalizer::new(facts());
         assert_eq!(
-            n.normalize("Server: Docker/20.10.24+dfsg1 (linux) api 1.41 min 1.12 not 1.410 host vm", false),
+            n.normalize(
+                "Server: Docker/20.10.24+dfsg1 (linux) api 1.41 min 1.12 not 1.410 host vm",
+                false
+            ),
             "Server: Docker/<VERSION> (linux) api <APIVER> min <MINAPIVER> not 1.410 host <HOSTNAME>"
         );
         let k = "SWMKEY-1-kZ0Qqyzf5h8fDmnFPAaEY8ygQh0hwFvEomM1x0+Z8PU";
-        assert_eq!(n.normalize(&format!("key {k}\n{k}"), false), "key <KEY1>\n<KEY1>");
-        let t = "SWMTKN-1-1bzl74wlq274ytotu5oeokpwa451tzvi08adgr9h5uhe8xf7j0-dytrlj217v92oyu2q4bfp0vcc";
-        assert_eq!(n.normalize(&format!("--token {t} 127.0.0.1:2377"), false), "--token <TOKEN1> 127.0.0.1:2377");
+        assert_eq!(
+            n.normalize(&format!("key {k}\n{k}"), false),
+            "key <KEY1>\n<KEY1>"
+        );
+        let t =
+            "SWMTKN-1-1bzl74wlq274ytotu5oeokpwa451tzvi08adgr9h5uhe8xf7j0-dytrlj217v92oyu2q4bfp0vcc";
+        assert_eq!(
+            n.normalize(&format!("--token {t} 127.0.0.1:2377"), false),
+            "--token <TOKEN1> 127.0.0.1:2377"
+        );
         assert_eq!(n.substitute("{KEY1}").unwrap(), k);
     }
 
     #[test]
     fn json_views() {
         let b = "[{\"Spec\":{\"Name\":\"b\"}},{\"Spec\":{\"Name\":\"a,]\"}}]\n";
-        assert_eq!(sort_array_by(b, "Spec.Name"), "[{\"Spec\":{\"Name\":\"a,]\"}},{\"Spec\":{\"Name\":\"b\"}}]\n");
+        assert_eq!(
+            sort_array_by(b, "Spec.Name"),
+            "[{\"Spec\":{\"Name\":\"a,]\"}},{\"Spec\":{\"Name\":\"b\"}}]\n"
+        );
         assert_eq!(sort_array_by("[]\n", "Spec.Name"), "[]\n");
-        assert_eq!(json_keys("{\"A\":1,\"B\":{\"C\":\"x\"}}", 2), "A: number\nB: object\nB.C: string\n");
-        assert_eq!(json_select("{\"A\":{\"B\":[1,{\"C\":true}]}}", &["A.B.1".into(), "X".into()]), "A.B.1 = {\"C\":true}\nX = <missing>\n");
+        assert_eq!(
+            json_keys("{\"A\":1,\"B\":{\"C\":\"x\"}}", 2),
+            "A: number\nB: object\nB.C: string\n"
+        );
+        assert_eq!(
+            json_select(
+                "{\"A\":{\"B\":[1,{\"C\":true}]}}",
+                &["A.B.1".into(), "X".into()]
+            ),
+            "A.B.1 = {\"C\":true}\nX = <missing>\n"
+        );
     }
 }

@@ -1,0 +1,257 @@
+//! Reading request bodies and query strings as dockerd does, and writing JSON responses.
+//!
+//! Go's `encoding/json` matches field names case-insensitively and ignores unknown fields, so
+//! bodies are parsed into a `serde_json::Value` and read with [`field`], which prefers an
+//! exact key and falls back to a case-insensitive match.
+
+use std::collections::BTreeMap;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, ApiResult};
+
+/// Largest request body accepted. Docker caps a secret at 500 KiB, about 683 KiB in base64.
+pub(crate) const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// A JSON response: exact `application/json`, compact, newline-terminated.
+pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(mut body) => {
+            body.push(b'\n');
+            let mut resp = (status, body).into_response();
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+/// An empty response with `status`.
+pub(crate) fn empty(status: StatusCode) -> Response {
+    (status, Body::empty()).into_response()
+}
+
+/// Reads a JSON body: checks the content type, accepts an empty body as `null`, refuses
+/// malformed JSON and trailing content, and bodies over [`MAX_BODY`].
+pub(crate) async fn read_json(headers: &HeaderMap, body: Body) -> ApiResult<Value> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::bad_request(format!(
+            "request body too large: the limit is {MAX_BODY} bytes"
+        ))
+    })?;
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !(ct.is_empty() && bytes.is_empty()) {
+        let media = ct.split(';').next().unwrap_or("").trim();
+        if !media.eq_ignore_ascii_case("application/json") {
+            return Err(ApiError::bad_request(format!(
+                "unsupported Content-Type header ({ct}): must be 'application/json'"
+            )));
+        }
+    }
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    // The body may carry a secret value: parse from a buffer that is wiped afterwards.
+    let bytes = zeroize::Zeroizing::new(Vec::from(bytes));
+    let mut stream = serde_json::Deserializer::from_slice(&bytes).into_iter::<Value>();
+    let value = match stream.next() {
+        None => {
+            return Err(ApiError::bad_request(
+                "invalid JSON: got EOF while reading request body",
+            ));
+        }
+        Some(Err(e)) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid JSON: {}",
+                go_json_error(&e)
+            )));
+        }
+        Some(Ok(v)) => v,
+    };
+    if stream.next().is_some() {
+        return Err(ApiError::bad_request("unexpected content after JSON"));
+    }
+    Ok(value)
+}
+
+fn go_json_error(e: &serde_json::Error) -> String {
+    if e.is_eof() {
+        return "unexpected EOF".into();
+    }
+    // serde_json's text without its position suffix.
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+/// The object of a body, or an empty one for `null`.
+pub(crate) fn object<'a>(v: &'a Value, what: &str) -> ApiResult<Option<&'a Map<String, Value>>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Object(m) => Ok(Some(m)),
+        other => Err(ApiError::bad_request(format!(
+            "invalid JSON: json: cannot unmarshal {} into Go value of type {what}",
+            go_type(other)
+        ))),
+    }
+}
+
+fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// A field by name: exact key first, then a case-insensitive match, as Go's decoder does.
+pub(crate) fn field<'a>(obj: Option<&'a Map<String, Value>>, name: &str) -> Option<&'a Value> {
+    let obj = obj?;
+    obj.get(name)
+        .or_else(|| {
+            obj.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        })
+        .filter(|v| !v.is_null())
+}
+
+fn type_error(v: &Value, field_path: &str, go_ty: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "invalid JSON: json: cannot unmarshal {} into Go struct field {field_path} of type {go_ty}",
+        go_type(v)
+    ))
+}
+
+/// A string field ("" when absent).
+pub(crate) fn string(
+    obj: Option<&Map<String, Value>>,
+    name: &str,
+    path: &str,
+) -> ApiResult<String> {
+    match field(obj, name) {
+        None => Ok(String::new()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(v) => Err(type_error(v, path, "string")),
+    }
+}
+
+/// A bool field (false when absent).
+pub(crate) fn boolean(obj: Option<&Map<String, Value>>, name: &str, path: &str) -> ApiResult<bool> {
+    match field(obj, name) {
+        None => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(v) => Err(type_error(v, path, "bool")),
+    }
+}
+
+/// An integer field.
+pub(crate) fn int(
+    obj: Option<&Map<String, Value>>,
+    name: &str,
+    path: &str,
+) -> ApiResult<Option<i64>> {
+    match field(obj, name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| type_error(&Value::Number(n.clone()), path, "int64")),
+        Some(v) => Err(type_error(v, path, "int64")),
+    }
+}
+
+/// A nested object field.
+pub(crate) fn sub<'a>(
+    obj: Option<&'a Map<String, Value>>,
+    name: &str,
+    path: &str,
+) -> ApiResult<Option<&'a Map<String, Value>>> {
+    match field(obj, name) {
+        None => Ok(None),
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(v) => Err(type_error(v, path, "object")),
+    }
+}
+
+/// A `map[string]string` field.
+pub(crate) fn string_map(
+    obj: Option<&Map<String, Value>>,
+    name: &str,
+    path: &str,
+) -> ApiResult<BTreeMap<String, String>> {
+    match field(obj, name) {
+        None => Ok(BTreeMap::new()),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                other => Err(type_error(other, path, "string")),
+            })
+            .collect(),
+        Some(v) => Err(type_error(v, path, "map[string]string")),
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+pub(crate) fn parse_bool_strict(s: &str) -> Option<bool> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// dockerd's `httputils.BoolValue`: anything but "", "0", "no", "false", "none" is true.
+pub(crate) fn bool_value(s: Option<&String>) -> bool {
+    match s {
+        None => false,
+        Some(s) => !matches!(
+            s.trim().to_ascii_lowercase().as_str(),
+            "" | "0" | "no" | "false" | "none"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_is_case_insensitive_and_prefers_exact() {
+        let v: Value = serde_json::json!({"name": "a", "Labels": {"x": "y"}});
+        let o = object(&v, "x").unwrap();
+        assert_eq!(field(o, "Name"), Some(&Value::String("a".into())));
+        let v: Value = serde_json::json!({"name": "a", "Name": "b"});
+        assert_eq!(
+            field(object(&v, "x").unwrap(), "Name"),
+            Some(&Value::String("b".into()))
+        );
+    }
+
+    #[test]
+    fn bools() {
+        assert_eq!(parse_bool_strict("True"), Some(true));
+        assert_eq!(parse_bool_strict("yes"), None);
+        assert!(bool_value(Some(&"1".to_string())));
+        assert!(bool_value(Some(&"True".to_string())));
+        assert!(!bool_value(Some(&"False".to_string())));
+        assert!(!bool_value(Some(&"none".to_string())));
+        assert!(!bool_value(None));
+    }
+}

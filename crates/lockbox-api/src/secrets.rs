@@ -1,0 +1,165 @@
+//! `/secrets`: list, create, inspect, update (labels only), delete.
+
+use std::collections::HashMap;
+
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use base64::Engine as _;
+use http::{HeaderMap, StatusCode};
+use lockbox_core::{SecretFilter, SecretInput};
+use lockbox_crypto::SecretBytes;
+use lockbox_types::Driver;
+use serde_json::{Map, Value};
+use zeroize::Zeroize;
+
+use crate::body::{self, json, read_json};
+use crate::error::{ApiError, ApiResult};
+use crate::filters::Filters;
+use crate::{ApiVersion, AppState};
+
+fn id_param(p: &HashMap<String, String>) -> &str {
+    p.get("id").map_or("", String::as_str)
+}
+
+pub(crate) async fn list(
+    State(app): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let filters = Filters::parse(q.get("filters").map(String::as_str))?;
+    filters.validate(&["names", "name", "id", "label"])?;
+    let filter = SecretFilter {
+        names: filters.values("names"),
+        name_prefixes: filters.values("name"),
+        id_prefixes: filters.values("id"),
+        labels: filters.labels("label"),
+    };
+    let secrets = app.manager.list_secrets(&filter).await?;
+    let out: Vec<Value> = secrets.iter().map(crate::wire::secret).collect();
+    Ok(json(StatusCode::OK, &out))
+}
+
+fn driver(obj: Option<&Map<String, Value>>, name: &str) -> ApiResult<Option<Driver>> {
+    let d = body::sub(obj, name, &format!("SecretSpec.{name}"))?;
+    match d {
+        None => Ok(None),
+        Some(m) => Ok(Some(Driver {
+            name: body::string(Some(m), "Name", "Driver.Name")?,
+            options: body::string_map(Some(m), "Options", "Driver.Options")?,
+        })),
+    }
+}
+
+/// Parses a `SecretSpec` body. The base64 text and the decoded value are wiped after use.
+fn secret_input(mut v: Value) -> ApiResult<SecretInput> {
+    let data = match v.as_object_mut() {
+        Some(m) => {
+            let key = if m.contains_key("Data") {
+                Some("Data".to_owned())
+            } else {
+                m.keys().find(|k| k.eq_ignore_ascii_case("Data")).cloned()
+            };
+            key.and_then(|k| m.remove(&k))
+        }
+        None => None,
+    };
+    let obj = body::object(&v, "swarm.SecretSpec")?;
+    let data = match data {
+        None | Some(Value::Null) => None,
+        Some(Value::String(mut text)) => {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(text.as_bytes());
+            text.zeroize();
+            match decoded {
+                Ok(bytes) => Some(SecretBytes::new(bytes)),
+                Err(e) => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid JSON: {}",
+                        go_base64_error(&e)
+                    )));
+                }
+            }
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "invalid JSON: json: cannot unmarshal {} into Go struct field SecretSpec.Data of type []uint8",
+                if other.is_number() {
+                    "number"
+                } else if other.is_boolean() {
+                    "bool"
+                } else if other.is_array() {
+                    "array"
+                } else {
+                    "object"
+                }
+            )));
+        }
+    };
+    Ok(SecretInput {
+        name: body::string(obj, "Name", "SecretSpec.Name")?,
+        labels: body::string_map(obj, "Labels", "SecretSpec.Labels")?,
+        data,
+        driver: driver(obj, "Driver")?,
+        templating: driver(obj, "Templating")?,
+    })
+}
+
+fn go_base64_error(e: &base64::DecodeError) -> String {
+    match e {
+        base64::DecodeError::InvalidByte(i, _) | base64::DecodeError::InvalidLastSymbol(i, _) => {
+            format!("illegal base64 data at input byte {i}")
+        }
+        base64::DecodeError::InvalidLength(n) => format!("illegal base64 data at input byte {n}"),
+        base64::DecodeError::InvalidPadding => "illegal base64 data at input byte 0".into(),
+    }
+}
+
+pub(crate) async fn create(
+    State(app): State<AppState>,
+    Extension(version): Extension<ApiVersion>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let input = secret_input(read_json(&headers, body).await?)?;
+    if input.templating.is_some() && version < ApiVersion(1, 37) {
+        return Err(ApiError::bad_request(format!(
+            "secret templating is not supported on the specified API version: {version}"
+        )));
+    }
+    let id = app.manager.create_secret(input).await?;
+    Ok(json(StatusCode::CREATED, &serde_json::json!({ "ID": id })))
+}
+
+pub(crate) async fn inspect(
+    State(app): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let s = app.manager.inspect_secret(id_param(&p)).await?;
+    Ok(json(StatusCode::OK, &crate::wire::secret(&s)))
+}
+
+pub(crate) async fn update(
+    State(app): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let version = q
+        .get("version")
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| ApiError::bad_request("invalid secret version"))?;
+    let input = secret_input(read_json(&headers, body).await?)?;
+    app.manager
+        .update_secret(id_param(&p), version, input)
+        .await?;
+    Ok(body::empty(StatusCode::OK))
+}
+
+pub(crate) async fn delete(
+    State(app): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    app.manager.remove_secret(id_param(&p)).await?;
+    Ok(body::empty(StatusCode::NO_CONTENT))
+}

@@ -1,0 +1,236 @@
+//! `/swarm`: init, inspect, update, unlock, unlockkey, leave, join.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use lockbox_core::{CoreError, InitOptions, SwarmUpdate};
+use lockbox_types::ClusterSpec;
+use serde_json::{Map, Value};
+
+use crate::AppState;
+use crate::body::{self, json, read_json};
+use crate::error::{ApiError, ApiResult, NOT_IN_SWARM};
+
+/// Applies a Docker swarm `Spec` onto `base` as dockerd's `MergeSwarmSpecToGRPC` does: most
+/// fields change only when given non-zero; labels and autolock are always taken as sent.
+pub(crate) fn merge_spec(
+    base: &ClusterSpec,
+    obj: Option<&Map<String, Value>>,
+) -> ApiResult<ClusterSpec> {
+    let mut s = base.clone();
+    let name = body::string(obj, "Name", "Spec.Name")?;
+    if !name.is_empty() {
+        s.name = name;
+    }
+    s.labels = body::string_map(obj, "Labels", "Spec.Labels")?;
+    let orch = body::sub(obj, "Orchestration", "Spec.Orchestration")?;
+    if let Some(v) = body::int(
+        orch,
+        "TaskHistoryRetentionLimit",
+        "OrchestrationConfig.TaskHistoryRetentionLimit",
+    )? {
+        s.orchestration.task_history_retention_limit = Some(v);
+    }
+    let raft = body::sub(obj, "Raft", "Spec.Raft")?;
+    let nonzero = |v: Option<i64>| v.filter(|&x| x != 0);
+    if let Some(v) = nonzero(body::int(
+        raft,
+        "SnapshotInterval",
+        "RaftConfig.SnapshotInterval",
+    )?) {
+        s.raft.snapshot_interval = v.max(0) as u64;
+    }
+    if let Some(v) = body::int(raft, "KeepOldSnapshots", "RaftConfig.KeepOldSnapshots")? {
+        s.raft.keep_old_snapshots = Some(v.max(0) as u64);
+    }
+    if let Some(v) = nonzero(body::int(
+        raft,
+        "LogEntriesForSlowFollowers",
+        "RaftConfig.LogEntriesForSlowFollowers",
+    )?) {
+        s.raft.log_entries_for_slow_followers = v.max(0) as u64;
+    }
+    if let Some(v) = nonzero(body::int(
+        raft,
+        "HeartbeatTick",
+        "RaftConfig.HeartbeatTick",
+    )?) {
+        s.raft.heartbeat_tick = v;
+    }
+    if let Some(v) = nonzero(body::int(raft, "ElectionTick", "RaftConfig.ElectionTick")?) {
+        s.raft.election_tick = v;
+    }
+    let disp = body::sub(obj, "Dispatcher", "Spec.Dispatcher")?;
+    if let Some(v) = nonzero(body::int(
+        disp,
+        "HeartbeatPeriod",
+        "DispatcherConfig.HeartbeatPeriod",
+    )?) {
+        s.dispatcher.heartbeat_period = Some(v);
+    }
+    let ca = body::sub(obj, "CAConfig", "Spec.CAConfig")?;
+    if let Some(v) = nonzero(body::int(ca, "NodeCertExpiry", "CAConfig.NodeCertExpiry")?) {
+        s.ca_config.node_cert_expiry = Some(v);
+    }
+    s.ca_config.force_rotate = body::int(ca, "ForceRotate", "CAConfig.ForceRotate")?
+        .unwrap_or(0)
+        .max(0) as u64;
+    let enc = body::sub(obj, "EncryptionConfig", "Spec.EncryptionConfig")?;
+    s.encryption_config.auto_lock_managers =
+        body::boolean(enc, "AutoLockManagers", "EncryptionConfig.AutoLockManagers")?;
+    Ok(s)
+}
+
+pub(crate) async fn init(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let v = read_json(&headers, body).await?;
+    let obj = body::object(&v, "swarm.InitRequest")?;
+    let spec_obj = body::sub(obj, "Spec", "InitRequest.Spec")?;
+    let spec = merge_spec(&ClusterSpec::default(), spec_obj)?;
+    let autolock = body::boolean(obj, "AutoLockManagers", "InitRequest.AutoLockManagers")?
+        || spec.encryption_config.auto_lock_managers;
+    let advertise = body::string(obj, "AdvertiseAddr", "InitRequest.AdvertiseAddr")?;
+    let opts = InitOptions {
+        autolock,
+        spec: Some(spec),
+        advertise_addr: (!advertise.is_empty()).then(|| with_port(&advertise)),
+    };
+    let id = app.manager.init(opts).await?;
+    Ok(json(StatusCode::OK, &id))
+}
+
+fn with_port(addr: &str) -> String {
+    if addr.parse::<std::net::SocketAddr>().is_ok()
+        || addr
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        addr.to_owned()
+    } else {
+        format!("{addr}:2377")
+    }
+}
+
+pub(crate) async fn inspect(State(app): State<AppState>) -> ApiResult<Response> {
+    let c = app.manager.cluster().await?;
+    Ok(json(StatusCode::OK, &crate::wire::swarm(&c)))
+}
+
+fn query_bool(q: &HashMap<String, String>, key: &str) -> ApiResult<bool> {
+    match q.get(key) {
+        None => Ok(false),
+        Some(v) if v.is_empty() => Ok(false),
+        Some(v) => body::parse_bool_strict(v).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid value for {key}: strconv.ParseBool: parsing \"{v}\": invalid syntax"
+            ))
+        }),
+    }
+}
+
+pub(crate) async fn update(
+    State(app): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let raw = q.get("version").cloned().unwrap_or_default();
+    let version = raw.parse::<u64>().map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid swarm version '{raw}': strconv.ParseUint: parsing \"{raw}\": invalid syntax"
+        ))
+    })?;
+    let v = read_json(&headers, body).await?;
+    let obj = body::object(&v, "swarm.Spec")?;
+    let current = app.manager.cluster().await?;
+    let spec = merge_spec(&current.spec, obj)?;
+    let upd = SwarmUpdate {
+        version,
+        spec,
+        rotate_worker_token: query_bool(&q, "rotateWorkerToken")?,
+        rotate_manager_token: query_bool(&q, "rotateManagerToken")?,
+        rotate_unlock_key: query_bool(&q, "rotateManagerUnlockKey")?,
+    };
+    app.manager.update_swarm(upd).await?;
+    Ok(body::empty(StatusCode::OK))
+}
+
+pub(crate) async fn unlock(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let mut v = read_json(&headers, body).await?;
+    let key = body::string(
+        body::object(&v, "swarm.UnlockRequest")?,
+        "UnlockKey",
+        "UnlockRequest.UnlockKey",
+    )?;
+    let key = zeroize::Zeroizing::new(key);
+    zeroize_value(&mut v);
+    match app.manager.unlock(&key).await {
+        Ok(()) => Ok(body::empty(StatusCode::OK)),
+        Err(CoreError::NotInSwarm) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, NOT_IN_SWARM))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn zeroize_value(v: &mut Value) {
+    use zeroize::Zeroize;
+    match v {
+        Value::String(s) => s.zeroize(),
+        Value::Array(a) => a.iter_mut().for_each(zeroize_value),
+        Value::Object(m) => m.values_mut().for_each(zeroize_value),
+        _ => {}
+    }
+}
+
+pub(crate) async fn unlock_key(State(app): State<AppState>) -> ApiResult<Response> {
+    let key = app.manager.unlock_key().await?;
+    let text: &str = key.as_ref().map_or("", |k| k.as_str());
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "UnlockKey": text }),
+    ))
+}
+
+pub(crate) async fn leave(
+    State(app): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let force = body::bool_value(q.get("force"));
+    match app.manager.leave(force).await {
+        Ok(()) => Ok(body::empty(StatusCode::OK)),
+        Err(CoreError::NotInSwarm) => {
+            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, NOT_IN_SWARM))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) async fn join(State(app): State<AppState>) -> ApiResult<Response> {
+    match app.manager.local_state().await {
+        lockbox_core::LocalState::Inactive => Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "joining an existing swarm is not supported by this lockbox release; use `swarm init` to start a one-node cluster",
+        )),
+        _ => Err(CoreError::AlreadyInSwarm.into()),
+    }
+}
+
+/// lockbox extension: a new data encryption key, and the whole store re-sealed with it.
+pub(crate) async fn rotate_key(State(app): State<AppState>) -> ApiResult<Response> {
+    let r = app.manager.rotate_data_key().await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "KeyID": r.key_id, "Resealed": r.resealed }),
+    ))
+}

@@ -1,0 +1,294 @@
+//! Core objects in Docker's JSON shapes: Go struct field order, `omitempty` where Docker has
+//! it, `Labels` always an object, times in Go's RFC 3339 with trimmed nanoseconds. Secret
+//! values have no field here: nothing can serialize them.
+
+use lockbox_core::SecretInfo;
+use lockbox_types::{
+    Cluster, ClusterSpec, Driver, Meta, Node, NodeAvailability, NodeRole, Timestamp,
+};
+use serde_json::{Map, Value, json};
+
+/// Go's `time.RFC3339Nano` in UTC: fraction without trailing zeros, none when zero.
+pub(crate) fn go_time(t: Timestamp) -> String {
+    let secs = t.0.div_euclid(1_000_000_000);
+    let nanos = t.0.rem_euclid(1_000_000_000);
+    let dt =
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let mut s = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        dt.year(),
+        u8::from(dt.month()),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
+    );
+    if nanos != 0 {
+        let frac = format!("{nanos:09}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s.push('Z');
+    s
+}
+
+fn version(meta: &Meta) -> Value {
+    if meta.version == 0 {
+        json!({})
+    } else {
+        json!({ "Index": meta.version })
+    }
+}
+
+fn labels(l: &std::collections::BTreeMap<String, String>) -> Value {
+    Value::Object(
+        l.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+fn driver(d: &Driver) -> Value {
+    let mut m = Map::new();
+    if !d.name.is_empty() {
+        m.insert("Name".into(), Value::String(d.name.clone()));
+    }
+    if !d.options.is_empty() {
+        m.insert("Options".into(), labels(&d.options));
+    }
+    Value::Object(m)
+}
+
+/// A secret, as `GET /secrets/{id}` returns it.
+pub(crate) fn secret(s: &SecretInfo) -> Value {
+    let mut spec = Map::new();
+    spec.insert("Name".into(), Value::String(s.name.clone()));
+    spec.insert("Labels".into(), labels(&s.labels));
+    if let Some(d) = &s.driver {
+        spec.insert("Driver".into(), driver(d));
+    }
+    if let Some(d) = &s.templating {
+        spec.insert("Templating".into(), driver(d));
+    }
+    json!({
+        "ID": s.id,
+        "Version": version(&s.meta),
+        "CreatedAt": go_time(s.meta.created_at),
+        "UpdatedAt": go_time(s.meta.updated_at),
+        "Spec": Value::Object(spec),
+    })
+}
+
+/// The swarm spec.
+pub(crate) fn cluster_spec(s: &ClusterSpec) -> Value {
+    let mut orch = Map::new();
+    if let Some(v) = s.orchestration.task_history_retention_limit {
+        orch.insert("TaskHistoryRetentionLimit".into(), json!(v));
+    }
+    let mut raft = Map::new();
+    raft.insert("SnapshotInterval".into(), json!(s.raft.snapshot_interval));
+    if let Some(k) = s.raft.keep_old_snapshots {
+        raft.insert("KeepOldSnapshots".into(), json!(k));
+    }
+    raft.insert(
+        "LogEntriesForSlowFollowers".into(),
+        json!(s.raft.log_entries_for_slow_followers),
+    );
+    raft.insert("ElectionTick".into(), json!(s.raft.election_tick));
+    raft.insert("HeartbeatTick".into(), json!(s.raft.heartbeat_tick));
+    let mut disp = Map::new();
+    if let Some(p) = s.dispatcher.heartbeat_period {
+        disp.insert("HeartbeatPeriod".into(), json!(p));
+    }
+    let mut ca = Map::new();
+    if let Some(e) = s.ca_config.node_cert_expiry {
+        ca.insert("NodeCertExpiry".into(), json!(e));
+    }
+    if s.ca_config.force_rotate != 0 {
+        ca.insert("ForceRotate".into(), json!(s.ca_config.force_rotate));
+    }
+    json!({
+        "Name": s.name,
+        "Labels": labels(&s.labels),
+        "Orchestration": Value::Object(orch),
+        "Raft": Value::Object(raft),
+        "Dispatcher": Value::Object(disp),
+        "CAConfig": Value::Object(ca),
+        "TaskDefaults": {},
+        "EncryptionConfig": { "AutoLockManagers": s.encryption_config.auto_lock_managers },
+    })
+}
+
+fn tls_info(c: &Cluster) -> Value {
+    json!({ "TrustRoot": c.root_ca_pem, "CertIssuerSubject": "", "CertIssuerPublicKey": "" })
+}
+
+/// `ClusterInfo` (as in `/info`), without join tokens.
+pub(crate) fn cluster_info(c: &Cluster) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("ID".into(), json!(c.id));
+    m.insert("Version".into(), version(&c.meta));
+    m.insert("CreatedAt".into(), json!(go_time(c.meta.created_at)));
+    m.insert("UpdatedAt".into(), json!(go_time(c.meta.updated_at)));
+    m.insert("Spec".into(), cluster_spec(&c.spec));
+    m.insert("TLSInfo".into(), tls_info(c));
+    m.insert("RootRotationInProgress".into(), json!(false));
+    m.insert("DefaultAddrPool".into(), json!(c.default_addr_pool));
+    m.insert("SubnetSize".into(), json!(c.subnet_size));
+    m.insert("DataPathPort".into(), json!(c.data_path_port));
+    m
+}
+
+/// `GET /swarm`: cluster info plus join tokens.
+pub(crate) fn swarm(c: &Cluster) -> Value {
+    let mut m = cluster_info(c);
+    m.insert(
+        "JoinTokens".into(),
+        json!({ "Worker": c.join_tokens.worker, "Manager": c.join_tokens.manager }),
+    );
+    Value::Object(m)
+}
+
+/// Facts about this host for node descriptions and `/info`.
+#[derive(Debug, Clone)]
+pub(crate) struct HostFacts {
+    pub(crate) hostname: String,
+    pub(crate) arch: String,
+    pub(crate) kernel: String,
+    pub(crate) ncpu: u64,
+    pub(crate) mem_total: u64,
+    pub(crate) os_name: String,
+}
+
+impl HostFacts {
+    pub(crate) fn gather(hostname: &str) -> HostFacts {
+        let uts = rustix::system::uname();
+        let os_name = std::fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("PRETTY_NAME=")
+                        .map(|v| v.trim_matches('"').to_owned())
+                })
+            })
+            .unwrap_or_else(|| "Linux".into());
+        let mem_total = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("MemTotal:")
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                })
+            })
+            .map_or(0, |kb| kb * 1024);
+        HostFacts {
+            hostname: hostname.to_owned(),
+            arch: uts.machine().to_string_lossy().into_owned(),
+            kernel: uts.release().to_string_lossy().into_owned(),
+            ncpu: std::thread::available_parallelism().map_or(1, |n| n.get() as u64),
+            mem_total,
+            os_name,
+        }
+    }
+}
+
+fn role(r: NodeRole) -> &'static str {
+    match r {
+        NodeRole::Manager => "manager",
+        NodeRole::Worker => "worker",
+    }
+}
+
+fn availability(a: NodeAvailability) -> &'static str {
+    match a {
+        NodeAvailability::Active => "active",
+        NodeAvailability::Pause => "pause",
+        NodeAvailability::Drain => "drain",
+    }
+}
+
+/// A node, as `GET /nodes/{id}` returns it.
+pub(crate) fn node(
+    n: &Node,
+    c: Option<&Cluster>,
+    host: &HostFacts,
+    leader: bool,
+    engine_version: &str,
+) -> Value {
+    let mut spec = Map::new();
+    if !n.spec.name.is_empty() {
+        spec.insert("Name".into(), json!(n.spec.name));
+    }
+    spec.insert("Labels".into(), labels(&n.spec.labels));
+    spec.insert("Role".into(), json!(role(n.spec.role)));
+    spec.insert(
+        "Availability".into(),
+        json!(availability(n.spec.availability)),
+    );
+    let host_only = n.addr.rsplit_once(':').map_or(n.addr.as_str(), |(h, _)| h);
+    let mut v = json!({
+        "ID": n.id,
+        "Version": version(&n.meta),
+        "CreatedAt": go_time(n.meta.created_at),
+        "UpdatedAt": go_time(n.meta.updated_at),
+        "Spec": Value::Object(spec),
+        "Description": {
+            "Hostname": n.hostname,
+            "Platform": { "Architecture": host.arch, "OS": "linux" },
+            "Resources": { "NanoCPUs": host.ncpu * 1_000_000_000, "MemoryBytes": host.mem_total },
+            "Engine": { "EngineVersion": engine_version, "Plugins": [] },
+            "TLSInfo": c.map(tls_info).unwrap_or_else(|| json!({})),
+        },
+        "Status": { "State": "ready", "Addr": host_only },
+    });
+    if n.spec.role == NodeRole::Manager {
+        if let Some(o) = v.as_object_mut() {
+            o.insert(
+                "ManagerStatus".into(),
+                json!({ "Leader": leader, "Reachability": "reachable", "Addr": n.addr }),
+            );
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_time_trims_nanoseconds() {
+        assert_eq!(
+            go_time(Timestamp(1_567_098_735_257_671_700)),
+            "2019-08-29T17:12:15.2576717Z"
+        );
+        assert_eq!(
+            go_time(Timestamp(1_567_098_735_000_000_000)),
+            "2019-08-29T17:12:15Z"
+        );
+        assert_eq!(
+            go_time(Timestamp(1_567_098_735_100_000_000)),
+            "2019-08-29T17:12:15.1Z"
+        );
+    }
+
+    #[test]
+    fn secret_shape_has_docker_key_order_and_no_data() {
+        let s = SecretInfo {
+            id: "ptjbcxir3eu4yg6zgv080w7ft".into(),
+            meta: Meta {
+                version: 15,
+                created_at: Timestamp(1),
+                updated_at: Timestamp(2),
+            },
+            name: "test".into(),
+            labels: [("poi".to_string(), "qwe".to_string())].into(),
+            driver: None,
+            templating: None,
+        };
+        assert_eq!(
+            secret(&s).to_string(),
+            r#"{"ID":"ptjbcxir3eu4yg6zgv080w7ft","Version":{"Index":15},"CreatedAt":"1970-01-01T00:00:00.000000001Z","UpdatedAt":"1970-01-01T00:00:00.000000002Z","Spec":{"Name":"test","Labels":{"poi":"qwe"}}}"#
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! The CLI verbs. Data goes to stdout, messages and errors to stderr.
+
+mod secret;
+mod swarm;
+mod system;
+
+use std::process::ExitCode;
+
+use lockbox_client::{Client, Endpoint};
+
+use crate::cli::{Command, Global};
+
+pub(crate) async fn run(g: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
+    let host = g
+        .host
+        .last()
+        .cloned()
+        .unwrap_or_else(crate::paths::default_host);
+    let client = Client::new(Endpoint::parse(&host)?);
+    match cmd {
+        Command::Secret(c) => secret::run(&client, c).await,
+        Command::Swarm(c) => swarm::run(&client, c).await,
+        Command::Version(f) => system::version(&client, f.format.as_deref()).await,
+        Command::Info(f) => system::info(&client, f.format.as_deref()).await,
+        Command::Daemon(_) => unreachable!("handled before"),
+    }
+}
+
+/// Parses `key=value` (a bare `key` gives an empty value), as docker's `-l`.
+pub(crate) fn key_value(s: &str) -> (String, String) {
+    match s.split_once('=') {
+        Some((k, v)) => (k.to_owned(), v.to_owned()),
+        None => (s.to_owned(), String::new()),
+    }
+}
