@@ -214,9 +214,11 @@ fn go_type(v: &Value) -> &'static str {
     }
 }
 
-/// An error raised by one of our functions: `kind` is "arg" (argument `idx`
-/// has the wrong type; Go reports it at the argument) or "call" (the
-/// function failed; Go reports it at the command).
+/// An error raised by one of our functions, located by `Compiled` like Go
+/// does: `kind` is `arg:<type>` (argument `idx` is not a `<type>`; Go
+/// reports it at the argument), `count` (wrong number of arguments; at the
+/// function name), `call` ("error calling"; at the command), or for methods
+/// `marg:<type>`, `mcount`, `method` (at the field).
 fn func_err(kind: &str, name: &str, idx: usize, msg: &str) -> TemplateError {
     TemplateError::Exec(format!("{ERR_MARK}{kind}\u{1}{name}\u{1}{idx}\u{1}{msg}"))
 }
@@ -224,13 +226,10 @@ fn func_err(kind: &str, name: &str, idx: usize, msg: &str) -> TemplateError {
 fn want_args(name: &str, args: &[Value], n: usize) -> gotmpl::Result<()> {
     if args.len() != n {
         return Err(func_err(
-            "call",
+            "count",
             name,
             0,
-            &format!(
-                "wrong number of args for {name}: want {n} got {}",
-                args.len()
-            ),
+            &format!("wrong number of args for {name}: want {n} got {}", args.len()),
         ));
     }
     Ok(())
@@ -239,9 +238,14 @@ fn want_args(name: &str, args: &[Value], n: usize) -> gotmpl::Result<()> {
 fn arg_str<'a>(name: &str, args: &'a [Value], i: usize) -> gotmpl::Result<&'a str> {
     match args.get(i) {
         Some(Value::String(s)) => Ok(s),
-        Some(Value::Nil) | None => Err(func_err("arg", name, i, "invalid value; expected string")),
+        Some(Value::Nil) | None => Err(func_err(
+            "arg:string",
+            name,
+            i,
+            "invalid value; expected string",
+        )),
         Some(other) => Err(func_err(
-            "arg",
+            "arg:string",
             name,
             i,
             &format!(
@@ -256,9 +260,9 @@ fn arg_int(name: &str, args: &[Value], i: usize) -> gotmpl::Result<i64> {
     match args.get(i) {
         Some(Value::Int(n)) => Ok(*n),
         Some(Value::Uint(n)) if i64::try_from(*n).is_ok() => Ok(i64::try_from(*n).unwrap_or(0)),
-        Some(Value::Nil) | None => Err(func_err("arg", name, i, "invalid value; expected int")),
+        Some(Value::Nil) | None => Err(func_err("arg:int", name, i, "invalid value; expected int")),
         Some(other) => Err(func_err(
-            "arg",
+            "arg:int",
             name,
             i,
             &format!("wrong type for value; expected int; got {}", go_type(other)),
@@ -416,31 +420,26 @@ pub(crate) fn basic_funcs(reg: &Arc<Registry>) -> FuncMap {
         let sep = arg_str("split", args, 1)?;
         Ok(string_list(go_split(s, sep)))
     });
+    // docker 28.x: `strings.Join`, i.e. a []string only (docker/cli master
+    // also joins other slices and map values).
     insert(&mut m, "join", |args| {
         want_args("join", args, 2)?;
-        let sep = arg_str("join", args, 1)?;
-        match &args[0] {
-            Value::Nil => Ok(Value::String("".into())),
-            Value::List(items) => Ok(Value::String(
-                items
-                    .iter()
-                    .map(go_sprint)
-                    .collect::<Vec<_>>()
-                    .join(sep)
-                    .into(),
-            )),
-            Value::Map(map) => {
-                let mut vals: Vec<String> = map.values().map(go_sprint).collect();
-                vals.sort();
-                Ok(Value::String(vals.join(sep).into()))
+        let items = match &args[0] {
+            Value::List(items) if items.iter().all(|i| matches!(i, Value::String(_))) => items,
+            Value::Nil => {
+                return Err(func_err("arg:[]string", "join", 0, "invalid value; expected []string"));
             }
-            other => Err(func_err(
-                "call",
-                "join",
-                0,
-                &format!("error calling join: expected slice, got {}", go_type(other)),
-            )),
-        }
+            other => {
+                return Err(func_err(
+                    "arg:[]string",
+                    "join",
+                    0,
+                    &format!("wrong type for value; expected []string; got {}", go_type(other)),
+                ));
+            }
+        };
+        let sep = arg_str("join", args, 1)?;
+        Ok(Value::String(items.iter().map(go_sprint).collect::<Vec<_>>().join(sep).into()))
     });
     insert(&mut m, "title", |args| {
         want_args("title", args, 1)?;
@@ -581,7 +580,7 @@ fn insert_method_dispatch(m: &mut FuncMap, reg: &Arc<Registry>) {
             if let Some(meth) = methods.get(name) {
                 if meth.arity != rest.len() {
                     return Err(func_err(
-                        "method",
+                        "mcount",
                         name,
                         0,
                         &format!(
@@ -591,19 +590,28 @@ fn insert_method_dispatch(m: &mut FuncMap, reg: &Arc<Registry>) {
                         ),
                     ));
                 }
+                // All our methods take strings (`Label(name string)`).
+                if let Some((i, bad)) =
+                    rest.iter().enumerate().find(|(_, a)| !matches!(a, Value::String(_)))
+                {
+                    return Err(func_err(
+                        "marg:string",
+                        name,
+                        i,
+                        &format!("wrong type for value; expected string; got {}", go_type(bad)),
+                    ));
+                }
                 return (meth.call)(rest).map_err(|e| func_err("method", name, 0, &e));
             }
             if recv.field(name).is_some() {
                 return Err(func_err(
-                    "method",
+                    "mcount",
                     name,
                     0,
                     &format!("wrong number of args for {name}: want 0 got {}", rest.len()),
                 ));
             }
-            return Err(TemplateError::MissingKey {
-                key: name.to_string(),
-            });
+            return Err(TemplateError::MissingKey { key: name.to_string() });
         }
         match recv {
             Value::Map(_) => Err(func_err(
@@ -1002,43 +1010,28 @@ impl Compiled {
         )
     }
 
-    /// First field chain containing `.key` in source order: (offset of the
-    /// last segment, chain text).
-    fn find_field(&self, key: &str) -> Option<(usize, String)> {
-        let mut found: Option<(usize, String)> = None;
-        let mut look = |p: &PipeNode| {
-            for cmd in &p.commands {
-                // A rewritten method call: receiver + name.
-                if let (Some(Expr::Identifier(_, n)), Some(Expr::String(pos, name))) =
-                    (cmd.args.first(), cmd.args.get(2))
-                    && n.as_str() == METHOD_FN
-                    && name.as_ref() == key
-                    && found.is_none()
-                {
-                    let text = cmd_str(cmd);
-                    let head = text.split(' ').next().unwrap_or("").to_string();
-                    let off = pos.offset + head.len().saturating_sub(key.len() + 1);
-                    found = Some((off, head));
-                }
-                for arg in &cmd.args {
-                    let fields = match arg {
-                        Expr::Field(_, f) | Expr::Variable(_, _, f) | Expr::Chain(_, _, f) => f,
-                        _ => continue,
-                    };
-                    if found.is_none()
-                        && let Some(i) = fields.iter().position(|f| f.as_str() == key)
-                    {
-                        let text = expr_str(arg);
-                        let suffix: usize = fields[i..].iter().map(|f| f.len() + 1).sum();
-                        let start = arg.pos().offset + text.len() - suffix;
-                        let node = text[..text.len() - suffix + key.len() + 1].to_string();
-                        found = Some((start, node));
-                    }
+    /// Where Go reports an error about a field chain `.key...`: the whole
+    /// chain, located like Go's parser does it.
+    fn locate_field(&self, key: &str) -> Option<(usize, String)> {
+        let mut pipes: Vec<&PipeNode> = Vec::new();
+        visit_list(&self.tree, &mut |p| pipes.push(p));
+        for cmd in pipes.iter().flat_map(|p| p.commands.iter()) {
+            if let Some((name, field)) = original_method(cmd)
+                && name == key
+            {
+                return Some(node_loc(&field));
+            }
+            for arg in &cmd.args {
+                let fields = match arg {
+                    Expr::Field(_, f) | Expr::Variable(_, _, f) | Expr::Chain(_, _, f) => f,
+                    _ => continue,
+                };
+                if fields.iter().any(|f| f.as_str() == key) {
+                    return Some(node_loc(arg));
                 }
             }
-        };
-        visit_list(&self.tree, &mut look);
-        found
+        }
+        None
     }
 
     /// First command calling function (or method) `name`.
@@ -1048,89 +1041,165 @@ impl Compiled {
         pipes
             .into_iter()
             .flat_map(|p| p.commands.iter())
-            .find(|cmd| match (cmd.args.first(), cmd.args.get(2)) {
-                (Some(Expr::Identifier(_, n)), Some(Expr::String(_, m)))
-                    if method && n.as_str() == METHOD_FN =>
-                {
-                    m.as_ref() == name
+            .find(|cmd| match original_method(cmd) {
+                Some((m, _)) => method && m == name,
+                None => {
+                    !method
+                        && matches!(cmd.args.first(), Some(Expr::Identifier(_, n)) if n.as_str() == name)
                 }
-                (Some(Expr::Identifier(_, n)), _) => !method && n.as_str() == name,
-                _ => false,
             })
+    }
+
+    fn unlocated(msg: &str) -> String {
+        format!("template: : executing \"\": {msg}")
     }
 
     fn exec_message(&self, e: TemplateError) -> String {
         match e {
             TemplateError::MissingKey { key } => {
-                let msg = match self.style {
-                    MissingStyle::Struct(ref t) => {
-                        match self.methods.iter().find(|(m, _)| *m == key) {
-                            Some((_, arity)) => {
-                                format!("wrong number of args for {key}: want {arity} got 0")
-                            }
-                            None => format!("can't evaluate field {key} in type {t}"),
+                let msg = match &self.style {
+                    MissingStyle::Struct(t) => match self.methods.iter().find(|(m, _)| *m == key) {
+                        Some((_, arity)) => {
+                            format!("wrong number of args for {key}: want {arity} got 0")
                         }
-                    }
+                        None => format!("can't evaluate field {key} in type {t}"),
+                    },
                     _ => format!("map has no entry for key {key:?}"),
                 };
-                match self.find_field(&key) {
+                match self.locate_field(&key) {
                     Some((off, node)) => self.at(off, &node, &msg),
-                    None => format!("template: : executing \"\": {msg}"),
+                    None => Self::unlocated(&msg),
                 }
             }
-            TemplateError::Exec(s) if s.starts_with(ERR_MARK) => {
-                let mut parts = s[ERR_MARK.len_utf8()..].splitn(4, '\u{1}');
-                let kind = parts.next().unwrap_or("");
-                let name = parts.next().unwrap_or("");
-                let idx: usize = parts.next().and_then(|i| i.parse().ok()).unwrap_or(0);
-                let msg = parts.next().unwrap_or("");
-                let cmd = self.find_call(name, kind == "method");
-                match (kind, cmd) {
-                    ("arg", Some(cmd)) => match cmd.args.get(idx + 1) {
-                        Some(arg) => {
-                            let text = expr_str(arg);
-                            let off = match arg {
-                                Expr::Field(_, f)
-                                | Expr::Variable(_, _, f)
-                                | Expr::Chain(_, _, f)
-                                    if !f.is_empty() =>
-                                {
-                                    arg.pos().offset + text.len()
-                                        - f.last().map_or(0, |l| l.len() + 1)
-                                }
-                                _ => arg.pos().offset,
-                            };
-                            self.at(off, &text, msg)
-                        }
-                        None => self.at(cmd.pos.offset, &cmd_str(cmd), msg),
-                    },
-                    (_, Some(cmd)) => {
-                        let off = cmd.args.first().map_or(cmd.pos.offset, |a| a.pos().offset);
-                        let text = cmd_str(cmd);
-                        let node = if kind == "method" {
-                            text.split(' ').next().unwrap_or("").to_string()
-                        } else {
-                            text
-                        };
-                        self.at(off, &node, msg)
-                    }
-                    (_, None) => format!("template: : executing \"\": {msg}"),
+            TemplateError::Exec(s) if s.starts_with(ERR_MARK) => self.func_message(&s),
+            TemplateError::Exec(s) => {
+                // gotmpl: "can't evaluate field X in type T"
+                let located = s
+                    .strip_prefix("can't evaluate field ")
+                    .and_then(|rest| rest.split(' ').next())
+                    .and_then(|key| self.locate_field(key));
+                match located {
+                    Some((off, node)) => self.at(off, &node, &s),
+                    None => Self::unlocated(&s),
                 }
             }
-            TemplateError::Exec(s) => format!("template: : executing \"\": {s}"),
-            TemplateError::ArgCount {
-                name,
-                expected,
-                got,
-            } => format!(
-                "template: : executing \"\": wrong number of args for {name}: want {expected} got {got}"
-            ),
+            TemplateError::ArgCount { name, expected, got } => Self::unlocated(&format!(
+                "wrong number of args for {name}: want {expected} got {got}"
+            )),
             TemplateError::NotIterable(s) => {
-                format!("template: : executing \"\": range can't iterate over {s}")
+                Self::unlocated(&format!("range can't iterate over {s}"))
             }
-            other => format!("template: : executing \"\": {other}"),
+            other => Self::unlocated(&other.to_string()),
         }
     }
+
+    /// Message for an error raised by one of our functions (see `func_err`).
+    fn func_message(&self, s: &str) -> String {
+        let mut parts = s[ERR_MARK.len_utf8()..].splitn(4, '\u{1}');
+        let kind = parts.next().unwrap_or("");
+        let name = parts.next().unwrap_or("");
+        let idx: usize = parts.next().and_then(|i| i.parse().ok()).unwrap_or(0);
+        let msg = parts.next().unwrap_or("");
+        let (kind, want) = kind.split_once(':').unwrap_or((kind, ""));
+        let is_method = kind.starts_with('m');
+        let Some(cmd) = self.find_call(name, is_method) else {
+            return Self::unlocated(msg);
+        };
+        match kind {
+            "arg" | "marg" => {
+                let base = if is_method { 3 } else { 1 };
+                match cmd.args.get(base + idx) {
+                    Some(arg) => {
+                        let (off, text) = node_loc(arg);
+                        let msg = literal_mismatch(arg, want, &text)
+                            .unwrap_or_else(|| self.json_number(arg, msg));
+                        self.at(off, &text, &msg)
+                    }
+                    // The piped value: Go reports it at the command.
+                    None => self.at(cmd.pos.offset, &cmd_str(cmd), msg),
+                }
+            }
+            "count" => {
+                let off = cmd.args.first().map_or(cmd.pos.offset, |a| a.pos().offset);
+                self.at(off, name, msg)
+            }
+            "mcount" | "method" => match original_method(cmd) {
+                Some((_, field)) => {
+                    let (off, text) = node_loc(&field);
+                    self.at(off, &text, msg)
+                }
+                None => Self::unlocated(msg),
+            },
+            _ => {
+                let off = cmd.args.first().map_or(cmd.pos.offset, |a| a.pos().offset);
+                self.at(off, &cmd_str(cmd), msg)
+            }
+        }
+    }
+
+    /// In docker's raw fallback numbers are `json.Number`s.
+    fn json_number(&self, arg: &Expr, msg: &str) -> String {
+        let from_data = matches!(arg, Expr::Field(..) | Expr::Variable(..) | Expr::Chain(..));
+        if matches!(self.style, MissingStyle::MapError) && from_data {
+            for t in ["got int", "got uint64", "got float64"] {
+                if let Some(head) = msg.strip_suffix(t) {
+                    return format!("{head}got json.Number");
+                }
+            }
+        }
+        msg.to_string()
+    }
+}
+
+/// Go checks constant arguments itself: `expected integer; found "x"`.
+fn literal_mismatch(arg: &Expr, want: &str, text: &str) -> Option<String> {
+    if !matches!(arg, Expr::String(..) | Expr::Number(..) | Expr::Bool(..)) {
+        return None;
+    }
+    match want {
+        "string" => Some(format!("expected string; found {text}")),
+        "int" => Some(format!("expected integer; found {text}")),
+        "" => None,
+        other => Some(format!("can't handle {text} for arg of type {other}")),
+    }
+}
+
+/// Undo the method-call rewrite: (method name, original field expression).
+fn original_method(cmd: &CommandNode) -> Option<(String, Expr)> {
+    let (Some(Expr::Identifier(_, f)), Some(recv), Some(Expr::String(pos, name))) =
+        (cmd.args.first(), cmd.args.get(1), cmd.args.get(2))
+    else {
+        return None;
+    };
+    if f.as_str() != METHOD_FN {
+        return None;
+    }
+    let seg = SmolStr::new(name.as_ref());
+    let field = match recv {
+        Expr::Dot(_) => Expr::Field(*pos, vec![seg]),
+        Expr::Field(p, fs) => Expr::Field(*p, fs.iter().cloned().chain([seg]).collect()),
+        Expr::Variable(p, n, fs) => {
+            Expr::Variable(*p, n.clone(), fs.iter().cloned().chain([seg]).collect())
+        }
+        Expr::Chain(p, inner, fs) => {
+            Expr::Chain(*p, inner.clone(), fs.iter().cloned().chain([seg]).collect())
+        }
+        other => Expr::Chain(*pos, Box::new(other.clone()), vec![seg]),
+    };
+    Some((name.to_string(), field))
+}
+
+/// Go's position and text of a node in error messages. A field chain is
+/// positioned at its second token (Go's parser builds the chain there).
+fn node_loc(e: &Expr) -> (usize, String) {
+    let text = expr_str(e);
+    let start = e.pos().offset;
+    let off = match e {
+        Expr::Field(_, f) if f.len() >= 2 => start + 1 + f[0].len(),
+        Expr::Variable(_, n, f) if !f.is_empty() => start + n.len(),
+        _ => start,
+    };
+    (off, text)
 }
 
 #[cfg(test)]

@@ -410,21 +410,26 @@ impl Normalizer {
             });
         }
         if cli {
+            // Keep indentation (inspect output); collapse runs of spaces inside a line.
             let mut out = String::with_capacity(s.len());
-            let mut spaces = 0;
-            for c in s.chars() {
-                if c == ' ' {
-                    spaces += 1;
-                    continue;
+            for line in s.split_inclusive('\n') {
+                let indent = line.len() - line.trim_start_matches(' ').len();
+                out.push_str(&line[..indent]);
+                let mut spaces = 0;
+                for c in line[indent..].chars() {
+                    if c == ' ' {
+                        spaces += 1;
+                        continue;
+                    }
+                    if spaces > 0 {
+                        out.push_str(if spaces == 1 { " " } else { "  " });
+                        spaces = 0;
+                    }
+                    out.push(c);
                 }
                 if spaces > 0 {
                     out.push_str(if spaces == 1 { " " } else { "  " });
-                    spaces = 0;
                 }
-                out.push(c);
-            }
-            if spaces > 0 {
-                out.push_str(if spaces == 1 { " " } else { "  " });
             }
             s = out;
         }
@@ -602,6 +607,7 @@ mod tests {
         );
         let s2 = "ecs8hlxuo7cvn71gtz6a8vsr9   lbx-a   Less than a second ago   2 minutes ago\n";
         assert_eq!(n.normalize(s2, true), "<ID2>  lbx-a  <AGO>  <AGO>\n");
+        assert_eq!(n.normalize("[\n    {\n        \"a\":   1\n", true), "[\n    {\n        \"a\":  1\n");
         assert_eq!(
             n.normalize("dgn2zqqq0pn00wpapgu4yqfpr \"Index\": 12", false),
             "<ID1> \"Index\": <N1>"
