@@ -116,7 +116,7 @@ pub fn router(state: AppState) -> Router {
     r = dual(r, "/swarm/unlockkey", get(swarm::unlock_key));
     r = dual(r, "/nodes", get(nodes::list));
     r = dual(r, "/nodes/{id}", get(nodes::inspect));
-    r = r.route("/lockbox/v1/swarm/rotate-key", post(swarm::rotate_key));
+    r = dual(r, "/lockbox/v1/swarm/rotate-key", post(swarm::rotate_key));
     r.fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(axum::middleware::from_fn(version_layer))

@@ -60,7 +60,14 @@ impl From<lockbox_store::StoreError> for CoreError {
 
 impl From<lockbox_crypto::CryptoError> for CoreError {
     fn from(e: lockbox_crypto::CryptoError) -> Self {
-        CoreError::Internal(format!("keys: {e}"))
+        match e {
+            lockbox_crypto::CryptoError::Tampered | lockbox_crypto::CryptoError::Corrupt(_) => {
+                CoreError::Internal(format!(
+                    "the key file keys.json is corrupt or was tampered with: {e}"
+                ))
+            }
+            other => CoreError::Internal(format!("keys: {other}")),
+        }
     }
 }
 

@@ -28,6 +28,10 @@ use crate::gotime;
 
 /// Name of the internal function that method calls are rewritten to.
 const METHOD_FN: &str = "__lockbox_method";
+/// Internal function appended to every printing action (`{{x}}` runs as
+/// `{{x | __lockbox_print}}`): values that Go prints differently from
+/// gotmpl's map printing (structs) get their Go text.
+const PRINT_FN: &str = "__lockbox_print";
 /// Name under which the main (rewritten) tree is stored in the template.
 const MAIN: &str = "\u{0}lockbox-main";
 /// Marker that starts an error message produced by one of our functions.
@@ -65,6 +69,9 @@ struct Entry {
     json: Option<JsonForm>,
     methods: Option<Arc<BTreeMap<String, Method>>>,
     string_map: bool,
+    /// How Go prints the value in an action (`{{.Version}}` is a struct
+    /// with a `String` method: `16`).
+    print: Option<String>,
 }
 
 #[derive(Default)]
@@ -107,6 +114,21 @@ impl Registry {
     fn set_original(&mut self, v: &Value, json: &Json) {
         if let Some(e) = self.entry(v) {
             e.json = Some(JsonForm::Original(json.clone()));
+        }
+    }
+
+    fn set_print(&mut self, v: &Value, print: String) {
+        if let Some(e) = self.entry(v) {
+            e.print = Some(print);
+        }
+    }
+
+    /// Move the entry of `old` to `new` (a rebuilt copy of it).
+    fn rekey(&mut self, old: &Value, new: &Value) {
+        if let (Some(o), Some(n)) = (ptr_key(old), ptr_key(new))
+            && let Some(e) = self.entries.remove(&o)
+        {
+            self.entries.insert(n, e);
         }
     }
 
@@ -187,6 +209,98 @@ fn convert_inner(v: &Json, view: View, reg: &mut Registry, key: Option<&str>) ->
     }
 }
 
+/// A Go zero value that JSON-encodes as `null`: an empty map (nil pointer
+/// or nil map: false in `if`, accessing a field fails) or an empty list
+/// (nil slice).
+fn go_nil(reg: &mut Registry, list: bool) -> Value {
+    let v = if list {
+        Value::List(Vec::new().into())
+    } else {
+        Value::Map(Arc::new(BTreeMap::new()))
+    };
+    reg.set_raw_json(&v, "null".to_string());
+    v
+}
+
+/// A copy of map `v` with `edit` applied, keeping its registry entry.
+fn edit_map(
+    v: &Value,
+    reg: &mut Registry,
+    edit: impl FnOnce(&mut BTreeMap<Arc<str>, Value>, &mut Registry),
+) -> Option<Value> {
+    let Value::Map(m) = v else { return None };
+    let mut map = (**m).clone();
+    edit(&mut map, reg);
+    let new = Value::Map(Arc::new(map));
+    reg.rekey(v, &new);
+    Some(new)
+}
+
+/// The typed view of a secret: Go's `swarm.Secret` has the fields the
+/// server omits (`omitempty`) as zero values: `Spec.Data` (nil slice),
+/// `Spec.Driver`, `Spec.Templating` (nil pointers), `Spec.Labels` (nil map).
+pub(crate) fn with_secret_zero_fields(root: Value, reg: &mut Registry) -> Value {
+    let Some(spec) = root.field("Spec").cloned() else {
+        return root;
+    };
+    let Some(new_spec) = edit_map(&spec, reg, |m, reg| {
+        for (key, list) in [("Data", true), ("Driver", false), ("Templating", false)] {
+            if !m.contains_key(key) {
+                let v = go_nil(reg, list);
+                reg.set_print(&v, if list { "[]" } else { "<nil>" }.to_string());
+                m.insert(Arc::from(key), v);
+            }
+        }
+        if !m.contains_key("Labels") {
+            let labels = go_nil(reg, false);
+            reg.set_string_map(&labels);
+            m.insert(Arc::from("Labels"), labels);
+        }
+    }) else {
+        return root;
+    };
+    // Go's `%v` of `swarm.SecretSpec{Annotations{Name, Labels}, Data,
+    // Driver, Templating}` (a non-nil pointer would print as an address).
+    let go_print = |v: Option<&Value>, reg: &Registry| match v {
+        Some(v) => reg
+            .get(v)
+            .and_then(|e| e.print.clone())
+            .unwrap_or_else(|| v.to_string()),
+        None => "<nil>".to_string(),
+    };
+    let spec_print = format!(
+        "{{{{{} {}}} {} {} {}}}",
+        go_print(new_spec.field("Name"), reg),
+        go_print(new_spec.field("Labels"), reg),
+        go_print(new_spec.field("Data"), reg),
+        go_print(new_spec.field("Driver"), reg),
+        go_print(new_spec.field("Templating"), reg),
+    );
+    reg.set_print(&new_spec, spec_print.clone());
+    // `swarm.Version` has `String()`: the index.
+    if let Some(version) = root.field("Version")
+        && let Some(index) = version.field("Index")
+    {
+        let index = index.to_string();
+        reg.set_print(version, index);
+    }
+    let version_print = go_print(root.field("Version"), reg);
+    let root_print = format!(
+        "{{{} {{{} {} {}}} {}}}",
+        go_print(root.field("ID"), reg),
+        version_print,
+        go_print(root.field("CreatedAt"), reg),
+        go_print(root.field("UpdatedAt"), reg),
+        spec_print,
+    );
+    let new_root = edit_map(&root, reg, |m, _| {
+        m.insert(Arc::from("Spec"), new_spec);
+    })
+    .unwrap_or(root);
+    reg.set_print(&new_root, root_print);
+    new_root
+}
+
 /// A flat string map (a formatter context or a header map) as a template
 /// value.
 pub(crate) fn string_map_value(fields: &[(String, String)]) -> Value {
@@ -229,7 +343,10 @@ fn want_args(name: &str, args: &[Value], n: usize) -> gotmpl::Result<()> {
             "count",
             name,
             0,
-            &format!("wrong number of args for {name}: want {n} got {}", args.len()),
+            &format!(
+                "wrong number of args for {name}: want {n} got {}",
+                args.len()
+            ),
         ));
     }
     Ok(())
@@ -427,19 +544,34 @@ pub(crate) fn basic_funcs(reg: &Arc<Registry>) -> FuncMap {
         let items = match &args[0] {
             Value::List(items) if items.iter().all(|i| matches!(i, Value::String(_))) => items,
             Value::Nil => {
-                return Err(func_err("arg:[]string", "join", 0, "invalid value; expected []string"));
+                return Err(func_err(
+                    "arg:[]string",
+                    "join",
+                    0,
+                    "invalid value; expected []string",
+                ));
             }
             other => {
                 return Err(func_err(
                     "arg:[]string",
                     "join",
                     0,
-                    &format!("wrong type for value; expected []string; got {}", go_type(other)),
+                    &format!(
+                        "wrong type for value; expected []string; got {}",
+                        go_type(other)
+                    ),
                 ));
             }
         };
         let sep = arg_str("join", args, 1)?;
-        Ok(Value::String(items.iter().map(go_sprint).collect::<Vec<_>>().join(sep).into()))
+        Ok(Value::String(
+            items
+                .iter()
+                .map(go_sprint)
+                .collect::<Vec<_>>()
+                .join(sep)
+                .into(),
+        ))
     });
     insert(&mut m, "title", |args| {
         want_args("title", args, 1)?;
@@ -536,6 +668,14 @@ pub(crate) fn basic_funcs(reg: &Arc<Registry>) -> FuncMap {
         Ok(val)
     });
     insert_method_dispatch(&mut m, reg);
+    let r = Arc::clone(reg);
+    insert(&mut m, PRINT_FN, move |args| {
+        let v = args.last().cloned().unwrap_or(Value::Nil);
+        Ok(match r.get(&v).and_then(|e| e.print.clone()) {
+            Some(p) => Value::String(p.into()),
+            None => v,
+        })
+    });
     m
 }
 
@@ -591,14 +731,19 @@ fn insert_method_dispatch(m: &mut FuncMap, reg: &Arc<Registry>) {
                     ));
                 }
                 // All our methods take strings (`Label(name string)`).
-                if let Some((i, bad)) =
-                    rest.iter().enumerate().find(|(_, a)| !matches!(a, Value::String(_)))
+                if let Some((i, bad)) = rest
+                    .iter()
+                    .enumerate()
+                    .find(|(_, a)| !matches!(a, Value::String(_)))
                 {
                     return Err(func_err(
                         "marg:string",
                         name,
                         i,
-                        &format!("wrong type for value; expected string; got {}", go_type(bad)),
+                        &format!(
+                            "wrong type for value; expected string; got {}",
+                            go_type(bad)
+                        ),
                     ));
                 }
                 return (meth.call)(rest).map_err(|e| func_err("method", name, 0, &e));
@@ -611,7 +756,9 @@ fn insert_method_dispatch(m: &mut FuncMap, reg: &Arc<Registry>) {
                     &format!("wrong number of args for {name}: want 0 got {}", rest.len()),
                 ));
             }
-            return Err(TemplateError::MissingKey { key: name.to_string() });
+            return Err(TemplateError::MissingKey {
+                key: name.to_string(),
+            });
         }
         match recv {
             Value::Map(_) => Err(func_err(
@@ -692,7 +839,16 @@ fn rewrite_list(list: &mut ListNode) {
 fn rewrite_node(n: &mut Node) {
     match n {
         Node::List(l) => rewrite_list(l),
-        Node::Action(a) => rewrite_pipe(&mut a.pipe),
+        Node::Action(a) => {
+            rewrite_pipe(&mut a.pipe);
+            if a.pipe.decl.is_empty() {
+                let pos = a.pipe.pos;
+                a.pipe.commands.push(CommandNode {
+                    pos,
+                    args: vec![Expr::Identifier(pos, SmolStr::new(PRINT_FN))],
+                });
+            }
+        }
         Node::If(b) | Node::Range(b) | Node::With(b) => {
             rewrite_pipe(&mut b.pipe);
             rewrite_list(&mut b.body);
@@ -907,6 +1063,8 @@ pub(crate) struct Compiled {
 pub(crate) struct ExecFailure {
     pub(crate) message: String,
     pub(crate) partial: String,
+    /// The key, when a map lookup failed (`missingkey=error`).
+    pub(crate) missing_key: Option<String>,
 }
 
 fn parse_error_message(e: &TemplateError) -> String {
@@ -995,10 +1153,17 @@ impl Compiled {
         let mut out = String::new();
         match self.tmpl.execute_template_fmt(&mut out, MAIN, data) {
             Ok(()) => Ok(out),
-            Err(e) => Err(ExecFailure {
-                message: self.exec_message(e),
-                partial: out,
-            }),
+            Err(e) => {
+                let missing_key = match &e {
+                    TemplateError::MissingKey { key } => Some(key.clone()),
+                    _ => None,
+                };
+                Err(ExecFailure {
+                    message: self.exec_message(e, data),
+                    partial: out,
+                    missing_key,
+                })
+            }
         }
     }
 
@@ -1054,7 +1219,70 @@ impl Compiled {
         format!("template: : executing \"\": {msg}")
     }
 
-    fn exec_message(&self, e: TemplateError) -> String {
+    /// Whether the field chain that looked up `key` reads it from a
+    /// `Labels`/`Options` map (a Go `map[string]string`, where a missing key
+    /// is `<no value>`, not an error).
+    pub(crate) fn key_read_from_string_map(&self, key: &str) -> bool {
+        let mut pipes: Vec<&PipeNode> = Vec::new();
+        visit_list(&self.tree, &mut |p| pipes.push(p));
+        pipes
+            .iter()
+            .flat_map(|p| p.commands.iter())
+            .flat_map(|c| c.args.iter())
+            .any(|arg| {
+                let fields = match arg {
+                    Expr::Field(_, f) | Expr::Variable(_, _, f) | Expr::Chain(_, _, f) => f,
+                    _ => return false,
+                };
+                fields
+                    .windows(2)
+                    .any(|w| matches!(w[0].as_str(), "Labels" | "Options") && w[1].as_str() == key)
+            })
+    }
+
+    /// Go prints the value a `range` cannot iterate over; gotmpl only its
+    /// type. Find the first top-level `range` over a field of dot that is
+    /// not iterable.
+    fn range_failure(&self, data: &Value) -> Option<String> {
+        fn find<'a>(list: &'a ListNode, out: &mut Vec<&'a PipeNode>) {
+            for n in &list.nodes {
+                match n {
+                    Node::List(l) => find(l, out),
+                    Node::If(b) => {
+                        find(&b.body, out);
+                        if let Some(e) = &b.else_body {
+                            find(e, out);
+                        }
+                    }
+                    Node::Range(b) => out.push(&b.pipe),
+                    _ => {}
+                }
+            }
+        }
+        let mut ranges = Vec::new();
+        find(&self.tree, &mut ranges);
+        for pipe in ranges {
+            let Some(Expr::Field(_, fields)) = pipe.commands.last().and_then(|c| c.args.first())
+            else {
+                continue;
+            };
+            let mut v = data.clone();
+            for f in fields {
+                match v.field(f) {
+                    Some(x) => v = x.clone(),
+                    None => break,
+                }
+            }
+            if matches!(v, Value::String(_) | Value::Bool(_) | Value::Float(_)) {
+                let arg = pipe.commands.last().and_then(|c| c.args.first())?;
+                let (off, text) = node_loc(arg);
+                return Some(self.at(off, &text, &format!("range can't iterate over {v}")));
+            }
+        }
+        None
+    }
+
+    fn exec_message(&self, e: TemplateError, data: &Value) -> String {
         match e {
             TemplateError::MissingKey { key } => {
                 let msg = match &self.style {
@@ -1083,12 +1311,16 @@ impl Compiled {
                     None => Self::unlocated(&s),
                 }
             }
-            TemplateError::ArgCount { name, expected, got } => Self::unlocated(&format!(
+            TemplateError::ArgCount {
+                name,
+                expected,
+                got,
+            } => Self::unlocated(&format!(
                 "wrong number of args for {name}: want {expected} got {got}"
             )),
-            TemplateError::NotIterable(s) => {
-                Self::unlocated(&format!("range can't iterate over {s}"))
-            }
+            TemplateError::NotIterable(s) => self
+                .range_failure(data)
+                .unwrap_or_else(|| Self::unlocated(&format!("range can't iterate over {s}"))),
             other => Self::unlocated(&other.to_string()),
         }
     }
@@ -1244,8 +1476,8 @@ mod tests {
             Ok("[] [x   ] abc abc".into())
         );
         assert_eq!(
-            raw(r#"{{join .L ","}}|{{join .N "-"}}"#, &d),
-            Ok("1,2|1-x".into())
+            raw(r#"{{join .L ","}}"#, &d),
+            Err("template: :1:7: executing \"\" at <.L>: wrong type for value; expected []string; got map[string]interface {}".into())
         );
         assert_eq!(
             raw(r#"{{println "a" 1}}x{{println}}y"#, &d),

@@ -27,7 +27,7 @@ mod secret;
 
 pub use gotime::{human_duration, parse_time};
 pub use natural::{natural_cmp, natural_less};
-pub use secret::{secret_inspect, secret_inspect_pretty, secret_list};
+pub use secret::{secret_inspect, secret_inspect_pretty, secret_inspect_with_errors, secret_list};
 
 use std::sync::Arc;
 
@@ -114,6 +114,15 @@ pub fn inspect(values: &[Json], format: Option<&str>) -> Result<String, FormatEr
 /// A template that does not parse gives an empty stdout and one
 /// [`FormatError::Parse`].
 pub fn inspect_with_errors(values: &[Json], format: Option<&str>) -> (String, Vec<FormatError>) {
+    inspect_impl(values, format, false)
+}
+
+/// What the typed view knows about the values.
+pub(crate) fn inspect_impl(
+    values: &[Json],
+    format: Option<&str>,
+    secrets: bool,
+) -> (String, Vec<FormatError>) {
     let format = format.unwrap_or("");
     if format.is_empty() || format == "json" {
         if values.is_empty() {
@@ -134,10 +143,13 @@ pub fn inspect_with_errors(values: &[Json], format: Option<&str>) -> (String, Ve
     let views: Vec<(gotmpl::Value, gotmpl::Value)> = values
         .iter()
         .map(|v| {
-            (
-                engine::convert(v, View::Typed, &mut reg),
-                engine::convert(v, View::Raw, &mut reg),
-            )
+            let typed = engine::convert(v, View::Typed, &mut reg);
+            let typed = if secrets {
+                engine::with_secret_zero_fields(typed, &mut reg)
+            } else {
+                typed
+            };
+            (typed, engine::convert(v, View::Raw, &mut reg))
         })
         .collect();
     let reg = Arc::new(reg);
@@ -151,10 +163,19 @@ pub fn inspect_with_errors(values: &[Json], format: Option<&str>) -> (String, Ve
             );
         }
     };
+    // Go's typed structs hold labels in `map[string]string`s, where a
+    // missing key prints `<no value>`; gotmpl has one missing-key mode.
+    let lenient = engine::compile(format, engine::basic_funcs(&reg), MissingStyle::NoValue).ok();
     let mut out = String::new();
     let mut errors = Vec::new();
     for (typed, raw) in &views {
-        let result = compiled.execute(typed).or_else(|_| compiled.execute(raw));
+        let result = compiled
+            .execute(typed)
+            .or_else(|e| match (&e.missing_key, &lenient) {
+                (Some(k), Some(l)) if compiled.key_read_from_string_map(k) => l.execute(typed),
+                _ => Err(e),
+            })
+            .or_else(|_| compiled.execute(raw));
         match result {
             Ok(s) => {
                 out.push_str(&s);

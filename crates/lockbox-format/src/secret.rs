@@ -246,7 +246,11 @@ pub fn secret_inspect_pretty(secrets: &[Json]) -> Result<String, FormatError> {
 /// `docker secret inspect [--pretty] [--format F]` for the fetched
 /// `secrets`: `pretty` (or format `"pretty"`) gives
 /// [`secret_inspect_pretty`], a format starting with `pretty` plus more is
-/// refused like docker does, anything else is [`crate::inspect`].
+/// refused like docker does, anything else is [`crate::inspect`] with the
+/// typed view knowing Go's `swarm.Secret` (fields the server omits exist as
+/// zero values: `{{if .Spec.Driver}}` is false, `{{json .Spec.Data}}` is
+/// `null`; printed whole they show as `map[]`/`[]` where Go prints
+/// `<nil>`/`[]`).
 pub fn secret_inspect(
     secrets: &[Json],
     format: Option<&str>,
@@ -265,7 +269,35 @@ pub fn secret_inspect(
             "cannot supply extra formatting options to the pretty template".into(),
         ));
     }
-    crate::inspect(secrets, Some(f))
+    let (out, errors) = crate::inspect_impl(secrets, Some(f), true);
+    match errors
+        .into_iter()
+        .reduce(|a, b| FormatError::Exec(format!("{a}\n{b}")))
+    {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// Like [`secret_inspect`], but returns docker's stdout even when some
+/// secrets fail, with the errors (see [`crate::inspect_with_errors`]).
+pub fn secret_inspect_with_errors(
+    secrets: &[Json],
+    format: Option<&str>,
+    pretty: bool,
+) -> (String, Vec<FormatError>) {
+    let f = if pretty {
+        PRETTY_KEY
+    } else {
+        format.unwrap_or("")
+    };
+    if f.starts_with(PRETTY_KEY) {
+        return match secret_inspect(secrets, format, pretty) {
+            Ok(out) => (out, Vec::new()),
+            Err(e) => (String::new(), vec![e]),
+        };
+    }
+    crate::inspect_impl(secrets, Some(f), true)
 }
 
 #[cfg(test)]

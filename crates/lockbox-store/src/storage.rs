@@ -143,8 +143,12 @@ impl Disk {
             .keyring
             .read()
             .map_err(|_| "keyring lock poisoned".to_string())?;
-        let plain = keyring.open(aad, sealed).map_err(|e| e.to_string())?;
-        postcard::from_bytes(&plain).map_err(|e| format!("undecodable record: {e}"))
+        let place = String::from_utf8_lossy(aad);
+        let plain = keyring
+            .open(aad, sealed)
+            .map_err(|e| format!("record {place} is corrupt or was tampered with ({e})"))?;
+        postcard::from_bytes(&plain)
+            .map_err(|e| format!("record {place} is corrupt: undecodable ({e})"))
     }
 
     fn read_meta<T: for<'de> Deserialize<'de>>(&self, key: &str) -> Result<Option<T>, String> {

@@ -579,7 +579,9 @@ pub fn render_value(v: &str) -> String {
     let printable = v
         .chars()
         .all(|c| c == '\n' || c == '\t' || (!c.is_control() && c != '\u{2028}' && c != '\u{2029}'));
-    if !v.is_empty() && v.ends_with('\n') && printable {
+    // Trailing blanks would not survive editors that strip them: keep those values quoted.
+    let trailing_blank = v.lines().any(|l| l.ends_with(' ') || l.ends_with('\t'));
+    if !v.is_empty() && v.ends_with('\n') && printable && !trailing_blank {
         let mut tag = "EOT".to_string();
         let mut n = 0;
         while v.lines().any(|l| l == tag) {
@@ -674,5 +676,6 @@ mod tests {
         );
         assert_eq!(render_value("OK"), "\"OK\"\n");
         assert_eq!(render_value("a\nb\n"), "<<EOT\na\nb\nEOT\n");
+        assert_eq!(render_value("a \nb\n"), "\"a \\nb\\n\"\n");
     }
 }

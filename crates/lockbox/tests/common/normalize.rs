@@ -607,7 +607,10 @@ mod tests {
         );
         let s2 = "ecs8hlxuo7cvn71gtz6a8vsr9   lbx-a   Less than a second ago   2 minutes ago\n";
         assert_eq!(n.normalize(s2, true), "<ID2>  lbx-a  <AGO>  <AGO>\n");
-        assert_eq!(n.normalize("[\n    {\n        \"a\":   1\n", true), "[\n    {\n        \"a\":  1\n");
+        assert_eq!(
+            n.normalize("[\n    {\n        \"a\":   1\n", true),
+            "[\n    {\n        \"a\":  1\n"
+        );
         assert_eq!(
             n.normalize("dgn2zqqq0pn00wpapgu4yqfpr \"Index\": 12", false),
             "<ID1> \"Index\": <N1>"
