@@ -151,10 +151,11 @@ pub(crate) async fn events(
             };
             match next {
                 Ok(e) => {
-                    if let Some((t, id, action)) = &last_seen {
-                        if e.time <= *t && (e.id == *id && e.action == *action || e.time < *t) {
-                            continue;
-                        }
+                    if let Some((t, id, action)) = &last_seen
+                        && e.time <= *t
+                        && (e.id == *id && e.action == *action || e.time < *t)
+                    {
+                        continue;
                     }
                     if until.is_some_and(|u| e.time.0 > u) {
                         return None;

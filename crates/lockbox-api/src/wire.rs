@@ -241,13 +241,13 @@ pub(crate) fn node(
         },
         "Status": { "State": "ready", "Addr": host_only },
     });
-    if n.spec.role == NodeRole::Manager {
-        if let Some(o) = v.as_object_mut() {
-            o.insert(
-                "ManagerStatus".into(),
-                json!({ "Leader": leader, "Reachability": "reachable", "Addr": n.addr }),
-            );
-        }
+    if n.spec.role == NodeRole::Manager
+        && let Some(o) = v.as_object_mut()
+    {
+        o.insert(
+            "ManagerStatus".into(),
+            json!({ "Leader": leader, "Reachability": "reachable", "Addr": n.addr }),
+        );
     }
     v
 }

@@ -62,10 +62,10 @@ impl Endpoint {
             if !p.is_empty() {
                 return Ok(Endpoint::Unix(PathBuf::from(p)));
             }
-        } else if let Some(a) = s.strip_prefix("tcp://") {
-            if a.contains(':') {
-                return Ok(Endpoint::Tcp(a.trim_end_matches('/').to_owned()));
-            }
+        } else if let Some(a) = s.strip_prefix("tcp://")
+            && a.contains(':')
+        {
+            return Ok(Endpoint::Tcp(a.trim_end_matches('/').to_owned()));
         }
         Err(ClientError::Address(s.to_owned()))
     }

@@ -433,7 +433,10 @@ impl Manager {
         };
         match active
             .store
-            .propose(Command::InitCluster { cluster, node })
+            .propose(Command::InitCluster {
+                cluster: Box::new(cluster),
+                node: Box::new(node),
+            })
             .await?
         {
             Outcome::Applied { .. } => {}
@@ -541,7 +544,7 @@ impl Manager {
             });
         let cmd = Command::UpdateCluster {
             expected_version: upd.version,
-            spec,
+            spec: Box::new(spec),
             join_tokens,
             now: now(),
         };
@@ -599,10 +602,10 @@ impl Manager {
 
     /// Stops the store cleanly.
     pub async fn shutdown(&self) {
-        if let Phase::Active(a) = &*self.phase.read().await {
-            if let Err(e) = a.store.shutdown().await {
-                tracing::warn!(error = %e, "store shutdown");
-            }
+        if let Phase::Active(a) = &*self.phase.read().await
+            && let Err(e) = a.store.shutdown().await
+        {
+            tracing::warn!(error = %e, "store shutdown");
         }
     }
 }

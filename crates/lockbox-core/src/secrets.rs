@@ -184,7 +184,13 @@ impl Active {
         };
         let id = secret.id.clone();
         let name = secret.spec.name.clone();
-        match self.store.propose(Command::CreateSecret { secret }).await? {
+        match self
+            .store
+            .propose(Command::CreateSecret {
+                secret: Box::new(secret),
+            })
+            .await?
+        {
             Outcome::Applied { .. } => {
                 self.emit(Event {
                     kind: "secret",

@@ -7,11 +7,14 @@
 //!   `gotmpl::Value` (which survives the clones made while executing), that
 //!   remembers for a value: its original JSON (so `{{json .Spec}}` keeps the
 //!   server's key order), how docker would marshal it (`{{json .}}` on a
-//!   formatter context), its "methods" (`{{.Label "k"}}`), and whether it is
-//!   a Go `map[string]string` (`index` of a missing key gives "");
+//!   formatter context), its "methods" (`{{.Label "k"}}`), how Go prints it,
+//!   and whether it is a Go `map[string]string` (`index` of a missing key
+//!   gives "");
 //! * a rewrite of the parse tree that turns a method call written as a field
 //!   with arguments (`.Label "k"`, `"k" | .Label`) into a call of an internal
-//!   function taking the receiver;
+//!   function taking the receiver, and that ends every printing action with
+//!   an internal function printing registered values as Go would (structs
+//!   like `swarm.Version` print `16`, nil pointers `<nil>`);
 //! * docker's template functions (`json`, `join`, `split`, ...) and the
 //!   table-header variants;
 //! * Go-like error messages (`template: :1:2: executing "" at <.Foo>: ...`).
@@ -198,6 +201,15 @@ fn convert_inner(v: &Json, view: View, reg: &mut Registry, key: Option<&str>) ->
                 .collect();
             let val = Value::Map(Arc::new(map));
             reg.set_original(&val, v);
+            // `swarm.Version` (in every swarm object's `Meta`) prints via
+            // its `String()` method: the index.
+            if view == View::Typed
+                && key == Some("Version")
+                && m.len() == 1
+                && let Some(index) = m.get("Index").filter(|i| i.is_number())
+            {
+                reg.set_print(&val, index.to_string());
+            }
             if view == View::Typed
                 && matches!(key, Some("Labels" | "Options"))
                 && m.values().all(Json::is_string)

@@ -145,7 +145,17 @@ pub(crate) fn write(format: &str, ctx: Contexts<'_>) -> Result<String, FormatErr
 pub(crate) fn tabwrite(text: &str) -> Result<String, FormatError> {
     let mut tw = tabwriter::TabWriter::new(Vec::new()).minwidth(7).padding(3);
     let io_err = |e: std::io::Error| FormatError::Exec(format!("tabwriter: {e}"));
-    tw.write_all(text.as_bytes()).map_err(io_err)?;
+    // Go also ends a cell at '\v' and a line at '\f' (which forces a
+    // flush and is written as '\n').
+    let text = text.replace('\u{b}', "\t");
+    let mut sections = text.split('\u{c}').peekable();
+    while let Some(section) = sections.next() {
+        tw.write_all(section.as_bytes()).map_err(io_err)?;
+        if sections.peek().is_some() {
+            tw.write_all(b"\n").map_err(io_err)?;
+            tw.flush().map_err(io_err)?;
+        }
+    }
     tw.flush().map_err(io_err)?;
     let bytes = tw
         .into_inner()
@@ -282,6 +292,11 @@ mod tests {
         assert_eq!(s, "a         b         |\nc         |\n");
         let s = tabwrite("\n").unwrap_or_default();
         assert_eq!(s, "\n");
+        // '\f' ends the line and the column block, '\v' ends a cell.
+        let s = tabwrite("a\tb\u{c}ccccccccccc\td\n").unwrap_or_default();
+        assert_eq!(s, "a         b\nccccccccccc   d\n");
+        let s = tabwrite("a\u{b}b\n").unwrap_or_default();
+        assert_eq!(s, "a         b\n");
     }
 
     #[test]

@@ -13,8 +13,9 @@
 //! stderr for the same failure, e.g.
 //! `template parsing error: template: :1:2: executing "" at <.Foo>: can't evaluate field Foo in type *secret.secretContext`.
 //!
-//! Known divergences from docker are listed in the crate's README section of
-//! each function's documentation ("Differences").
+//! Golden tests (`tests/golden.rs`) replay outputs captured from docker
+//! 28.2.2 (`tests/fixtures/capture.py`). Known differences from docker are
+//! listed in the documentation of each function ("Differences").
 
 #![forbid(unsafe_code)]
 
@@ -93,11 +94,12 @@ pub fn render(template: &str, data: &Json) -> Result<String, FormatError> {
 /// Any failure is an error; use [`inspect_with_errors`] to also get what
 /// docker still prints on stdout in that case.
 ///
-/// Differences: a Go struct printed whole (`{{.Version}}`, `{{.Spec}}`)
-/// prints as a map (`map[Index:11]`) where Go prints `11` / `{{x map[]} ...}`;
-/// fields the server omitted are missing (Go has zero values, e.g.
-/// `{{.Spec.Driver}}` prints `<nil>`); `{{.Spec.Labels.nokey}}` is an error
-/// where Go prints `<no value>` (use `index`).
+/// Differences (Go has typed structs, gotmpl only maps): a struct printed
+/// whole (`{{.Spec}}`) prints as a map (`map[Labels:map[] Name:x]`;
+/// [`secret_inspect`] knows `swarm.Secret` and prints it like Go);
+/// fields the server omitted do not exist (Go has zero values; again
+/// [`secret_inspect`] adds them for secrets); methods of Go's `time.Time`
+/// (`{{.CreatedAt.Format "2006"}}`, `.Year`) are not available.
 pub fn inspect(values: &[Json], format: Option<&str>) -> Result<String, FormatError> {
     let (out, errors) = inspect_with_errors(values, format);
     match errors.into_iter().reduce(|a, b| match (a, b) {
@@ -214,4 +216,45 @@ pub fn table(
     rows: &[Json],
 ) -> Result<String, FormatError> {
     formatter::write_json_contexts(format, headers, rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn render_plain_data() {
+        let data = json!({"B": 1, "A": {"z": "<1>", "a": [1.5, true, null]}});
+        assert_eq!(
+            render("{{json .}} {{.A.z}} {{.Missing}}", &data),
+            Ok(r#"{"B":1,"A":{"z":"<1>","a":[1.5,true,null]}} <1> <no value>"#.into())
+        );
+        assert_eq!(
+            render("{{.A", &data),
+            Err(FormatError::Parse("template: :1: unclosed action".into()))
+        );
+    }
+
+    #[test]
+    fn inspect_edge_cases() {
+        assert_eq!(inspect(&[], None), Ok("[]\n".into()));
+        assert_eq!(inspect(&[], Some("json")), Ok("[]\n".into()));
+        assert_eq!(inspect(&[], Some("{{.ID}}")), Ok("\n".into()));
+        let v = [json!({"ID": "x", "Version": {"Index": 3}})];
+        assert_eq!(
+            inspect(&v, None),
+            Ok("[\n    {\n        \"ID\": \"x\",\n        \"Version\": {\n            \"Index\": 3\n        }\n    }\n]\n".into())
+        );
+        assert_eq!(
+            inspect(&v, Some("{{.Version}} {{.Version.Index}}")),
+            Ok("3 3\n".into())
+        );
+        assert_eq!(
+            inspect(&v, Some("{{.Nope")),
+            Err(FormatError::Parse(
+                "template parsing error: template: :1: unclosed action".into()
+            ))
+        );
+    }
 }

@@ -46,7 +46,14 @@ fn cases() -> Vec<Case> {
             exit_code: c["exit_code"].as_i64().unwrap_or(-1),
             stdout: read(c["stdout"].as_str().unwrap_or_default()),
             stderr: read(c["stderr"].as_str().unwrap_or_default()),
-            secrets: c["secrets"].as_array().cloned().unwrap_or_default(),
+            secrets: c["secret_ids"]
+                .as_array()
+                .map(|ids| {
+                    ids.iter()
+                        .map(|id| doc["secrets"][id.as_str().unwrap_or_default()].clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
         .collect()
 }

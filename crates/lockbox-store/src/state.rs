@@ -59,9 +59,9 @@ impl State {
                 if self.cluster.is_some() {
                     return Err(Rejection::AlreadyInitialized);
                 }
-                let mut cluster = cluster.clone();
+                let mut cluster = (**cluster).clone();
                 cluster.meta.version = index;
-                let mut node = node.clone();
+                let mut node = (**node).clone();
                 node.meta.version = index;
                 self.cluster = Some(cluster);
                 self.nodes.insert(node.id.clone(), node);
@@ -77,7 +77,7 @@ impl State {
                 if cluster.meta.version != *expected_version {
                     return Err(Rejection::SequenceConflict);
                 }
-                cluster.spec = spec.clone();
+                cluster.spec = (**spec).clone();
                 if let Some(tokens) = join_tokens {
                     cluster.join_tokens = tokens.clone();
                 }
@@ -93,7 +93,7 @@ impl State {
                         name: secret.spec.name.clone(),
                     });
                 }
-                let mut secret = secret.clone();
+                let mut secret = (**secret).clone();
                 secret.meta.version = index;
                 self.secret_names.insert(key, secret.id.clone());
                 self.secrets.insert(secret.id.clone(), secret);
@@ -140,8 +140,8 @@ mod tests {
 
     use super::*;
 
-    fn secret(id: &str, name: &str) -> Secret {
-        Secret {
+    fn secret(id: &str, name: &str) -> Box<Secret> {
+        Box::new(Secret {
             id: id.into(),
             meta: Meta {
                 version: 0,
@@ -153,7 +153,7 @@ mod tests {
                 data: SecretBytes::new(b"v".to_vec()),
                 ..Default::default()
             },
-        }
+        })
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! openraft storage over redb: the Raft log and vote ([`LogStore`]) and the state machine with
 //! its snapshots ([`StateMachine`]). Every value written is sealed with the node's keyring.
 
+// openraft's trait methods return its `StorageError`, which is large; our helpers return the
+// same type so errors flow through unchanged.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::Cursor;
@@ -295,12 +299,12 @@ impl LogStore {
         end_inclusive: Option<u64>,
     ) -> StoreResult<Vec<Entry<TypeConfig>>> {
         // Served from the cache when it covers the whole range.
-        if let Ok(cache) = self.cache.lock() {
-            if let (Some((&first, _)), Some(end)) = (cache.first_key_value(), end_inclusive) {
-                if first <= start && cache.contains_key(&end) {
-                    return Ok(cache.range(start..=end).map(|(_, e)| e.clone()).collect());
-                }
-            }
+        if let Ok(cache) = self.cache.lock()
+            && let (Some((&first, _)), Some(end)) = (cache.first_key_value(), end_inclusive)
+            && first <= start
+            && cache.contains_key(&end)
+        {
+            return Ok(cache.range(start..=end).map(|(_, e)| e.clone()).collect());
         }
         let disk = &self.disk;
         let txn = disk
@@ -369,10 +373,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&e) => Some(e - 1),
             Bound::Unbounded => None,
         };
-        if let Some(end) = end {
-            if end < start {
-                return Ok(Vec::new());
-            }
+        if let Some(end) = end
+            && end < start
+        {
+            return Ok(Vec::new());
         }
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.read_range(start, end))

@@ -15,16 +15,16 @@ pub enum Command {
     /// Create the cluster and its first node. Rejected if a cluster exists.
     InitCluster {
         /// The cluster object (meta.version is set by apply).
-        cluster: Cluster,
+        cluster: Box<Cluster>,
         /// The first manager.
-        node: Node,
+        node: Box<Node>,
     },
     /// Replace the cluster spec, optionally with new join tokens.
     UpdateCluster {
         /// The version the caller read.
         expected_version: u64,
         /// The new spec (full replacement).
-        spec: ClusterSpec,
+        spec: Box<ClusterSpec>,
         /// New join tokens, when rotated.
         join_tokens: Option<JoinTokens>,
         /// Time of the change.
@@ -33,7 +33,7 @@ pub enum Command {
     /// Create a secret. Rejected if the name is taken (case-insensitively) or the ID exists.
     CreateSecret {
         /// The secret (meta.version is set by apply).
-        secret: Secret,
+        secret: Box<Secret>,
     },
     /// Replace a secret's labels.
     UpdateSecretLabels {

@@ -97,10 +97,10 @@ async fn update(client: &Client, autolock: Option<bool>) -> anyhow::Result<ExitC
         .pointer("/EncryptionConfig/AutoLockManagers")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    if let Some(a) = autolock {
-        if let Some(o) = spec.as_object_mut() {
-            o.insert("EncryptionConfig".into(), json!({ "AutoLockManagers": a }));
-        }
+    if let Some(a) = autolock
+        && let Some(o) = spec.as_object_mut()
+    {
+        o.insert("EncryptionConfig".into(), json!({ "AutoLockManagers": a }));
     }
     let path = format!(
         "/swarm/update?version={version}&rotateWorkerToken=false&rotateManagerToken=false&rotateManagerUnlockKey=false"

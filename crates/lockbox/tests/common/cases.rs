@@ -77,6 +77,7 @@ pub struct Step {
     pub sort_by: Option<String>,
     pub json_keys: Option<usize>,
     pub select: Vec<String>,
+    pub drop: Vec<String>,
     /// Captured from the real Docker (written by `scripts/capture-reference`).
     pub expect: Expect,
     /// Hand-written: what current Docker (API 1.47) does where the reference build differs.
@@ -413,6 +414,7 @@ impl CaseFile {
                         sort_by: None,
                         json_keys: None,
                         select: vec![],
+                        drop: vec![],
                         expect: Expect::default(),
                         modern: Expect::default(),
                     });
@@ -456,6 +458,7 @@ impl CaseFile {
                             )
                         }
                         "select" => step.select.push(rest.to_string()),
+                        "drop" => step.drop.push(rest.to_string()),
                         "expect" | "modern" => {
                             is_expect = kw == "expect";
                             let target = if kw == "expect" {

@@ -542,6 +542,42 @@ fn type_name(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// Remove the values at `paths` (dot paths into objects) and re-serialise compactly; for
+/// fields whose value is not deterministic on the reference. Non-JSON bodies are unchanged.
+pub fn json_drop(body: &str, paths: &[String]) -> String {
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return body.to_string();
+    };
+    for p in paths {
+        let (parent, last) = p.rsplit_once('.').unwrap_or(("", p.as_str()));
+        let target = if parent.is_empty() {
+            Some(&mut v)
+        } else {
+            json_path_mut(&mut v, parent)
+        };
+        if let Some(serde_json::Value::Object(m)) = target {
+            m.shift_remove(last);
+        }
+    }
+    let nl = if body.ends_with('\n') { "\n" } else { "" };
+    format!("{}{nl}", serde_json::to_string(&v).expect("json"))
+}
+
+fn json_path_mut<'a>(
+    v: &'a mut serde_json::Value,
+    path: &str,
+) -> Option<&'a mut serde_json::Value> {
+    let mut cur = v;
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        cur = match cur {
+            serde_json::Value::Object(m) => m.get_mut(seg)?,
+            serde_json::Value::Array(a) => a.get_mut(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
 /// The key structure of a JSON object, in order, one `path: type` per line, to `depth` levels.
 pub fn json_keys(body: &str, depth: usize) -> String {
     fn walk(v: &serde_json::Value, prefix: &str, depth: usize, out: &mut String) {

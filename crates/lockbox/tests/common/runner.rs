@@ -348,6 +348,9 @@ impl CaseRun {
                             act.headers.push((h.clone(), v));
                         }
                         let mut b = r.body_str();
+                        if !step.drop.is_empty() {
+                            b = normalize::json_drop(&b, &step.drop);
+                        }
                         if let Some(p) = &step.sort_by {
                             b = normalize::sort_array_by(&b, p);
                         }
