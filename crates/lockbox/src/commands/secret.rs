@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use base64::Engine as _;
 use http::Method;
-use lockbox_client::{Client, ClientError};
+use lockbox_client::Client;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -179,14 +179,13 @@ async fn inspect(
     for n in &names {
         match client.get(&format!("/secrets/{}", query_escape(n))).await {
             Ok(v) => found.push(v),
-            Err(ClientError::Daemon { status, .. }) if status == http::StatusCode::NOT_FOUND => {
-                errors.push(format!("Error: No such secret: {n}"));
-            }
             Err(e) => errors.push(e.to_string()),
         }
     }
-    let out = lockbox_format::secret_inspect(&found, format.as_deref(), pretty)?;
+    let (out, render_errors) =
+        lockbox_format::secret_inspect_with_errors(&found, format.as_deref(), pretty);
     print!("{out}");
+    errors.extend(render_errors.iter().map(ToString::to_string));
     for e in &errors {
         eprintln!("{e}");
     }
