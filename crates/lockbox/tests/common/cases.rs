@@ -549,10 +549,11 @@ impl CaseFile {
         // The last non-free, non-expect chunk of each step: new expects go right after it.
         let mut anchor = std::collections::HashMap::new();
         for (idx, ch) in self.chunks.iter().enumerate() {
-            if let Some(pos) = ch.step {
-                if !ch.free && !ch.is_expect {
-                    anchor.insert(pos, idx);
-                }
+            if let Some(pos) = ch.step
+                && !ch.free
+                && !ch.is_expect
+            {
+                anchor.insert(pos, idx);
             }
         }
         let mut out = String::new();
@@ -564,12 +565,11 @@ impl CaseFile {
                     out.push('\n');
                 }
             }
-            if let Some(pos) = ch.step {
-                if anchor.get(&pos) == Some(&idx) {
-                    if let Some(e) = new_for(pos) {
-                        out.push_str(&render_expect("expect", e));
-                    }
-                }
+            if let Some(pos) = ch.step
+                && anchor.get(&pos) == Some(&idx)
+                && let Some(e) = new_for(pos)
+            {
+                out.push_str(&render_expect("expect", e));
             }
         }
         out

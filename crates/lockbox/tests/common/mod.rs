@@ -167,10 +167,10 @@ pub fn http_request(
     s.flush()?;
     let mut raw = Vec::new();
     // A server may reset after answering (e.g. it refused the body); keep what was read.
-    if let Err(e) = s.read_to_end(&mut raw) {
-        if raw.is_empty() {
-            return Err(e);
-        }
+    if let Err(e) = s.read_to_end(&mut raw)
+        && raw.is_empty()
+    {
+        return Err(e);
     }
     parse_response(&raw, method.eq_ignore_ascii_case("HEAD"))
 }

@@ -76,10 +76,10 @@ pub fn server_facts(ep: &Endpoint) -> ServerFacts {
         f.api_version = s("ApiVersion");
         f.min_api_version = s("MinAPIVersion");
     }
-    if f.api_version.is_none() {
-        if let Ok(r) = http_request(ep, "GET", "/_ping", &[], None) {
-            f.api_version = r.header("Api-Version").map(str::to_string);
-        }
+    if f.api_version.is_none()
+        && let Ok(r) = http_request(ep, "GET", "/_ping", &[], None)
+    {
+        f.api_version = r.header("Api-Version").map(str::to_string);
     }
     if let Some(v) = get("/info") {
         f.hostname = v.get("Name").and_then(|x| x.as_str()).map(str::to_string);
@@ -103,12 +103,17 @@ fn percent_encode(s: &str) -> String {
 pub fn diff(expected: &str, actual: &str) -> String {
     let a: Vec<&str> = expected.split_inclusive('\n').collect();
     let b: Vec<&str> = actual.split_inclusive('\n').collect();
+    // Make invisible differences visible: control characters, U+2028/U+2029, trailing blanks.
     let show = |l: &str| -> String {
-        let t = l
-            .strip_suffix('\n')
-            .map(|x| x.to_string())
-            .unwrap_or_else(|| format!("{l}⏎(no newline)"));
-        t
+        let (body, nl) = match l.strip_suffix('\n') {
+            Some(b) => (b, ""),
+            None => (l, "⏎(no newline at end)"),
+        };
+        let mut t = visible(body);
+        if t.ends_with(' ') || t.ends_with('\t') {
+            t.push('⟧');
+        }
+        t + nl
     };
     if a.len() * b.len() > 4_000_000 {
         return format!("--- expected ---\n{expected}\n--- actual ---\n{actual}\n");
@@ -126,17 +131,28 @@ pub fn diff(expected: &str, actual: &str) -> String {
     }
     let mut out = String::new();
     let (mut i, mut j) = (0, 0);
+    // A run of removed lines followed by added lines: point at the first differing character of
+    // the first pair (long JSON lines are otherwise hard to compare by eye).
+    let mut removed: Vec<&str> = Vec::new();
+    let mut hinted = false;
     while i < n || j < m {
         if i < n && j < m && a[i] == b[j] {
             let _ = writeln!(out, "      {}", show(a[i]));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || l[i][j + 1] >= l[i + 1][j]) {
-            let _ = writeln!(out, "    + {}", show(b[j]));
-            j += 1;
-        } else {
+            removed.clear();
+            hinted = false;
+        } else if i < n && (j == m || l[i + 1][j] >= l[i][j + 1]) {
             let _ = writeln!(out, "    - {}", show(a[i]));
+            removed.push(a[i]);
             i += 1;
+        } else {
+            let _ = writeln!(out, "    + {}", show(b[j]));
+            if let (Some(exp), false) = (removed.first(), hinted) {
+                out.push_str(&first_difference(exp, b[j]));
+                hinted = true;
+            }
+            j += 1;
         }
     }
     if out.len() > 20_000 {
@@ -144,6 +160,47 @@ pub fn diff(expected: &str, actual: &str) -> String {
         out.push_str("    … (diff truncated)\n");
     }
     out
+}
+
+/// Escape control characters and U+2028/U+2029 so invisible differences show.
+fn visible(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if (c.is_control() && c != '\t') || c == '\u{2028}' || c == '\u{2029}' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// `    ! first difference at char N: expected «…», got «…»` for two single lines.
+fn first_difference(exp: &str, act: &str) -> String {
+    let e: Vec<char> = exp.trim_end_matches('\n').chars().collect();
+    let a: Vec<char> = act.trim_end_matches('\n').chars().collect();
+    let k = e.iter().zip(&a).take_while(|(x, y)| x == y).count();
+    if e.len() < 40 && a.len() < 40 {
+        return String::new();
+    }
+    let window = |v: &[char]| -> String {
+        let from = k.saturating_sub(15);
+        let to = (k + 25).min(v.len());
+        let mut s = visible(&v[from..to].iter().collect::<String>());
+        if from > 0 {
+            s.insert(0, '…');
+        }
+        if to < v.len() {
+            s.push('…');
+        }
+        s
+    };
+    format!(
+        "    ! first difference at char {}: expected «{}», got «{}»\n",
+        k + 1,
+        window(&e),
+        window(&a)
+    )
 }
 
 fn trunc(s: &str) -> String {
@@ -195,21 +252,21 @@ fn effective(step: &Step, lockbox: bool) -> Expect {
 
 fn compare(exp: &Expect, act: &Expect) -> Vec<String> {
     let mut problems = Vec::new();
-    if let Some(x) = exp.exit {
-        if act.exit != Some(x) {
-            problems.push(format!(
-                "  exit code: expected {x}, got {}\n",
-                act.exit.map_or("none".into(), |v| v.to_string())
-            ));
-        }
+    if let Some(x) = exp.exit
+        && act.exit != Some(x)
+    {
+        problems.push(format!(
+            "  exit code: expected {x}, got {}\n",
+            act.exit.map_or("none".into(), |v| v.to_string())
+        ));
     }
-    if let Some(x) = exp.status {
-        if act.status != Some(x) {
-            problems.push(format!(
-                "  HTTP status: expected {x}, got {}\n",
-                act.status.map_or("none".into(), |v| v.to_string())
-            ));
-        }
+    if let Some(x) = exp.status
+        && act.status != Some(x)
+    {
+        problems.push(format!(
+            "  HTTP status: expected {x}, got {}\n",
+            act.status.map_or("none".into(), |v| v.to_string())
+        ));
     }
     for (field, e, a) in [
         ("stdout", &exp.stdout, &act.stdout),
@@ -393,10 +450,8 @@ fn run_case(file: &Path, case: &Case, mode: &Mode, docker_missing: &Option<Strin
         captured: None,
         skipped: Some(why),
     };
-    if uses_docker {
-        if let Some(why) = docker_missing {
-            return skip(format!("needs the docker CLI: {why}"));
-        }
+    if uses_docker && let Some(why) = docker_missing {
+        return skip(format!("needs the docker CLI: {why}"));
     }
     let (lockbox, capture) = match mode {
         Mode::Lockbox => (true, false),
@@ -472,7 +527,7 @@ fn run_case(file: &Path, case: &Case, mode: &Mode, docker_missing: &Option<Strin
         match run.run_step(step) {
             Err(e) => {
                 failed = true;
-                let _ = write!(report, "{head}  could not run: {e}\n");
+                let _ = writeln!(report, "{head}  could not run: {e}");
                 captured.push(None);
                 if capture {
                     break;
@@ -497,9 +552,9 @@ fn run_case(file: &Path, case: &Case, mode: &Mode, docker_missing: &Option<Strin
                 let exp = effective(step, lockbox);
                 if exp.is_empty() && !matches!(step.kind, StepKind::Restart) {
                     failed = true;
-                    let _ = write!(
+                    let _ = writeln!(
                         report,
-                        "{head}  no expectation captured yet: run scripts/capture-reference\n"
+                        "{head}  no expectation captured yet: run scripts/capture-reference"
                     );
                     continue;
                 }
@@ -520,33 +575,31 @@ fn run_case(file: &Path, case: &Case, mode: &Mode, docker_missing: &Option<Strin
     // Safety net on a real Docker: remove any secret this case saw and did not remove itself.
     if !lockbox {
         for (n, id) in run.norm.ids().iter().enumerate() {
-            if let Ok(r) = http_request(&run.ep, "DELETE", &format!("/secrets/{id}"), &[], None) {
-                if r.status == 204 {
-                    let msg = format!(
-                        "  case left secret <ID{}> behind (removed by the harness): add a cleanup step\n",
-                        n + 1
-                    );
-                    eprintln!("{}: {}", case.name, msg.trim());
-                    if capture {
-                        failed = true;
-                        report.push_str(&msg);
-                    }
+            if let Ok(r) = http_request(&run.ep, "DELETE", &format!("/secrets/{id}"), &[], None)
+                && r.status == 204
+            {
+                let msg = format!(
+                    "  case left secret <ID{}> behind (removed by the harness): add a cleanup step\n",
+                    n + 1
+                );
+                eprintln!("{}: {}", case.name, msg.trim());
+                if capture {
+                    failed = true;
+                    report.push_str(&msg);
                 }
             }
         }
     }
-    if failed {
-        if let Some(d) = &run.daemon {
-            let log = d.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            let _ = writeln!(
-                report,
-                "  --- lockbox daemon log (last {} lines) ---",
-                tail.len()
-            );
-            for l in tail.iter().rev() {
-                let _ = writeln!(report, "  | {l}");
-            }
+    if failed && let Some(d) = &run.daemon {
+        let log = d.log();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let _ = writeln!(
+            report,
+            "  --- lockbox daemon log (last {} lines) ---",
+            tail.len()
+        );
+        for l in tail.iter().rev() {
+            let _ = writeln!(report, "  | {l}");
         }
     }
     Outcome {
