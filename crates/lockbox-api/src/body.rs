@@ -20,7 +20,8 @@ pub(crate) const MAX_BODY: usize = 4 * 1024 * 1024;
 /// A JSON response: exact `application/json`, compact, newline-terminated.
 pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
-        Ok(mut body) => {
+        Ok(body) => {
+            let mut body = escape_line_separators(body);
             body.push(b'\n');
             let mut resp = (status, body).into_response();
             resp.headers_mut().insert(
@@ -33,62 +34,103 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     }
 }
 
+/// Go's encoder writes U+2028 and U+2029 as `\u2028` and `\u2029` (they end lines in
+/// JavaScript); serde_json writes them raw. They can only occur inside strings, so a byte
+/// replacement is exact.
+fn escape_line_separators(body: Vec<u8>) -> Vec<u8> {
+    const LS: &[u8] = "\u{2028}".as_bytes();
+    const PS: &[u8] = "\u{2029}".as_bytes();
+    if !body.windows(3).any(|w| w == LS || w == PS) {
+        return body;
+    }
+    let mut out = Vec::with_capacity(body.len() + 8);
+    let mut i = 0;
+    while i < body.len() {
+        match body.get(i..i + 3) {
+            Some(w) if w == LS => {
+                out.extend_from_slice(b"\\u2028");
+                i += 3;
+            }
+            Some(w) if w == PS => {
+                out.extend_from_slice(b"\\u2029");
+                i += 3;
+            }
+            _ => {
+                out.push(body[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// An empty response with `status`.
 pub(crate) fn empty(status: StatusCode) -> Response {
     (status, Body::empty()).into_response()
 }
 
-/// Reads a JSON body: checks the content type, accepts an empty body as `null`, refuses
-/// malformed JSON and trailing content, and bodies over [`MAX_BODY`].
+/// Checks `Content-Type` as dockerd's `CheckForJSON`: a request with a body must say
+/// `application/json` (parameters allowed).
+fn check_content_type(headers: &HeaderMap, has_body: bool) -> ApiResult<()> {
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.is_empty() && !has_body {
+        return Ok(());
+    }
+    let media = ct.split(';').next().unwrap_or("").trim();
+    if media.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "malformed Content-Type header ({ct}): mime: no media type"
+        )));
+    }
+    if !media.contains('/') {
+        return Err(ApiError::bad_request(format!(
+            "malformed Content-Type header ({ct}): mime: expected slash after first token"
+        )));
+    }
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::bad_request(format!(
+            "unsupported Content-Type header ({ct}): must be 'application/json'"
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a JSON body as dockerd's `ReadJSON`: checks the content type, takes an empty body as
+/// `null` (the zero value), reports syntax errors in Go's words, and refuses trailing content
+/// and bodies over [`MAX_BODY`].
 pub(crate) async fn read_json(headers: &HeaderMap, body: Body) -> ApiResult<Value> {
     let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         ApiError::bad_request(format!(
             "request body too large: the limit is {MAX_BODY} bytes"
         ))
     })?;
-    let ct = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !(ct.is_empty() && bytes.is_empty()) {
-        let media = ct.split(';').next().unwrap_or("").trim();
-        if !media.eq_ignore_ascii_case("application/json") {
-            return Err(ApiError::bad_request(format!(
-                "unsupported Content-Type header ({ct}): must be 'application/json'"
-            )));
-        }
-    }
+    check_content_type(headers, !bytes.is_empty())?;
     if bytes.is_empty() {
         return Ok(Value::Null);
     }
     // The body may carry a secret value: parse from a buffer that is wiped afterwards.
     let bytes = zeroize::Zeroizing::new(Vec::from(bytes));
-    let mut stream = serde_json::Deserializer::from_slice(&bytes).into_iter::<Value>();
-    let value = match stream.next() {
-        None => {
-            return Err(ApiError::bad_request(
-                "invalid JSON: got EOF while reading request body",
-            ));
-        }
-        Some(Err(e)) => {
-            return Err(ApiError::bad_request(format!(
-                "invalid JSON: {}",
-                go_json_error(&e)
-            )));
-        }
-        Some(Ok(v)) => v,
-    };
-    if stream.next().is_some() {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(ApiError::bad_request(
+            "invalid JSON: got EOF while reading request body",
+        ));
+    }
+    let end = crate::gojson::check(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    if bytes[end..].iter().any(|b| !b.is_ascii_whitespace()) {
         return Err(ApiError::bad_request("unexpected content after JSON"));
     }
-    Ok(value)
+    serde_json::from_slice(&bytes[..end])
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON: {}", go_json_error(&e))))
 }
 
 fn go_json_error(e: &serde_json::Error) -> String {
     if e.is_eof() {
         return "unexpected EOF".into();
     }
-    // serde_json's text without its position suffix.
     let s = e.to_string();
     match s.rfind(" at line ") {
         Some(i) => s[..i].to_owned(),

@@ -13,6 +13,7 @@ mod body;
 mod error;
 mod events;
 mod filters;
+mod gojson;
 mod nodes;
 mod secrets;
 mod serve;

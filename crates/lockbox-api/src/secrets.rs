@@ -68,17 +68,18 @@ fn secret_input(mut v: Value) -> ApiResult<SecretInput> {
     let data = match data {
         None | Some(Value::Null) => None,
         Some(Value::String(mut text)) => {
+            // Go's decoder skips line breaks inside base64.
+            text.retain(|c| c != '\r' && c != '\n');
             let decoded = base64::engine::general_purpose::STANDARD.decode(text.as_bytes());
+            let result = match decoded {
+                Ok(bytes) => Ok(SecretBytes::new(bytes)),
+                Err(_) => Err(ApiError::bad_request(format!(
+                    "invalid JSON: {}",
+                    go_base64_error(&text)
+                ))),
+            };
             text.zeroize();
-            match decoded {
-                Ok(bytes) => Some(SecretBytes::new(bytes)),
-                Err(e) => {
-                    return Err(ApiError::bad_request(format!(
-                        "invalid JSON: {}",
-                        go_base64_error(&e)
-                    )));
-                }
-            }
+            Some(result?)
         }
         Some(other) => {
             return Err(ApiError::bad_request(format!(
@@ -104,14 +105,29 @@ fn secret_input(mut v: Value) -> ApiResult<SecretInput> {
     })
 }
 
-fn go_base64_error(e: &base64::DecodeError) -> String {
-    match e {
-        base64::DecodeError::InvalidByte(i, _) | base64::DecodeError::InvalidLastSymbol(i, _) => {
-            format!("illegal base64 data at input byte {i}")
+/// The offset Go's `base64.StdEncoding` reports for malformed input: the first byte outside
+/// the alphabet, a misplaced `=`, or the start of an incomplete final quantum.
+fn go_base64_error(text: &str) -> String {
+    let b = text.as_bytes();
+    let alphabet = |c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'/';
+    let mut offset = None;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'=' {
+            let q = i % 4;
+            let rest = &b[i..];
+            let ok = (q == 2 && rest == b"==") || (q == 3 && rest == b"=");
+            if !ok {
+                offset = Some(i);
+            }
+            break;
         }
-        base64::DecodeError::InvalidLength(n) => format!("illegal base64 data at input byte {n}"),
-        base64::DecodeError::InvalidPadding => "illegal base64 data at input byte 0".into(),
+        if !alphabet(c) {
+            offset = Some(i);
+            break;
+        }
     }
+    let offset = offset.unwrap_or(b.len() - b.len() % 4);
+    format!("illegal base64 data at input byte {offset}")
 }
 
 pub(crate) async fn create(
@@ -145,11 +161,12 @@ pub(crate) async fn update(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    // dockerd decodes the body before it looks at the version.
+    let input = secret_input(read_json(&headers, body).await?)?;
     let version = q
         .get("version")
         .and_then(|v| v.parse::<u64>().ok())
         .ok_or_else(|| ApiError::bad_request("invalid secret version"))?;
-    let input = secret_input(read_json(&headers, body).await?)?;
     app.manager
         .update_secret(id_param(&p), version, input)
         .await?;

@@ -174,13 +174,9 @@ pub(crate) async fn unlock(
     )?;
     let key = zeroize::Zeroizing::new(key);
     zeroize_value(&mut v);
-    match app.manager.unlock(&key).await {
-        Ok(()) => Ok(body::empty(StatusCode::OK)),
-        Err(CoreError::NotInSwarm) => {
-            Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, NOT_IN_SWARM))
-        }
-        Err(e) => Err(e.into()),
-    }
+    // Inactive nodes answer with the generic "not a swarm manager" text, as dockerd does.
+    app.manager.unlock(&key).await?;
+    Ok(body::empty(StatusCode::OK))
 }
 
 fn zeroize_value(v: &mut Value) {

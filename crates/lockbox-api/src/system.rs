@@ -23,6 +23,10 @@ pub(crate) async fn ping(State(app): State<AppState>, method: Method) -> Respons
         let mut r = StatusCode::OK.into_response();
         r.headers_mut()
             .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         r
     } else {
         let mut r = (StatusCode::OK, "OK").into_response();
@@ -92,18 +96,18 @@ pub(crate) async fn info(State(app): State<AppState>) -> Response {
         .map_or(addr.clone(), |(h, _)| h.to_owned());
     swarm.insert(
         "NodeID".into(),
-        json!(if state == LocalState::Inactive {
-            String::new()
-        } else {
+        json!(if state == LocalState::Active {
             node_id.clone()
+        } else {
+            String::new()
         }),
     );
     swarm.insert(
         "NodeAddr".into(),
-        json!(if state == LocalState::Inactive {
-            String::new()
-        } else {
+        json!(if state == LocalState::Active {
             host_only
+        } else {
+            String::new()
         }),
     );
     swarm.insert(
@@ -118,7 +122,14 @@ pub(crate) async fn info(State(app): State<AppState>) -> Response {
         "ControlAvailable".into(),
         json!(state == LocalState::Active),
     );
-    swarm.insert("Error".into(), json!(""));
+    swarm.insert(
+        "Error".into(),
+        json!(if state == LocalState::Locked {
+            crate::error::LOCKED
+        } else {
+            ""
+        }),
+    );
     if state == LocalState::Active {
         let nodes = app.manager.nodes().await.unwrap_or_default();
         let managers = nodes

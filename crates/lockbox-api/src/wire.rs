@@ -120,7 +120,8 @@ pub(crate) fn cluster_spec(s: &ClusterSpec) -> Value {
 }
 
 fn tls_info(c: &Cluster) -> Value {
-    json!({ "TrustRoot": c.root_ca_pem, "CertIssuerSubject": "", "CertIssuerPublicKey": "" })
+    // The issuer is the cluster CA, named `CN=swarm-ca` as in swarmkit: base64 of its DER name.
+    json!({ "TrustRoot": c.root_ca_pem, "CertIssuerSubject": "MBMxETAPBgNVBAMTCHN3YXJtLWNh", "CertIssuerPublicKey": "" })
 }
 
 /// `ClusterInfo` (as in `/info`), without join tokens.

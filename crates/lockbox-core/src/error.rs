@@ -47,6 +47,9 @@ pub enum CoreError {
     /// Not enough free disk space to accept a write.
     #[error("no space left on device: {0}")]
     NoSpace(String),
+    /// A failure swarmkit reports as gRPC `Unknown` (HTTP 500 with an `rpc error` prefix).
+    #[error("{0}")]
+    Unknown(String),
     /// Storage, Raft or key-file failure.
     #[error("{0}")]
     Internal(String),

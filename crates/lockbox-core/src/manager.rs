@@ -529,7 +529,7 @@ impl Manager {
         let a = self.active().await?;
         let cluster = a.cluster()?;
         if upd.spec.name != "default" && !upd.spec.name.is_empty() {
-            return Err(CoreError::InvalidArgument(
+            return Err(CoreError::InvalidParameter(
                 r#"swarm spec must be named "default""#.into(),
             ));
         }

@@ -109,8 +109,9 @@ pub(crate) fn validate_create(input: &SecretInput) -> Result<(), CoreError> {
                 "secret driver must have a name".into(),
             ));
         }
-        return Err(CoreError::Internal(format!(
-            "secret driver {:?} is not available: lockbox stores secret values itself",
+        // lockbox has no secret-driver plugins: answer as swarmkit does for a missing plugin.
+        return Err(CoreError::Unknown(format!(
+            "plugin {:?} not found",
             driver.name
         )));
     }

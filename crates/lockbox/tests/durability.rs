@@ -264,7 +264,7 @@ fn restart_keeps_secrets_labels_versions_and_autolock() {
         ],
         None,
     ));
-    let upd = format!(r#"{{"Name":"keep-me","Labels":{{"a":"changed"}}}}"#);
+    let upd = r#"{"Name":"keep-me","Labels":{"a":"changed"}}"#.to_string();
     let (status, _, body) = d.http(
         "POST",
         &format!("/v1.47/secrets/keep-me/update?version={}", v.trim()),
