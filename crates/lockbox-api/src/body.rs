@@ -69,6 +69,35 @@ pub(crate) fn empty(status: StatusCode) -> Response {
     (status, Body::empty()).into_response()
 }
 
+/// Bodies up to this size are read to the end even when refused, so the client gets the
+/// answer instead of a broken pipe.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+async fn collect_limited(body: Body) -> ApiResult<zeroize::Zeroizing<Vec<u8>>> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buf = zeroize::Zeroizing::new(Vec::new());
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            total = total.saturating_add(data.len());
+            if total <= MAX_BODY {
+                buf.extend_from_slice(&data);
+            } else if total > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if total > MAX_BODY {
+        return Err(ApiError::bad_request(format!(
+            "request body too large: the limit is {MAX_BODY} bytes"
+        )));
+    }
+    Ok(buf)
+}
+
 /// Checks `Content-Type` as dockerd's `CheckForJSON`: a request with a body must say
 /// `application/json` (parameters allowed).
 fn check_content_type(headers: &HeaderMap, has_body: bool) -> ApiResult<()> {
@@ -102,17 +131,12 @@ fn check_content_type(headers: &HeaderMap, has_body: bool) -> ApiResult<()> {
 /// `null` (the zero value), reports syntax errors in Go's words, and refuses trailing content
 /// and bodies over [`MAX_BODY`].
 pub(crate) async fn read_json(headers: &HeaderMap, body: Body) -> ApiResult<Value> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::bad_request(format!(
-            "request body too large: the limit is {MAX_BODY} bytes"
-        ))
-    })?;
+    let bytes = collect_limited(body).await?;
     check_content_type(headers, !bytes.is_empty())?;
     if bytes.is_empty() {
         return Ok(Value::Null);
     }
-    // The body may carry a secret value: parse from a buffer that is wiped afterwards.
-    let bytes = zeroize::Zeroizing::new(Vec::from(bytes));
+    // The body may carry a secret value: `bytes` is wiped when dropped.
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ApiError::bad_request(
             "invalid JSON: got EOF while reading request body",

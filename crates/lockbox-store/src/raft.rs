@@ -61,6 +61,19 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Positions in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Last applied entry.
+    pub applied: u64,
+    /// Last entry covered by the current snapshot.
+    pub snapshot: Option<u64>,
+    /// Last entry removed from the log.
+    pub purged: Option<u64>,
+    /// Last entry in the log.
+    pub last_log: Option<u64>,
+}
+
 /// The file name of the database inside the store directory.
 pub const DB_FILE: &str = "store.redb";
 
@@ -218,6 +231,17 @@ impl Store {
     /// The ids of the data keys that still seal records on disk.
     pub fn key_ids_in_use(&self) -> Result<Vec<u32>, StoreError> {
         self.disk.key_ids_in_use().map_err(StoreError::Database)
+    }
+
+    /// Log and snapshot positions, for `info` and tests.
+    pub fn stats(&self) -> StoreStats {
+        let m = self.raft.metrics().borrow().clone();
+        StoreStats {
+            applied: m.last_applied.map_or(0, |l| l.index),
+            snapshot: m.snapshot.map(|l| l.index),
+            purged: m.purged.map(|l| l.index),
+            last_log: m.last_log_index,
+        }
     }
 
     /// The index of the last applied entry.

@@ -268,3 +268,106 @@ fn events_for_secret_changes() {
         )
     );
 }
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let d = Daemon::start();
+    assert!(
+        d.docker(&["secret", "create", "-l", "k=v", "keep", "-"], Some(b"v"))
+            .status
+            .success()
+    );
+    let snapshot = || {
+        String::from_utf8_lossy(&d.docker(&["secret", "inspect", "keep"], None).stdout).into_owned()
+    };
+    let before = snapshot();
+    let huge = vec![b'a'; 5 * 1024 * 1024];
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            "POST",
+            "/v1.47/secrets/create",
+            huge,
+            400,
+            "request body too large",
+        ),
+        (
+            "POST",
+            "/v1.47/secrets/create",
+            br#"{"Name":"x","Data":"#.to_vec(),
+            400,
+            "invalid JSON: unexpected EOF",
+        ),
+        (
+            "POST",
+            "/v1.47/secrets/create",
+            br#"{"Name":"a b","Data":"YQ=="}"#.to_vec(),
+            400,
+            "invalid name",
+        ),
+        (
+            "POST",
+            "/v1.47/secrets/create",
+            br#"{"Name":"keep","Data":"YQ=="}"#.to_vec(),
+            409,
+            "already exists",
+        ),
+        (
+            "POST",
+            "/v1.47/secrets/keep/update?version=1",
+            br#"{"Name":"renamed"}"#.to_vec(),
+            400,
+            "only updates to Labels are allowed",
+        ),
+        (
+            "POST",
+            "/v1.47/secrets/keep/update?version=1",
+            br#"{"Name":"keep","Labels":{}}"#.to_vec(),
+            500,
+            "update out of sequence",
+        ),
+        (
+            "GET",
+            "/v1.47/secrets?filters=%7B%22nope%22%3A%7B%22x%22%3Atrue%7D%7D",
+            vec![],
+            400,
+            "invalid filter 'nope'",
+        ),
+        ("GET", "/v1.47/no/such/route", vec![], 404, "page not found"),
+        (
+            "DELETE",
+            "/v1.47/secrets/nope",
+            vec![],
+            404,
+            "secret nope not found",
+        ),
+        (
+            "GET",
+            "/v9.99/secrets",
+            vec![],
+            400,
+            "client version 9.99 is too new",
+        ),
+    ];
+    for (method, path, body, status, text) in cases {
+        let body = (!body.is_empty()).then_some(body);
+        let (s, headers, b) = d.http(
+            method,
+            path,
+            body.as_deref(),
+            body.as_ref().map(|_| "application/json"),
+        );
+        let b = String::from_utf8_lossy(&b);
+        assert_eq!(s, status, "{method} {path}: {b}");
+        assert!(b.contains(text), "{method} {path}: {b}");
+        let ct = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_str());
+        assert_eq!(ct, Some("application/json"), "{method} {path}");
+    }
+    assert_eq!(snapshot(), before, "bad input must not change the store");
+    let listed = String::from_utf8_lossy(&d.docker(&["secret", "ls", "-q"], None).stdout)
+        .lines()
+        .count();
+    assert_eq!(listed, 1);
+}
