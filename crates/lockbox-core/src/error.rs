@@ -47,6 +47,9 @@ pub enum CoreError {
     /// Not enough free disk space to accept a write.
     #[error("no space left on device: {0}")]
     NoSpace(String),
+    /// An operation swarmkit reports as gRPC `Unimplemented` (HTTP 501).
+    #[error("{0}")]
+    Unimplemented(String),
     /// A failure swarmkit reports as gRPC `Unknown` (HTTP 500 with an `rpc error` prefix).
     #[error("{0}")]
     Unknown(String),
@@ -82,7 +85,9 @@ impl From<Rejection> for CoreError {
             Rejection::NameConflict { .. } => CoreError::AlreadyExists(r.to_string()),
             Rejection::NotFound { .. } => CoreError::NotFound(r.to_string()),
             Rejection::SequenceConflict => CoreError::OutOfSequence,
-            Rejection::InUse { .. } => CoreError::InvalidArgument(r.to_string()),
+            Rejection::InUse { .. } | Rejection::SecretsNotFound { .. } => {
+                CoreError::InvalidArgument(r.to_string())
+            }
         }
     }
 }

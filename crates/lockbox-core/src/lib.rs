@@ -6,14 +6,21 @@
 
 #![forbid(unsafe_code)]
 
+mod agent;
 mod error;
 mod events;
+mod executor;
 mod lockfile;
 mod manager;
+mod orchestrator;
 mod secrets;
+mod services;
 mod tokens;
 
+pub use agent::{LogLine, Logs};
 pub use error::CoreError;
 pub use events::Event;
+pub use executor::{Executor, Exit, Launch, Output, SecretMount, TaskHandle};
 pub use manager::{InitOptions, LocalState, Manager, ManagerConfig, RotateReport, SwarmUpdate};
 pub use secrets::{SecretFilter, SecretInfo, SecretInput};
+pub use services::ServiceInfo;

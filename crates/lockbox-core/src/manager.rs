@@ -22,7 +22,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use zeroize::Zeroizing;
 
+use crate::agent::Agent;
+use crate::executor::Executor;
 use crate::lockfile::DirLock;
+use crate::orchestrator::Planner;
 use crate::secrets::{SecretFilter, SecretInfo, SecretInput};
 use crate::{CoreError, Event, tokens};
 
@@ -107,9 +110,89 @@ pub(crate) struct Active {
     pub(crate) node_id: String,
     events: broadcast::Sender<Event>,
     data_dir: PathBuf,
+    kick: Arc<tokio::sync::Notify>,
+    stopping: std::sync::atomic::AtomicBool,
+    pub(crate) agent: Arc<Agent>,
+    control: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Active {
+    /// Wakes the orchestrator and the agent.
+    pub(crate) fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Starts the orchestrator and agent loop.
+    fn start_control(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let kick = self.kick.clone();
+        let handle = tokio::spawn(async move {
+            let mut planner = Planner::default();
+            loop {
+                let Some(a) = weak.upgrade() else { break };
+                if a.is_stopping() {
+                    break;
+                }
+                let plan = a.store.read(|st| planner.step(st, &a.node_id, now()));
+                if !plan.is_empty() {
+                    let t = now();
+                    if !plan.tasks.is_empty() {
+                        if let Err(e) = a
+                            .store
+                            .propose(Command::Tasks {
+                                changes: plan.tasks,
+                                now: t,
+                            })
+                            .await
+                        {
+                            tracing::warn!(error = %e, "orchestrator proposal failed");
+                        }
+                    }
+                    for (id, status, rollback_spec) in plan.statuses {
+                        let cmd = Command::SetUpdateStatus {
+                            id,
+                            status,
+                            rollback_spec,
+                            now: t,
+                        };
+                        if let Err(e) = a.store.propose(cmd).await {
+                            tracing::warn!(error = %e, "update status proposal failed");
+                        }
+                    }
+                }
+                a.agent.step(&a).await;
+                let notified = kick.notified();
+                drop(a);
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                }
+            }
+        });
+        if let Ok(mut c) = self.control.lock() {
+            *c = Some(handle);
+        }
+    }
+
+    /// Stops the loop and every task of this node (without recording their end: the store
+    /// may be closing too; a restarted daemon finds them lost and restarts them).
+    async fn stop_control(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.kick();
+        let handle = self.control.lock().ok().and_then(|mut c| c.take());
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+        self.agent
+            .stop_all(std::time::Duration::from_secs(10))
+            .await;
+    }
+
     pub(crate) fn emit(&self, event: Event) {
         // No subscribers is fine.
         let _ = self.events.send(event);
@@ -215,6 +298,7 @@ pub struct Manager {
     _lock: DirLock,
     phase: tokio::sync::RwLock<Phase>,
     events: broadcast::Sender<Event>,
+    executors: Vec<Arc<dyn Executor>>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -254,6 +338,14 @@ impl Manager {
     /// opens the store when keys exist and are not autolocked, initializes a one-node cluster
     /// on first start when `auto_init` is set, and otherwise waits (inactive or locked).
     pub async fn start(cfg: ManagerConfig) -> Result<Manager, CoreError> {
+        Self::start_with(cfg, Vec::new()).await
+    }
+
+    /// Like [`Manager::start`], with the executors that run this node's tasks.
+    pub async fn start_with(
+        cfg: ManagerConfig,
+        executors: Vec<Arc<dyn Executor>>,
+    ) -> Result<Manager, CoreError> {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| CoreError::Internal(format!("create {}: {e}", cfg.data_dir.display())))?;
         restrict_dir(&cfg.data_dir)?;
@@ -264,6 +356,7 @@ impl Manager {
             _lock: lock,
             phase: tokio::sync::RwLock::new(Phase::Inactive),
             events,
+            executors,
         };
         let keystore = KeyStore::new(&mgr.cfg.data_dir);
         if keystore.exists() {
@@ -312,6 +405,10 @@ impl Manager {
             node_id,
             events: self.events.clone(),
             data_dir: self.cfg.data_dir.clone(),
+            kick: Arc::new(tokio::sync::Notify::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            agent: Arc::new(Agent::new(self.executors.clone())),
+            control: Mutex::new(None),
         });
         // Bring key protection in line with the replicated autolock setting.
         if let Ok(cluster) = active.cluster() {
@@ -324,6 +421,7 @@ impl Manager {
                 active.protect(want, false)?;
             }
         }
+        active.start_control();
         Ok(active)
     }
 
@@ -463,6 +561,7 @@ impl Manager {
             _ => {}
         }
         if let Phase::Active(a) = &*phase {
+            a.stop_control().await;
             a.store.shutdown().await?;
         }
         *phase = Phase::Inactive;
@@ -600,12 +699,79 @@ impl Manager {
         self.active().await?.remove_secret(key).await
     }
 
+    /// Creates a service; returns its ID.
+    pub async fn create_service(
+        &self,
+        spec: lockbox_types::ServiceSpec,
+    ) -> Result<String, CoreError> {
+        self.active().await?.create_service(spec).await
+    }
+
+    /// Services with their task counts.
+    pub async fn list_services(&self) -> Result<Vec<crate::ServiceInfo>, CoreError> {
+        Ok(self.active().await?.list_services())
+    }
+
+    /// A service by ID, name or ID prefix.
+    pub async fn inspect_service(&self, key: &str) -> Result<lockbox_types::Service, CoreError> {
+        self.active().await?.resolve_service(key)
+    }
+
+    /// Updates a service (`spec`), or rolls it back to its previous spec (`rollback`).
+    pub async fn update_service(
+        &self,
+        key: &str,
+        version: u64,
+        spec: Option<lockbox_types::ServiceSpec>,
+        rollback: bool,
+    ) -> Result<(), CoreError> {
+        self.active()
+            .await?
+            .update_service(key, version, spec, rollback)
+            .await
+    }
+
+    /// Removes a service; its tasks stop.
+    pub async fn remove_service(&self, key: &str) -> Result<(), CoreError> {
+        self.active().await?.remove_service(key).await
+    }
+
+    /// Every task.
+    pub async fn list_tasks(&self) -> Result<Vec<lockbox_types::Task>, CoreError> {
+        Ok(self
+            .active()
+            .await?
+            .store
+            .read(|s| s.tasks.values().cloned().collect()))
+    }
+
+    /// A task by ID or ID prefix.
+    pub async fn inspect_task(&self, key: &str) -> Result<lockbox_types::Task, CoreError> {
+        self.active().await?.resolve_task(key)
+    }
+
+    /// Updates a node's spec (availability, labels).
+    pub async fn update_node(
+        &self,
+        key: &str,
+        version: u64,
+        spec: lockbox_types::NodeSpec,
+    ) -> Result<(), CoreError> {
+        self.active().await?.update_node(key, version, spec).await
+    }
+
+    /// Task output kept by this node's agent.
+    pub async fn logs(&self) -> Result<Arc<crate::Logs>, CoreError> {
+        Ok(self.active().await?.agent.logs.clone())
+    }
+
     /// Stops the store cleanly.
     pub async fn shutdown(&self) {
-        if let Phase::Active(a) = &*self.phase.read().await
-            && let Err(e) = a.store.shutdown().await
-        {
-            tracing::warn!(error = %e, "store shutdown");
+        if let Phase::Active(a) = &*self.phase.read().await {
+            a.stop_control().await;
+            if let Err(e) = a.store.shutdown().await {
+                tracing::warn!(error = %e, "store shutdown");
+            }
         }
     }
 }

@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use lockbox_types::{Cluster, Command, Node, Outcome, Rejection, Secret};
+use lockbox_types::{
+    Cluster, Command, Node, Outcome, Rejection, Secret, Service, Task, TaskChange,
+};
 use serde::{Deserialize, Serialize};
 
 /// Everything the store holds.
@@ -18,9 +20,16 @@ pub struct State {
     pub nodes: BTreeMap<String, Node>,
     /// Secrets by ID.
     pub secrets: BTreeMap<String, Secret>,
+    /// Services by ID.
+    pub services: BTreeMap<String, Service>,
+    /// Tasks by ID.
+    pub tasks: BTreeMap<String, Task>,
     /// Lowercased secret name → ID (names are unique case-insensitively).
     #[serde(skip)]
     secret_names: HashMap<String, String>,
+    /// Lowercased service name → ID.
+    #[serde(skip)]
+    service_names: HashMap<String, String>,
     /// The highest log index applied: the store version.
     pub version: u64,
 }
@@ -33,6 +42,55 @@ impl State {
             .values()
             .map(|s| (s.spec.name.to_lowercase(), s.id.clone()))
             .collect();
+        self.service_names = self
+            .services
+            .values()
+            .map(|s| (s.spec.name.to_lowercase(), s.id.clone()))
+            .collect();
+    }
+
+    /// The service with this exact name, compared case-insensitively.
+    pub fn service_by_name(&self, name: &str) -> Option<&Service> {
+        self.service_names
+            .get(&name.to_lowercase())
+            .and_then(|id| self.services.get(id))
+    }
+
+    /// Names of the services whose spec references secret `id`, sorted.
+    pub fn services_using_secret(&self, id: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .services
+            .values()
+            .filter(|svc| svc.spec.task.secrets.iter().any(|r| r.secret_id == id))
+            .map(|svc| svc.spec.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Tasks of a service.
+    pub fn tasks_of<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a Task> + 'a {
+        self.tasks
+            .values()
+            .filter(move |t| t.service_id == service_id)
+    }
+
+    fn check_secret_refs(&self, refs: &[lockbox_types::SecretRef]) -> Result<(), Rejection> {
+        let mut missing: Vec<String> = Vec::new();
+        for r in refs {
+            let ok = self
+                .secrets
+                .get(&r.secret_id)
+                .is_some_and(|s| s.spec.name == r.secret_name);
+            if !ok && !missing.contains(&r.secret_name) {
+                missing.push(r.secret_name.clone());
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(Rejection::SecretsNotFound { names: missing })
+        }
     }
 
     /// The secret with this exact name, compared case-insensitively.
@@ -121,12 +179,193 @@ impl State {
                 Ok(())
             }
             Command::RemoveSecret { id } => {
-                let secret = self.secrets.remove(id).ok_or_else(|| Rejection::NotFound {
-                    kind: "secret".into(),
+                let name = self
+                    .secrets
+                    .get(id)
+                    .map(|s| s.spec.name.clone())
+                    .ok_or_else(|| Rejection::NotFound {
+                        kind: "secret".into(),
+                        id: id.clone(),
+                    })?;
+                let users = self.services_using_secret(id);
+                if !users.is_empty() {
+                    return Err(Rejection::InUse {
+                        kind: "secret".into(),
+                        name,
+                        services: users,
+                    });
+                }
+                self.secrets.remove(id);
+                self.secret_names.remove(&name.to_lowercase());
+                Ok(())
+            }
+            Command::CreateService { service } => {
+                let key = service.spec.name.to_lowercase();
+                if self.service_names.contains_key(&key) || self.services.contains_key(&service.id)
+                {
+                    return Err(Rejection::NameConflict {
+                        kind: "service".into(),
+                        name: service.spec.name.clone(),
+                    });
+                }
+                self.check_secret_refs(&service.spec.task.secrets)?;
+                let mut service = (**service).clone();
+                service.meta.version = index;
+                self.service_names.insert(key, service.id.clone());
+                self.services.insert(service.id.clone(), service);
+                Ok(())
+            }
+            Command::UpdateService {
+                id,
+                expected_version,
+                spec,
+                rollback,
+                now,
+            } => {
+                let current = self.services.get(id).ok_or_else(|| Rejection::NotFound {
+                    kind: "service".into(),
                     id: id.clone(),
                 })?;
-                self.secret_names.remove(&secret.spec.name.to_lowercase());
+                if current.meta.version != *expected_version {
+                    return Err(Rejection::SequenceConflict);
+                }
+                self.check_secret_refs(&spec.task.secrets)?;
+                let old_name = current.spec.name.to_lowercase();
+                let new_name = spec.name.to_lowercase();
+                if old_name != new_name && self.service_names.contains_key(&new_name) {
+                    return Err(Rejection::NameConflict {
+                        kind: "service".into(),
+                        name: spec.name.clone(),
+                    });
+                }
+                let svc = self
+                    .services
+                    .get_mut(id)
+                    .ok_or(Rejection::SequenceConflict)?;
+                let old = std::mem::replace(&mut svc.spec, (**spec).clone());
+                svc.previous_spec = Some(old);
+                svc.update_status = rollback.then(|| lockbox_types::UpdateStatus {
+                    state: "rollback_started".into(),
+                    started_at: *now,
+                    completed_at: None,
+                    message: "manually requested rollback".into(),
+                });
+                svc.meta.version = index;
+                svc.meta.updated_at = *now;
+                if old_name != new_name {
+                    self.service_names.remove(&old_name);
+                    self.service_names.insert(new_name, id.clone());
+                }
                 Ok(())
+            }
+            Command::SetUpdateStatus {
+                id,
+                status,
+                rollback_spec,
+                now,
+            } => {
+                let svc = self
+                    .services
+                    .get_mut(id)
+                    .ok_or_else(|| Rejection::NotFound {
+                        kind: "service".into(),
+                        id: id.clone(),
+                    })?;
+                if *rollback_spec && let Some(prev) = svc.previous_spec.take() {
+                    svc.previous_spec = Some(std::mem::replace(&mut svc.spec, prev));
+                }
+                svc.update_status = status.clone();
+                svc.meta.version = index;
+                svc.meta.updated_at = *now;
+                Ok(())
+            }
+            Command::RemoveService { id } => {
+                let svc = self
+                    .services
+                    .remove(id)
+                    .ok_or_else(|| Rejection::NotFound {
+                        kind: "service".into(),
+                        id: id.clone(),
+                    })?;
+                self.service_names.remove(&svc.spec.name.to_lowercase());
+                Ok(())
+            }
+            Command::Tasks { changes, now } => {
+                for change in changes {
+                    self.apply_task_change(index, change, *now);
+                }
+                Ok(())
+            }
+            Command::UpdateNode {
+                id,
+                expected_version,
+                spec,
+                now,
+            } => {
+                let node = self.nodes.get_mut(id).ok_or_else(|| Rejection::NotFound {
+                    kind: "node".into(),
+                    id: id.clone(),
+                })?;
+                if node.meta.version != *expected_version {
+                    return Err(Rejection::SequenceConflict);
+                }
+                node.spec = (**spec).clone();
+                node.meta.version = index;
+                node.meta.updated_at = *now;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl State {
+    fn apply_task_change(
+        &mut self,
+        index: u64,
+        change: &TaskChange,
+        now: lockbox_types::Timestamp,
+    ) {
+        match change {
+            TaskChange::Create(task) => {
+                if self.services.contains_key(&task.service_id)
+                    && !self.tasks.contains_key(&task.id)
+                {
+                    let mut task = (**task).clone();
+                    task.meta.version = index;
+                    self.tasks.insert(task.id.clone(), task);
+                }
+            }
+            TaskChange::Status { id, status } => {
+                // States only move forward, so a late report never resurrects a task.
+                if let Some(t) = self.tasks.get_mut(id)
+                    && status.state >= t.status.state
+                {
+                    t.status = status.clone();
+                    t.meta.version = index;
+                    t.meta.updated_at = now;
+                }
+            }
+            TaskChange::Desired { id, state } => {
+                if let Some(t) = self.tasks.get_mut(id)
+                    && *state > t.desired_state
+                {
+                    t.desired_state = *state;
+                    t.meta.version = index;
+                    t.meta.updated_at = now;
+                }
+            }
+            TaskChange::Assign { id, node_id, status } => {
+                if let Some(t) = self.tasks.get_mut(id)
+                    && t.node_id.is_empty()
+                {
+                    t.node_id = node_id.clone();
+                    t.status = status.clone();
+                    t.meta.version = index;
+                    t.meta.updated_at = now;
+                }
+            }
+            TaskChange::Remove { id } => {
+                self.tasks.remove(id);
             }
         }
     }

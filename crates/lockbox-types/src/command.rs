@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::object::{Cluster, ClusterSpec, JoinTokens, Node, Secret, Timestamp};
+use crate::object::{Cluster, ClusterSpec, JoinTokens, Node, NodeSpec, Secret, Timestamp};
+use crate::service::{Service, ServiceSpec, TaskChange, UpdateStatus};
 
 /// A change to the replicated state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +52,58 @@ pub enum Command {
         /// Secret ID.
         id: String,
     },
+    /// Create a service. Rejected on a name conflict or a missing secret.
+    CreateService {
+        /// The service (meta.version is set by apply).
+        service: Box<Service>,
+    },
+    /// Replace a service's spec (the old one becomes `previous_spec`, unless rolling back).
+    UpdateService {
+        /// Service ID.
+        id: String,
+        /// The version the caller read.
+        expected_version: u64,
+        /// New spec.
+        spec: Box<ServiceSpec>,
+        /// A rollback: previous spec is cleared instead of set.
+        rollback: bool,
+        /// Time of the change.
+        now: Timestamp,
+    },
+    /// Record rolling-update progress (no version check: written by the orchestrator).
+    SetUpdateStatus {
+        /// Service ID.
+        id: String,
+        /// Status, or none to clear it.
+        status: Option<UpdateStatus>,
+        /// Roll the spec back to `previous_spec` at the same time.
+        rollback_spec: bool,
+        /// Time of the change.
+        now: Timestamp,
+    },
+    /// Remove a service. Its tasks are shut down by the orchestrator.
+    RemoveService {
+        /// Service ID.
+        id: String,
+    },
+    /// Task changes, applied in order.
+    Tasks {
+        /// Changes.
+        changes: Vec<TaskChange>,
+        /// Time of the change.
+        now: Timestamp,
+    },
+    /// Update a node's spec.
+    UpdateNode {
+        /// Node ID.
+        id: String,
+        /// The version the caller read.
+        expected_version: u64,
+        /// New spec.
+        spec: Box<NodeSpec>,
+        /// Time of the change.
+        now: Timestamp,
+    },
     /// No change; used to make sure every earlier entry is applied.
     Noop,
 }
@@ -64,6 +117,12 @@ impl Command {
             Command::CreateSecret { .. } => "create-secret",
             Command::UpdateSecretLabels { .. } => "update-secret-labels",
             Command::RemoveSecret { .. } => "remove-secret",
+            Command::CreateService { .. } => "create-service",
+            Command::UpdateService { .. } => "update-service",
+            Command::SetUpdateStatus { .. } => "set-update-status",
+            Command::RemoveService { .. } => "remove-service",
+            Command::Tasks { .. } => "tasks",
+            Command::UpdateNode { .. } => "update-node",
             Command::Noop => "noop",
         }
     }
@@ -97,6 +156,12 @@ pub enum Rejection {
     /// The caller's version is stale.
     #[error("update out of sequence")]
     SequenceConflict,
+    /// A referenced secret does not exist (or its name differs).
+    #[error("{}", secrets_not_found(names))]
+    SecretsNotFound {
+        /// The missing names.
+        names: Vec<String>,
+    },
     /// The object is referenced by services.
     #[error("{kind} '{name}' is in use by the following service{}: {}", if services.len() == 1 { "" } else { "s" }, services.join(", "))]
     InUse {
@@ -107,6 +172,14 @@ pub enum Rejection {
         /// Names of the services that use it.
         services: Vec<String>,
     },
+}
+
+fn secrets_not_found(names: &[String]) -> String {
+    if names.len() == 1 {
+        format!("secret not found: {}", names[0])
+    } else {
+        format!("secrets not found: {}", names.join(", "))
+    }
 }
 
 /// The result of applying one command.

@@ -10,6 +10,7 @@ mod command;
 mod id;
 mod name;
 mod object;
+mod service;
 
 pub use command::{Command, Outcome, Rejection};
 pub use id::{ID_LEN, is_id, new_id};
@@ -18,6 +19,10 @@ pub use object::{
     CaConfig, Cluster, ClusterSpec, DispatcherConfig, Driver, EncryptionConfig, JoinTokens, Meta,
     Node, NodeAvailability, NodeRole, NodeSpec, OrchestrationConfig, RaftConfig, Secret,
     SecretSpec, Timestamp,
+};
+pub use service::{
+    RestartCondition, RestartPolicy, SecretFileTarget, SecretRef, Service, ServiceMode,
+    ServiceSpec, Task, TaskChange, TaskSpec, TaskState, TaskStatus, UpdateConfig, UpdateStatus,
 };
 
 /// The largest secret payload accepted, exclusive: Docker's `MaxSecretSize` (500 KiB).

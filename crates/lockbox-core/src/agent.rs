@@ -1,0 +1,352 @@
+//! The agent: runs this node's tasks through the executors, reports their states to the
+//! store, keeps their output for `service logs`, and stops them when asked.
+//!
+//! Secret values are read from the store only for a task that references them, at start, and
+//! handed to the executor; the agent keeps no copy.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lockbox_types::{Command, Task, TaskChange, TaskState, TaskStatus, Timestamp};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::{broadcast, oneshot};
+
+use crate::executor::{Executor, Launch, SecretMount, TaskHandle};
+use crate::manager::{Active, now};
+
+/// One line of task output.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// Task ID.
+    pub task_id: String,
+    /// 1 = stdout, 2 = stderr.
+    pub stream: u8,
+    /// When it was read.
+    pub time: Timestamp,
+    /// The bytes, newline included.
+    pub data: Vec<u8>,
+}
+
+const LOG_BYTES_PER_TASK: usize = 1024 * 1024;
+
+/// Task output kept in memory (never on disk: a careless program may print a secret).
+#[derive(Debug)]
+pub struct Logs {
+    per_task: Mutex<HashMap<String, (VecDeque<LogLine>, usize)>>,
+    live: broadcast::Sender<LogLine>,
+}
+
+impl Default for Logs {
+    fn default() -> Self {
+        Logs {
+            per_task: Mutex::new(HashMap::new()),
+            live: broadcast::channel(4096).0,
+        }
+    }
+}
+
+impl Logs {
+    fn push(&self, line: LogLine) {
+        if let Ok(mut m) = self.per_task.lock() {
+            let (q, bytes) = m.entry(line.task_id.clone()).or_default();
+            *bytes += line.data.len();
+            q.push_back(line.clone());
+            while *bytes > LOG_BYTES_PER_TASK {
+                match q.pop_front() {
+                    Some(old) => *bytes -= old.data.len(),
+                    None => break,
+                }
+            }
+        }
+        let _ = self.live.send(line);
+    }
+
+    /// The kept lines of these tasks, in time order.
+    pub fn lines(&self, task_ids: &[String]) -> Vec<LogLine> {
+        let mut out: Vec<LogLine> = match self.per_task.lock() {
+            Ok(m) => task_ids
+                .iter()
+                .filter_map(|id| m.get(id))
+                .flat_map(|(q, _)| q.iter().cloned())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        out.sort_by_key(|l| l.time);
+        out
+    }
+
+    /// New lines as they come.
+    pub fn follow(&self) -> broadcast::Receiver<LogLine> {
+        self.live.subscribe()
+    }
+
+    fn forget_except(&self, keep: &dyn Fn(&str) -> bool) {
+        if let Ok(mut m) = self.per_task.lock() {
+            m.retain(|id, _| keep(id));
+        }
+    }
+}
+
+struct Running {
+    stop: Option<oneshot::Sender<Duration>>,
+}
+
+/// The agent of this node.
+pub(crate) struct Agent {
+    executors: Vec<Arc<dyn Executor>>,
+    running: Mutex<HashMap<String, Running>>,
+    pub(crate) logs: Arc<Logs>,
+}
+
+fn status(state: TaskState, message: &str) -> TaskStatus {
+    TaskStatus {
+        timestamp: now(),
+        state,
+        message: message.into(),
+        err: String::new(),
+        pid: 0,
+        exit_code: 0,
+        container_id: String::new(),
+    }
+}
+
+async fn report(active: &Active, id: &str, st: TaskStatus) {
+    if active.is_stopping() {
+        return;
+    }
+    let cmd = Command::Tasks {
+        changes: vec![TaskChange::Status {
+            id: id.to_owned(),
+            status: st,
+        }],
+        now: now(),
+    };
+    if let Err(e) = active.store.propose(cmd).await {
+        tracing::warn!(task = id, error = %e, "could not record task status");
+    }
+    active.kick();
+}
+
+impl Agent {
+    pub(crate) fn new(executors: Vec<Arc<dyn Executor>>) -> Agent {
+        Agent {
+            executors,
+            running: Mutex::new(HashMap::new()),
+            logs: Arc::new(Logs::default()),
+        }
+    }
+
+    /// One pass: start assigned tasks, stop tasks asked to stop, fail tasks lost in a restart.
+    pub(crate) async fn step(self: &Arc<Self>, active: &Arc<Active>) {
+        let mine: Vec<Task> = active.store.read(|s| {
+            s.tasks
+                .values()
+                .filter(|t| t.node_id == active.node_id)
+                .cloned()
+                .collect()
+        });
+        let mut lost = Vec::new();
+        {
+            let Ok(mut running) = self.running.lock() else {
+                return;
+            };
+            for t in &mine {
+                let tracked = running.contains_key(&t.id);
+                if t.desired_state == TaskState::Running
+                    && t.status.state == TaskState::Assigned
+                    && !tracked
+                {
+                    let (tx, rx) = oneshot::channel();
+                    running.insert(t.id.clone(), Running { stop: Some(tx) });
+                    let agent = self.clone();
+                    let active = active.clone();
+                    let task = t.clone();
+                    tokio::spawn(async move { agent.run(active, task, rx).await });
+                } else if t.desired_state > TaskState::Running && tracked {
+                    if let Some(r) = running.get_mut(&t.id)
+                        && let Some(stop) = r.stop.take()
+                    {
+                        let grace = t.spec.stop_grace_period.unwrap_or(10_000_000_000).max(0);
+                        let _ = stop.send(Duration::from_nanos(grace as u64));
+                    }
+                } else if !tracked
+                    && t.status.state > TaskState::Assigned
+                    && !t.status.state.is_terminal()
+                {
+                    lost.push(t.id.clone());
+                }
+            }
+        }
+        for id in lost {
+            let mut st = status(TaskState::Failed, "task lost");
+            st.err = "the task's process ended when the lockbox daemon stopped".into();
+            report(active, &id, st).await;
+        }
+        let ids: std::collections::HashSet<String> = mine.iter().map(|t| t.id.clone()).collect();
+        self.logs.forget_except(&|id| ids.contains(id));
+    }
+
+    /// Stops every task and waits (at most `grace` plus a little) for them to end.
+    pub(crate) async fn stop_all(&self, grace: Duration) {
+        if let Ok(mut running) = self.running.lock() {
+            for r in running.values_mut() {
+                if let Some(stop) = r.stop.take() {
+                    let _ = stop.send(grace.min(Duration::from_secs(2)));
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + grace + Duration::from_secs(1);
+        while tokio::time::Instant::now() < deadline {
+            if self.running.lock().map(|r| r.is_empty()).unwrap_or(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn executor_for(&self, image: &str) -> Option<Arc<dyn Executor>> {
+        self.executors.iter().find(|e| e.handles(image)).cloned()
+    }
+
+    fn secrets_for(active: &Active, task: &Task) -> Result<Vec<SecretMount>, String> {
+        let mut out = Vec::new();
+        for r in &task.spec.secrets {
+            let Some(file) = &r.file else { continue };
+            let data = active
+                .store
+                .read(|s| s.secrets.get(&r.secret_id).map(|s| s.spec.data.clone()))
+                .ok_or_else(|| {
+                    format!(
+                        "secret {} not found: unable to get secret from secret store",
+                        r.secret_name
+                    )
+                })?;
+            let uid = file
+                .uid
+                .parse::<u32>()
+                .map_err(|_| format!("invalid uid {:?} for secret {}", file.uid, r.secret_name))?;
+            let gid = file
+                .gid
+                .parse::<u32>()
+                .map_err(|_| format!("invalid gid {:?} for secret {}", file.gid, r.secret_name))?;
+            out.push(SecretMount {
+                target: file.name.clone(),
+                data,
+                uid,
+                gid,
+                mode: file.mode,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        active: Arc<Active>,
+        task: Task,
+        stop: oneshot::Receiver<Duration>,
+    ) {
+        let id = task.id.clone();
+        let result = self.run_inner(&active, &task, stop).await;
+        if let Err(err) = result {
+            let mut st = status(TaskState::Failed, "starting");
+            st.err = err;
+            report(&active, &id, st).await;
+        }
+        if let Ok(mut r) = self.running.lock() {
+            r.remove(&id);
+        }
+        active.kick();
+    }
+
+    async fn run_inner(
+        &self,
+        active: &Arc<Active>,
+        task: &Task,
+        mut stop: oneshot::Receiver<Duration>,
+    ) -> Result<(), String> {
+        report(active, &task.id, status(TaskState::Preparing, "preparing")).await;
+        let image = task.spec.image.clone();
+        let executor = self.executor_for(&image).ok_or_else(|| {
+            format!(
+                "no executor for image {image:?}: image \"host\" runs host processes; other images need the docker executor (start the daemon with --docker-host unix:///var/run/docker.sock)"
+            )
+        })?;
+        let secrets = Self::secrets_for(active, task)?;
+        let service_name = active
+            .store
+            .read(|s| {
+                s.services
+                    .get(&task.service_id)
+                    .map(|s| s.spec.name.clone())
+            })
+            .unwrap_or_default();
+        report(active, &task.id, status(TaskState::Starting, "starting")).await;
+        let launch = Launch {
+            task_id: task.id.clone(),
+            service_name,
+            slot: task.slot,
+            spec: task.spec.clone(),
+            secrets,
+        };
+        let mut handle: Box<dyn TaskHandle> = executor
+            .start(launch)
+            .await
+            .map_err(|e| format!("starting container failed: {e}"))?;
+        let mut st = status(TaskState::Running, "started");
+        st.pid = handle.pid();
+        st.container_id = handle.container_id();
+        let container_id = st.container_id.clone();
+        report(active, &task.id, st).await;
+        let (out, err) = handle.take_output();
+        for (stream, reader) in [(1u8, out), (2u8, err)] {
+            if let Some(reader) = reader {
+                let logs = self.logs.clone();
+                let task_id = task.id.clone();
+                tokio::spawn(async move {
+                    let mut lines = tokio::io::BufReader::new(reader);
+                    let mut buf = Vec::new();
+                    loop {
+                        buf.clear();
+                        match lines.read_until(b'\n', &mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => logs.push(LogLine {
+                                task_id: task_id.clone(),
+                                stream,
+                                time: now(),
+                                data: buf.clone(),
+                            }),
+                        }
+                    }
+                });
+            }
+        }
+        let stopped;
+        let exit = tokio::select! {
+            exit = handle.wait() => { stopped = false; exit }
+            grace = &mut stop => {
+                stopped = true;
+                handle.stop(grace.unwrap_or(Duration::from_secs(10))).await
+            }
+        };
+        let mut st = match (exit, stopped) {
+            (_, true) => status(TaskState::Shutdown, "shutdown"),
+            (Ok(e), false) if e.code == 0 => status(TaskState::Complete, "finished"),
+            (Ok(e), false) => {
+                let mut s = status(TaskState::Failed, "started");
+                s.err = format!("task: non-zero exit ({})", e.code);
+                s.exit_code = e.code;
+                s
+            }
+            (Err(e), false) => {
+                let mut s = status(TaskState::Failed, "started");
+                s.err = e;
+                s
+            }
+        };
+        st.container_id = container_id;
+        report(active, &task.id, st).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! The boundary between the agent and the things that run tasks. The process executor
+//! (`lockbox-exec`) and, later, the docker executor implement [`Executor`]; the agent only
+//! hands them a [`Launch`] and watches the [`TaskHandle`].
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use lockbox_crypto::SecretBytes;
+use lockbox_types::TaskSpec;
+use tokio::io::AsyncRead;
+
+/// A secret file for a task.
+#[derive(Debug, Clone)]
+pub struct SecretMount {
+    /// Target: relative (under /run/secrets) or absolute.
+    pub target: String,
+    /// The value.
+    pub data: SecretBytes,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Mode.
+    pub mode: u32,
+}
+
+/// Everything needed to start a task.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// Task ID.
+    pub task_id: String,
+    /// Service name, for container names and labels.
+    pub service_name: String,
+    /// Slot.
+    pub slot: u64,
+    /// The template.
+    pub spec: TaskSpec,
+    /// The task's secrets, and only those.
+    pub secrets: Vec<SecretMount>,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// Exit code (128+signal when killed).
+    pub code: i64,
+}
+
+/// A task's output stream.
+pub type Output = Box<dyn AsyncRead + Send + Unpin>;
+
+/// A running task.
+pub trait TaskHandle: Send {
+    /// Process ID, for the task status.
+    fn pid(&self) -> u32;
+    /// Executor handle (container ID, or the task ID for host processes).
+    fn container_id(&self) -> String;
+    /// Stdout and stderr, once.
+    fn take_output(&mut self) -> (Option<Output>, Option<Output>);
+    /// Waits for the task to end.
+    fn wait(&mut self) -> BoxFuture<'_, Result<Exit, String>>;
+    /// Stops the task: its stop signal, then SIGKILL after `grace`.
+    fn stop(&mut self, grace: Duration) -> BoxFuture<'_, Result<Exit, String>>;
+}
+
+/// Something that can run tasks of some images.
+pub trait Executor: Send + Sync + 'static {
+    /// Whether this executor runs `image`.
+    fn handles(&self, image: &str) -> bool;
+    /// Starts a task. The error is shown to users in the task status: it must never contain a
+    /// secret value.
+    fn start(&self, launch: Launch) -> BoxFuture<'static, Result<Box<dyn TaskHandle>, String>>;
+}

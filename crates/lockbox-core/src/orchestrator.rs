@@ -1,0 +1,675 @@
+//! The orchestrator: turns services into tasks. A pure planner (`Planner::step`) looks at the
+//! state and decides task changes — new tasks for empty slots (restart policy), shutdowns for
+//! scale-downs and removed services, rolling updates batch by batch, history retention — and a
+//! loop proposes them. Keeping the planner pure makes it testable without processes or Raft.
+
+use std::collections::{BTreeMap, HashMap};
+
+use lockbox_store::State;
+use lockbox_types::{
+    Meta, Node, NodeAvailability, NodeRole, RestartCondition, RestartPolicy, Service, ServiceMode,
+    Task, TaskChange, TaskSpec, TaskState, TaskStatus, Timestamp, UpdateConfig, UpdateStatus,
+};
+
+/// What one planning step decided.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub(crate) tasks: Vec<TaskChange>,
+    /// (service ID, new update status, roll the spec back).
+    pub(crate) statuses: Vec<(String, Option<UpdateStatus>, bool)>,
+}
+
+impl Plan {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tasks.is_empty() && self.statuses.is_empty()
+    }
+}
+
+/// A slot: the replica number, or the node for global services.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum SlotKey {
+    Replica(u64),
+    Node(String),
+}
+
+fn slot_of(svc: &Service, t: &Task) -> SlotKey {
+    match svc.spec.mode {
+        ServiceMode::Replicated { .. } => SlotKey::Replica(t.slot),
+        ServiceMode::Global => SlotKey::Node(t.node_id.clone()),
+    }
+}
+
+fn live(t: &Task) -> bool {
+    t.desired_state <= TaskState::Running && !t.status.state.is_terminal()
+}
+
+/// Whether two templates would run the same thing: typed fields and the Docker JSON with Go's
+/// zero values removed (clients differ in which zero values they send).
+pub(crate) fn same_template(a: &TaskSpec, b: &TaskSpec) -> bool {
+    let strip = |t: &TaskSpec| TaskSpec {
+        raw: String::new(),
+        ..t.clone()
+    };
+    if strip(a) != strip(b) {
+        return false;
+    }
+    if a.raw == b.raw {
+        return true;
+    }
+    let parse = |s: &str| {
+        serde_json::from_str::<serde_json::Value>(s)
+            .map(prune)
+            .unwrap_or(serde_json::Value::Null)
+    };
+    parse(&a.raw) == parse(&b.raw)
+}
+
+fn prune(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (k, prune(v)))
+                .filter(|(_, v)| !is_zero(v))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(prune).collect()),
+        other => other,
+    }
+}
+
+fn is_zero(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+    }
+}
+
+/// Whether `node` satisfies every placement constraint (`node.role==manager`,
+/// `node.hostname!=x`, `node.labels.k==v`, `node.id==...`, `node.platform.os==linux`).
+pub(crate) fn constraints_met(constraints: &[String], node: &Node) -> bool {
+    constraints.iter().all(|c| {
+        let (key, want, eq) = if let Some((k, v)) = c.split_once("!=") {
+            (k.trim(), v.trim(), false)
+        } else if let Some((k, v)) = c.split_once("==") {
+            (k.trim(), v.trim(), true)
+        } else {
+            return false;
+        };
+        let actual: Option<String> = match key {
+            "node.id" => Some(node.id.clone()),
+            "node.hostname" => Some(node.hostname.clone()),
+            "node.role" => Some(
+                if node.spec.role == NodeRole::Manager {
+                    "manager"
+                } else {
+                    "worker"
+                }
+                .into(),
+            ),
+            "node.platform.os" => Some("linux".into()),
+            "node.platform.arch" => Some(std::env::consts::ARCH.into()),
+            k => k
+                .strip_prefix("node.labels.")
+                .and_then(|l| node.spec.labels.get(l).cloned()),
+        };
+        match actual {
+            Some(a) => (a == want) == eq,
+            None => !eq,
+        }
+    })
+}
+
+fn status(state: TaskState, message: &str, now: Timestamp) -> TaskStatus {
+    TaskStatus {
+        timestamp: now,
+        state,
+        message: message.into(),
+        err: String::new(),
+        pid: 0,
+        exit_code: 0,
+        container_id: String::new(),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SlotUpdate {
+    key: SlotKey,
+    old: Vec<String>,
+    new: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Progress {
+    rollback: bool,
+    spec_version: u64,
+    batch: Vec<SlotUpdate>,
+    running_since: Option<Timestamp>,
+    next_batch_at: Timestamp,
+    failures: u64,
+    updated: u64,
+    started_at: Timestamp,
+    paused: bool,
+}
+
+/// The planner. Keeps rolling-update progress between steps (leader memory only: after a
+/// restart an update resumes from the tasks' state).
+#[derive(Debug, Default)]
+pub(crate) struct Planner {
+    progress: HashMap<String, Progress>,
+}
+
+const NS: i64 = 1;
+
+impl Planner {
+    /// One planning step over `st` for this node.
+    pub(crate) fn step(&mut self, st: &State, node_id: &str, now: Timestamp) -> Plan {
+        let mut plan = Plan::default();
+        let node = st.nodes.get(node_id);
+        let retention = st
+            .cluster
+            .as_ref()
+            .and_then(|c| c.spec.orchestration.task_history_retention_limit)
+            .unwrap_or(5)
+            .max(1) as usize;
+        self.progress.retain(|id, _| st.services.contains_key(id));
+        for svc in st.services.values() {
+            self.plan_service(st, svc, node, now, retention, &mut plan);
+        }
+        // Tasks of removed services: stop, then forget.
+        for t in st.tasks.values() {
+            if st.services.contains_key(&t.service_id) {
+                continue;
+            }
+            if t.status.state.is_terminal() || t.node_id.is_empty() {
+                plan.tasks.push(TaskChange::Remove { id: t.id.clone() });
+            } else if t.desired_state < TaskState::Remove {
+                plan.tasks.push(TaskChange::Desired {
+                    id: t.id.clone(),
+                    state: TaskState::Remove,
+                });
+            }
+        }
+        plan
+    }
+
+    fn new_task(svc: &Service, key: &SlotKey, node: Option<&Node>, now: Timestamp) -> Task {
+        let placeable = node.filter(|n| {
+            n.spec.availability == NodeAvailability::Active
+                && constraints_met(&svc.spec.task.constraints, n)
+        });
+        let (node_id, st) = match (placeable, key) {
+            (Some(n), _) => (
+                n.id.clone(),
+                status(TaskState::Assigned, "scheduler assigned task to node", now),
+            ),
+            (None, _) => {
+                let why = match node {
+                    Some(n) if n.spec.availability != NodeAvailability::Active => {
+                        "no suitable node (1 node not available for new tasks)"
+                    }
+                    Some(_) => "no suitable node (scheduling constraints not satisfied on 1 node)",
+                    None => "no suitable node",
+                };
+                (String::new(), status(TaskState::Pending, why, now))
+            }
+        };
+        Task {
+            id: lockbox_types::new_id(),
+            meta: Meta {
+                version: 0,
+                created_at: now,
+                updated_at: now,
+            },
+            service_id: svc.id.clone(),
+            slot: match key {
+                SlotKey::Replica(s) => *s,
+                SlotKey::Node(_) => 0,
+            },
+            node_id: match key {
+                SlotKey::Node(n) => n.clone(),
+                SlotKey::Replica(_) => node_id,
+            },
+            spec: svc.spec.task.clone(),
+            service_version: svc.meta.version,
+            desired_state: TaskState::Running,
+            status: st,
+        }
+    }
+
+    fn plan_service(
+        &mut self,
+        st: &State,
+        svc: &Service,
+        node: Option<&Node>,
+        now: Timestamp,
+        retention: usize,
+        plan: &mut Plan,
+    ) {
+        let mut by_slot: BTreeMap<SlotKey, Vec<&Task>> = BTreeMap::new();
+        for t in st.tasks_of(&svc.id) {
+            by_slot.entry(slot_of(svc, t)).or_default().push(t);
+        }
+        for tasks in by_slot.values_mut() {
+            tasks.sort_by_key(|t| (t.meta.created_at, t.id.clone()));
+        }
+        let wanted: Vec<SlotKey> = match svc.spec.mode {
+            ServiceMode::Replicated { replicas } => (1..=replicas).map(SlotKey::Replica).collect(),
+            ServiceMode::Global => node
+                .filter(|n| {
+                    n.spec.availability == NodeAvailability::Active
+                        && constraints_met(&svc.spec.task.constraints, n)
+                })
+                .map(|n| vec![SlotKey::Node(n.id.clone())])
+                .unwrap_or_default(),
+        };
+        let updating: Vec<SlotKey> = self
+            .progress
+            .get(&svc.id)
+            .map(|p| p.batch.iter().map(|b| b.key.clone()).collect())
+            .unwrap_or_default();
+        let restart = svc.spec.task.restart.clone().unwrap_or_default();
+
+        // Pending tasks get placed when the node can take them.
+        if let Some(n) = node.filter(|n| n.spec.availability == NodeAvailability::Active) {
+            for t in st.tasks_of(&svc.id) {
+                if t.node_id.is_empty() && live(t) && constraints_met(&t.spec.constraints, n) {
+                    plan.tasks.push(TaskChange::Assign {
+                        id: t.id.clone(),
+                        node_id: n.id.clone(),
+                        status: status(TaskState::Assigned, "scheduler assigned task to node", now),
+                    });
+                }
+            }
+        }
+        // Drained node: its tasks stop.
+        if let Some(n) = node.filter(|n| n.spec.availability == NodeAvailability::Drain) {
+            for t in st.tasks_of(&svc.id) {
+                if t.node_id == n.id && live(t) {
+                    plan.tasks.push(TaskChange::Desired {
+                        id: t.id.clone(),
+                        state: TaskState::Shutdown,
+                    });
+                }
+            }
+        }
+
+        for key in &wanted {
+            let tasks = by_slot.get(key).map(Vec::as_slice).unwrap_or(&[]);
+            if tasks.iter().any(|t| live(t)) || updating.contains(key) {
+                continue;
+            }
+            match tasks.last() {
+                None => plan.tasks.push(TaskChange::Create(Box::new(Self::new_task(
+                    svc, key, node, now,
+                )))),
+                Some(last) if last.desired_state > TaskState::Running => {
+                    // Stopped on purpose (update, drain): replace once it is down.
+                    if last.status.state.is_terminal() {
+                        plan.tasks.push(TaskChange::Create(Box::new(Self::new_task(
+                            svc, key, node, now,
+                        ))));
+                    }
+                }
+                Some(last) => {
+                    if should_restart(&restart, last, tasks, now) {
+                        plan.tasks.push(TaskChange::Desired {
+                            id: last.id.clone(),
+                            state: TaskState::Shutdown,
+                        });
+                        plan.tasks.push(TaskChange::Create(Box::new(Self::new_task(
+                            svc, key, node, now,
+                        ))));
+                    }
+                }
+            }
+        }
+        // Slots no longer wanted.
+        for (key, tasks) in &by_slot {
+            if wanted.contains(key) {
+                continue;
+            }
+            for t in tasks.iter().filter(|t| live(t)) {
+                plan.tasks.push(TaskChange::Desired {
+                    id: t.id.clone(),
+                    state: TaskState::Shutdown,
+                });
+            }
+        }
+        self.plan_update(svc, &by_slot, &wanted, node, now, plan);
+        // History: keep the newest `retention` tasks of each slot.
+        for tasks in by_slot.values() {
+            if tasks.len() > retention {
+                for t in &tasks[..tasks.len() - retention] {
+                    if t.status.state.is_terminal() && t.desired_state > TaskState::Running {
+                        plan.tasks.push(TaskChange::Remove { id: t.id.clone() });
+                    }
+                }
+            }
+        }
+    }
+
+    fn plan_update(
+        &mut self,
+        svc: &Service,
+        by_slot: &BTreeMap<SlotKey, Vec<&Task>>,
+        wanted: &[SlotKey],
+        node: Option<&Node>,
+        now: Timestamp,
+        plan: &mut Plan,
+    ) {
+        let dirty: Vec<(SlotKey, Vec<&Task>)> = wanted
+            .iter()
+            .filter_map(|k| {
+                let tasks = by_slot.get(k)?;
+                let old: Vec<&Task> = tasks
+                    .iter()
+                    .copied()
+                    .filter(|t| live(t) && !same_template(&t.spec, &svc.spec.task))
+                    .collect();
+                (!old.is_empty()).then(|| (k.clone(), old))
+            })
+            .collect();
+        let status_state = svc.update_status.as_ref().map(|s| s.state.as_str());
+        let rolling_back = matches!(status_state, Some("rollback_started"));
+        let progress_exists = self
+            .progress
+            .get(&svc.id)
+            .is_some_and(|p| p.spec_version == svc.meta.version);
+        if !progress_exists {
+            self.progress.remove(&svc.id);
+            if matches!(status_state, Some("paused" | "rollback_paused")) {
+                return;
+            }
+            if dirty.is_empty() {
+                // Nothing left to replace: an update (or rollback) recorded as running is done.
+                if let Some(started) = svc
+                    .update_status
+                    .as_ref()
+                    .filter(|_| matches!(status_state, Some("updating" | "rollback_started")))
+                {
+                    plan.statuses.push((
+                        svc.id.clone(),
+                        Some(UpdateStatus {
+                            state: if rolling_back {
+                                "rollback_completed"
+                            } else {
+                                "completed"
+                            }
+                            .into(),
+                            started_at: started.started_at,
+                            completed_at: Some(now),
+                            message: if rolling_back {
+                                "rollback completed"
+                            } else {
+                                "update completed"
+                            }
+                            .into(),
+                        }),
+                        false,
+                    ));
+                }
+                return;
+            }
+            if !matches!(status_state, Some("updating" | "rollback_started")) {
+                plan.statuses.push((
+                    svc.id.clone(),
+                    Some(UpdateStatus {
+                        state: if rolling_back {
+                            "rollback_started"
+                        } else {
+                            "updating"
+                        }
+                        .into(),
+                        started_at: now,
+                        completed_at: None,
+                        message: if rolling_back {
+                            "manually requested rollback"
+                        } else {
+                            "update in progress"
+                        }
+                        .into(),
+                    }),
+                    false,
+                ));
+            }
+            self.progress.insert(
+                svc.id.clone(),
+                Progress {
+                    rollback: rolling_back,
+                    spec_version: svc.meta.version,
+                    batch: Vec::new(),
+                    running_since: None,
+                    next_batch_at: now,
+                    failures: 0,
+                    updated: 0,
+                    started_at: svc.update_status.as_ref().map_or(now, |s| s.started_at),
+                    paused: false,
+                },
+            );
+        }
+        let Some(p) = self.progress.get_mut(&svc.id) else {
+            return;
+        };
+        if p.paused {
+            return;
+        }
+        let cfg: UpdateConfig = if p.rollback {
+            svc.spec.rollback.clone()
+        } else {
+            svc.spec.update.clone()
+        }
+        .unwrap_or_default();
+        let start_first = cfg.order == "start-first";
+        let find = |id: &str| by_slot.values().flatten().find(|t| t.id == id).copied();
+
+        // Drive the current batch.
+        let mut all_running = !p.batch.is_empty();
+        let mut failed_task: Option<String> = None;
+        for b in &mut p.batch {
+            match &b.new {
+                None => {
+                    if start_first {
+                        let t = Self::new_task(svc, &b.key, node, now);
+                        b.new = Some(t.id.clone());
+                        plan.tasks.push(TaskChange::Create(Box::new(t)));
+                    } else {
+                        // Stop-first: the old tasks stop, then a fresh task takes the slot.
+                        let old_down = b
+                            .old
+                            .iter()
+                            .all(|id| find(id).is_none_or(|t| t.status.state.is_terminal()));
+                        for id in &b.old {
+                            if find(id).is_some_and(|t| t.desired_state <= TaskState::Running) {
+                                plan.tasks.push(TaskChange::Desired {
+                                    id: id.clone(),
+                                    state: TaskState::Shutdown,
+                                });
+                            }
+                        }
+                        if old_down {
+                            let t = Self::new_task(svc, &b.key, node, now);
+                            b.new = Some(t.id.clone());
+                            plan.tasks.push(TaskChange::Create(Box::new(t)));
+                        }
+                    }
+                    all_running = false;
+                }
+                Some(id) => match find(id) {
+                    Some(t) if t.status.state == TaskState::Running => {
+                        if start_first {
+                            for old in &b.old {
+                                if find(old).is_some_and(|t| t.desired_state <= TaskState::Running)
+                                {
+                                    plan.tasks.push(TaskChange::Desired {
+                                        id: old.clone(),
+                                        state: TaskState::Shutdown,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                    Some(t) if t.status.state.is_terminal() => {
+                        failed_task = Some(t.id.clone());
+                        all_running = false;
+                    }
+                    Some(_) => all_running = false,
+                    None => {
+                        failed_task = Some(id.clone());
+                        all_running = false;
+                    }
+                },
+            }
+        }
+        if let Some(task_id) = failed_task {
+            p.failures += 1;
+            let total = (p.updated + p.batch.len() as u64).max(1);
+            if (p.failures as f32) / (total as f32) > cfg.max_failure_ratio {
+                let reason = format!("failure or early termination of task {task_id}");
+                match (cfg.failure_action.as_str(), p.rollback) {
+                    ("rollback", false) if svc.previous_spec.is_some() => {
+                        plan.statuses.push((
+                            svc.id.clone(),
+                            Some(UpdateStatus {
+                                state: "rollback_started".into(),
+                                started_at: now,
+                                completed_at: None,
+                                message: format!("update rolled back due to {reason}"),
+                            }),
+                            true,
+                        ));
+                        self.progress.remove(&svc.id);
+                        return;
+                    }
+                    ("continue", _) => {}
+                    (_, rollback) => {
+                        plan.statuses.push((
+                            svc.id.clone(),
+                            Some(UpdateStatus {
+                                state: if rollback {
+                                    "rollback_paused"
+                                } else {
+                                    "paused"
+                                }
+                                .into(),
+                                started_at: p.started_at,
+                                completed_at: None,
+                                message: format!(
+                                    "{} paused due to {reason}",
+                                    if rollback { "rollback" } else { "update" }
+                                ),
+                            }),
+                            false,
+                        ));
+                        p.paused = true;
+                        return;
+                    }
+                }
+            }
+            // Continue: the failed slot is left to the restart policy.
+            p.batch.retain(|b| {
+                b.new
+                    .as_deref()
+                    .and_then(find)
+                    .is_none_or(|t| !t.status.state.is_terminal())
+            });
+        }
+        if all_running {
+            let since = *p.running_since.get_or_insert(now);
+            if now.0 - since.0 >= cfg.monitor * NS {
+                p.updated += p.batch.len() as u64;
+                p.batch.clear();
+                p.running_since = None;
+                p.next_batch_at = Timestamp(now.0 + cfg.delay);
+            }
+        }
+        if !p.batch.is_empty() {
+            return;
+        }
+        // Next batch, or done.
+        let in_flight: Vec<&SlotKey> = p.batch.iter().map(|b| &b.key).collect();
+        let todo: Vec<&(SlotKey, Vec<&Task>)> = dirty
+            .iter()
+            .filter(|(k, _)| !in_flight.contains(&k))
+            .collect();
+        if todo.is_empty() {
+            plan.statuses.push((
+                svc.id.clone(),
+                Some(UpdateStatus {
+                    state: if p.rollback {
+                        "rollback_completed"
+                    } else {
+                        "completed"
+                    }
+                    .into(),
+                    started_at: p.started_at,
+                    completed_at: Some(now),
+                    message: if p.rollback {
+                        "rollback completed"
+                    } else {
+                        "update completed"
+                    }
+                    .into(),
+                }),
+                false,
+            ));
+            p.paused = true; // nothing more until the spec changes
+            return;
+        }
+        if now < p.next_batch_at {
+            return;
+        }
+        let size = if cfg.parallelism == 0 {
+            todo.len()
+        } else {
+            cfg.parallelism as usize
+        };
+        for (key, old) in todo.into_iter().take(size) {
+            p.batch.push(SlotUpdate {
+                key: key.clone(),
+                old: old.iter().map(|t| t.id.clone()).collect(),
+                new: None,
+            });
+        }
+    }
+}
+
+fn should_restart(policy: &RestartPolicy, last: &Task, history: &[&Task], now: Timestamp) -> bool {
+    let failed = matches!(
+        last.status.state,
+        TaskState::Failed | TaskState::Rejected | TaskState::Orphaned
+    );
+    match policy.condition {
+        RestartCondition::None => return false,
+        RestartCondition::OnFailure if !failed => return false,
+        _ => {}
+    }
+    if now.0 < last.status.timestamp.0 + policy.delay {
+        return false;
+    }
+    if policy.max_attempts > 0 {
+        let window_start = if policy.window > 0 {
+            now.0 - policy.window
+        } else {
+            i64::MIN
+        };
+        // Restarts so far: tasks of the slot after the first, within the window.
+        let restarts = history
+            .iter()
+            .skip(1)
+            .filter(|t| t.meta.created_at.0 >= window_start)
+            .count() as u64;
+        if restarts >= policy.max_attempts {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests;
