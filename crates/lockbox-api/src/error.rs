@@ -61,6 +61,7 @@ impl From<CoreError> for ApiError {
             CoreError::AlreadyExists(m) => Self::new(S::CONFLICT, rpc("AlreadyExists", &m)),
             CoreError::NotFound(m) => Self::new(S::NOT_FOUND, m),
             CoreError::Ambiguous(m) => Self::new(S::BAD_REQUEST, m),
+            CoreError::Unimplemented(m) => Self::new(S::NOT_IMPLEMENTED, rpc("Unimplemented", &m)),
             CoreError::Unknown(m) => Self::new(S::INTERNAL_SERVER_ERROR, rpc("Unknown", &m)),
             CoreError::OutOfSequence => Self::new(
                 S::INTERNAL_SERVER_ERROR,

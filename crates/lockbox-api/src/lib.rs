@@ -17,6 +17,7 @@ mod gojson;
 mod nodes;
 mod secrets;
 mod serve;
+mod services;
 mod swarm;
 mod system;
 mod wire;
@@ -117,6 +118,19 @@ pub fn router(state: AppState) -> Router {
     r = dual(r, "/swarm/unlockkey", get(swarm::unlock_key));
     r = dual(r, "/nodes", get(nodes::list));
     r = dual(r, "/nodes/{id}", get(nodes::inspect));
+    r = dual(r, "/nodes/{id}/update", post(services::node_update));
+    r = dual(r, "/services", get(services::list));
+    r = dual(r, "/services/create", post(services::create));
+    r = dual(
+        r,
+        "/services/{id}",
+        get(services::inspect).delete(services::delete),
+    );
+    r = dual(r, "/services/{id}/update", post(services::update));
+    r = dual(r, "/services/{id}/logs", get(services::service_logs));
+    r = dual(r, "/tasks", get(services::tasks));
+    r = dual(r, "/tasks/{id}", get(services::task));
+    r = dual(r, "/tasks/{id}/logs", get(services::task_logs));
     r = dual(r, "/lockbox/v1/swarm/rotate-key", post(swarm::rotate_key));
     r.fallback(not_found)
         .method_not_allowed_fallback(not_found)

@@ -22,5 +22,6 @@ pub use error::CoreError;
 pub use events::Event;
 pub use executor::{Executor, Exit, Launch, Output, SecretMount, TaskHandle};
 pub use manager::{InitOptions, LocalState, Manager, ManagerConfig, RotateReport, SwarmUpdate};
+pub use orchestrator::same_template;
 pub use secrets::{SecretFilter, SecretInfo, SecretInput};
 pub use services::ServiceInfo;

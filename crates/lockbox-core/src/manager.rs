@@ -140,17 +140,16 @@ impl Active {
                 let plan = a.store.read(|st| planner.step(st, &a.node_id, now()));
                 if !plan.is_empty() {
                     let t = now();
-                    if !plan.tasks.is_empty() {
-                        if let Err(e) = a
+                    if !plan.tasks.is_empty()
+                        && let Err(e) = a
                             .store
                             .propose(Command::Tasks {
                                 changes: plan.tasks,
                                 now: t,
                             })
                             .await
-                        {
-                            tracing::warn!(error = %e, "orchestrator proposal failed");
-                        }
+                    {
+                        tracing::warn!(error = %e, "orchestrator proposal failed");
                     }
                     for (id, status, rollback_spec) in plan.statuses {
                         let cmd = Command::SetUpdateStatus {

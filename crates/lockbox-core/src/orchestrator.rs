@@ -45,7 +45,7 @@ fn live(t: &Task) -> bool {
 
 /// Whether two templates would run the same thing: typed fields and the Docker JSON with Go's
 /// zero values removed (clients differ in which zero values they send).
-pub(crate) fn same_template(a: &TaskSpec, b: &TaskSpec) -> bool {
+pub fn same_template(a: &TaskSpec, b: &TaskSpec) -> bool {
     let strip = |t: &TaskSpec| TaskSpec {
         raw: String::new(),
         ..t.clone()

@@ -354,7 +354,11 @@ impl State {
                     t.meta.updated_at = now;
                 }
             }
-            TaskChange::Assign { id, node_id, status } => {
+            TaskChange::Assign {
+                id,
+                node_id,
+                status,
+            } => {
                 if let Some(t) = self.tasks.get_mut(id)
                     && t.node_id.is_empty()
                 {

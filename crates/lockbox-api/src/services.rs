@@ -1,0 +1,819 @@
+//! `/services`, `/tasks`, `/nodes/{id}/update` and logs.
+//!
+//! A service spec arrives as Docker JSON. The fields lockbox acts on are read into
+//! `lockbox_types::ServiceSpec` (case-insensitively, as Go does); the JSON itself is kept as
+//! `raw` and echoed back, so fields lockbox does not act on still round-trip.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use lockbox_core::{CoreError, LogLine, ServiceInfo};
+use lockbox_types::{
+    NodeAvailability, NodeRole, NodeSpec, RestartCondition, RestartPolicy, SecretFileTarget,
+    SecretRef, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState, UpdateConfig,
+};
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+use crate::body::{self, json, read_json};
+use crate::error::{ApiError, ApiResult};
+use crate::filters::Filters;
+use crate::wire::go_time;
+
+fn id_param(p: &HashMap<String, String>) -> &str {
+    p.get("id").map_or("", String::as_str)
+}
+
+fn strings(obj: Option<&Map<String, Value>>, name: &str, path: &str) -> ApiResult<Vec<String>> {
+    match body::field(obj, name) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(ApiError::bad_request(format!(
+                    "invalid JSON: json: cannot unmarshal {} into Go struct field {path} of type string",
+                    if other.is_number() { "number" } else { "object" }
+                ))),
+            })
+            .collect(),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "invalid JSON: json: cannot unmarshal value into Go struct field {path} of type []string"
+        ))),
+    }
+}
+
+fn update_config(obj: Option<&Map<String, Value>>, name: &str) -> ApiResult<Option<UpdateConfig>> {
+    let Some(u) = body::sub(obj, name, &format!("ServiceSpec.{name}"))? else {
+        return Ok(None);
+    };
+    let d = UpdateConfig::default();
+    let ratio = match body::field(Some(u), "MaxFailureRatio") {
+        Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0) as f32,
+        _ => 0.0,
+    };
+    Ok(Some(UpdateConfig {
+        parallelism: body::int(Some(u), "Parallelism", "UpdateConfig.Parallelism")?
+            .unwrap_or(0)
+            .max(0) as u64,
+        delay: body::int(Some(u), "Delay", "UpdateConfig.Delay")?.unwrap_or(0),
+        failure_action: Some(body::string(
+            Some(u),
+            "FailureAction",
+            "UpdateConfig.FailureAction",
+        )?)
+        .filter(|s| !s.is_empty())
+        .unwrap_or(d.failure_action),
+        monitor: body::int(Some(u), "Monitor", "UpdateConfig.Monitor")?
+            .unwrap_or(0)
+            .max(0),
+        max_failure_ratio: ratio,
+        order: Some(body::string(Some(u), "Order", "UpdateConfig.Order")?)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(d.order),
+    }))
+    .map(|c| {
+        c.map(|mut c| {
+            if c.monitor == 0 {
+                c.monitor = d.monitor;
+            }
+            c
+        })
+    })
+}
+
+/// Reads a Docker `TaskTemplate`.
+fn task_spec(tt: Option<&Map<String, Value>>) -> ApiResult<TaskSpec> {
+    let cs = body::sub(tt, "ContainerSpec", "TaskSpec.ContainerSpec")?;
+    let mut secrets = Vec::new();
+    if let Some(Value::Array(refs)) = body::field(cs, "Secrets") {
+        for r in refs {
+            let r = r.as_object();
+            let file = match body::sub(r, "File", "SecretReference.File")? {
+                None => None,
+                Some(f) => Some(SecretFileTarget {
+                    name: body::string(Some(f), "Name", "SecretReferenceFileTarget.Name")?,
+                    uid: body::string(Some(f), "UID", "SecretReferenceFileTarget.UID")?,
+                    gid: body::string(Some(f), "GID", "SecretReferenceFileTarget.GID")?,
+                    mode: body::int(Some(f), "Mode", "SecretReferenceFileTarget.Mode")?
+                        .unwrap_or(0)
+                        .clamp(0, 0o7777) as u32,
+                }),
+            };
+            secrets.push(SecretRef {
+                secret_id: body::string(r, "SecretID", "SecretReference.SecretID")?,
+                secret_name: body::string(r, "SecretName", "SecretReference.SecretName")?,
+                file,
+            });
+        }
+    }
+    let restart = match body::sub(tt, "RestartPolicy", "TaskSpec.RestartPolicy")? {
+        None => None,
+        Some(rp) => {
+            let d = RestartPolicy::default();
+            let condition =
+                match body::string(Some(rp), "Condition", "RestartPolicy.Condition")?.as_str() {
+                    "" | "any" => RestartCondition::Any,
+                    "none" => RestartCondition::None,
+                    "on-failure" => RestartCondition::OnFailure,
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "invalid RestartCondition: \"{other}\""
+                        )));
+                    }
+                };
+            Some(RestartPolicy {
+                condition,
+                delay: body::int(Some(rp), "Delay", "RestartPolicy.Delay")?.unwrap_or(d.delay),
+                max_attempts: body::int(Some(rp), "MaxAttempts", "RestartPolicy.MaxAttempts")?
+                    .unwrap_or(0)
+                    .max(0) as u64,
+                window: body::int(Some(rp), "Window", "RestartPolicy.Window")?.unwrap_or(0),
+            })
+        }
+    };
+    let placement = body::sub(tt, "Placement", "TaskSpec.Placement")?;
+    Ok(TaskSpec {
+        image: body::string(cs, "Image", "ContainerSpec.Image")?,
+        command: strings(cs, "Command", "ContainerSpec.Command")?,
+        args: strings(cs, "Args", "ContainerSpec.Args")?,
+        env: strings(cs, "Env", "ContainerSpec.Env")?,
+        dir: body::string(cs, "Dir", "ContainerSpec.Dir")?,
+        user: body::string(cs, "User", "ContainerSpec.User")?,
+        groups: strings(cs, "Groups", "ContainerSpec.Groups")?,
+        hostname: body::string(cs, "Hostname", "ContainerSpec.Hostname")?,
+        labels: body::string_map(cs, "Labels", "ContainerSpec.Labels")?,
+        secrets,
+        restart,
+        stop_grace_period: body::int(cs, "StopGracePeriod", "ContainerSpec.StopGracePeriod")?,
+        stop_signal: body::string(cs, "StopSignal", "ContainerSpec.StopSignal")?,
+        constraints: strings(placement, "Constraints", "Placement.Constraints")?,
+        force_update: body::int(tt, "ForceUpdate", "TaskSpec.ForceUpdate")?
+            .unwrap_or(0)
+            .max(0) as u64,
+        raw: tt
+            .map(|m| Value::Object(m.clone()).to_string())
+            .unwrap_or_else(|| "{}".into()),
+    })
+}
+
+/// Reads a Docker `ServiceSpec`.
+pub(crate) fn service_spec(v: &Value) -> ApiResult<ServiceSpec> {
+    let obj = body::object(v, "swarm.ServiceSpec")?;
+    let mode = match body::sub(obj, "Mode", "ServiceSpec.Mode")? {
+        None => ServiceMode::Replicated { replicas: 1 },
+        Some(m) => {
+            if let Some(r) = body::sub(Some(m), "Replicated", "ServiceMode.Replicated")? {
+                ServiceMode::Replicated {
+                    replicas: body::int(Some(r), "Replicas", "ReplicatedService.Replicas")?
+                        .unwrap_or(1)
+                        .max(0) as u64,
+                }
+            } else if body::field(Some(m), "Global").is_some() {
+                ServiceMode::Global
+            } else if body::field(Some(m), "ReplicatedJob").is_some()
+                || body::field(Some(m), "GlobalJob").is_some()
+            {
+                return Err(CoreError::Unimplemented(
+                    "job services are not supported by lockbox".into(),
+                )
+                .into());
+            } else {
+                ServiceMode::Replicated { replicas: 1 }
+            }
+        }
+    };
+    let tt = body::sub(obj, "TaskTemplate", "ServiceSpec.TaskTemplate")?;
+    Ok(ServiceSpec {
+        name: body::string(obj, "Name", "ServiceSpec.Name")?,
+        labels: body::string_map(obj, "Labels", "ServiceSpec.Labels")?,
+        mode,
+        task: task_spec(tt)?,
+        update: update_config(obj, "UpdateConfig")?,
+        rollback: update_config(obj, "RollbackConfig")?,
+        raw: v.to_string(),
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// Output
+
+const SERVICE_SPEC_ORDER: &[&str] = &[
+    "Name",
+    "Labels",
+    "TaskTemplate",
+    "Mode",
+    "UpdateConfig",
+    "RollbackConfig",
+    "Networks",
+    "EndpointSpec",
+];
+const TASK_TEMPLATE_ORDER: &[&str] = &[
+    "ContainerSpec",
+    "PluginSpec",
+    "NetworkAttachmentSpec",
+    "Resources",
+    "RestartPolicy",
+    "Placement",
+    "Networks",
+    "LogDriver",
+    "ForceUpdate",
+    "Runtime",
+];
+const CONTAINER_SPEC_ORDER: &[&str] = &[
+    "Image",
+    "Labels",
+    "Command",
+    "Args",
+    "Hostname",
+    "Env",
+    "Dir",
+    "User",
+    "Groups",
+    "Privileges",
+    "Init",
+    "StopSignal",
+    "StopGracePeriod",
+    "Healthcheck",
+    "Hosts",
+    "DNSConfig",
+    "Secrets",
+    "Configs",
+    "Isolation",
+    "Sysctls",
+    "CapabilityAdd",
+    "CapabilityDrop",
+    "Ulimits",
+    "OomScoreAdj",
+];
+
+/// Reorders `m` to Go struct order; unknown keys keep their relative order at the end.
+fn reorder(m: &mut Map<String, Value>, order: &[&str]) {
+    let mut out = Map::new();
+    for k in order {
+        if let Some(v) = m.remove(*k) {
+            out.insert((*k).to_owned(), v);
+        }
+    }
+    for (k, v) in std::mem::take(m) {
+        out.insert(k, v);
+    }
+    *m = out;
+}
+
+fn update_defaults() -> Value {
+    json!({"Parallelism":1,"FailureAction":"pause","Monitor":5000000000i64,"MaxFailureRatio":0,"Order":"stop-first"})
+}
+
+/// The stored JSON of a spec, with Docker's server-side additions and, on request, defaults.
+fn spec_json(raw: &str, insert_defaults: bool) -> Value {
+    let mut v: Value = serde_json::from_str(raw).unwrap_or_else(|_| json!({}));
+    if let Some(spec) = v.as_object_mut() {
+        if !spec.contains_key("Labels") {
+            spec.insert("Labels".into(), json!({}));
+        }
+        if let Some(Value::Object(tt)) = spec.get_mut("TaskTemplate") {
+            if tt.contains_key("ContainerSpec") && !tt.contains_key("Runtime") {
+                tt.insert("Runtime".into(), json!("container"));
+            }
+            if insert_defaults {
+                if let Some(Value::Object(cs)) = tt.get_mut("ContainerSpec") {
+                    cs.entry("StopGracePeriod")
+                        .or_insert(json!(10_000_000_000i64));
+                    reorder(cs, CONTAINER_SPEC_ORDER);
+                }
+                let rp = tt.entry("RestartPolicy").or_insert_with(|| json!({}));
+                if let Value::Object(rp) = rp {
+                    rp.entry("Condition").or_insert(json!("any"));
+                    rp.entry("Delay").or_insert(json!(5_000_000_000i64));
+                    rp.entry("MaxAttempts").or_insert(json!(0));
+                }
+            }
+            reorder(tt, TASK_TEMPLATE_ORDER);
+        }
+        if insert_defaults {
+            for key in ["UpdateConfig", "RollbackConfig"] {
+                let d = update_defaults();
+                let entry = spec.entry(key).or_insert_with(|| d.clone());
+                if let (Value::Object(e), Value::Object(d)) = (entry, d) {
+                    for (k, dv) in d {
+                        e.entry(k).or_insert(dv);
+                    }
+                }
+            }
+        }
+        reorder(spec, SERVICE_SPEC_ORDER);
+    }
+    v
+}
+
+fn meta_json(m: &lockbox_types::Meta) -> (Value, String, String) {
+    let version = if m.version == 0 {
+        json!({})
+    } else {
+        json!({ "Index": m.version })
+    };
+    (version, go_time(m.created_at), go_time(m.updated_at))
+}
+
+pub(crate) fn service_json(
+    info: Option<&ServiceInfo>,
+    svc: &lockbox_types::Service,
+    insert_defaults: bool,
+) -> Value {
+    let (version, created, updated) = meta_json(&svc.meta);
+    let mut m = Map::new();
+    m.insert("ID".into(), json!(svc.id));
+    m.insert("Version".into(), version);
+    m.insert("CreatedAt".into(), json!(created));
+    m.insert("UpdatedAt".into(), json!(updated));
+    m.insert("Spec".into(), spec_json(&svc.spec.raw, insert_defaults));
+    if let Some(prev) = &svc.previous_spec {
+        m.insert("PreviousSpec".into(), spec_json(&prev.raw, false));
+    }
+    m.insert("Endpoint".into(), json!({ "Spec": {} }));
+    if let Some(u) = &svc.update_status {
+        let mut us = Map::new();
+        us.insert("State".into(), json!(u.state));
+        us.insert("StartedAt".into(), json!(go_time(u.started_at)));
+        if let Some(c) = u.completed_at {
+            us.insert("CompletedAt".into(), json!(go_time(c)));
+        }
+        us.insert("Message".into(), json!(u.message));
+        m.insert("UpdateStatus".into(), Value::Object(us));
+    }
+    if let Some(i) = info {
+        m.insert(
+            "ServiceStatus".into(),
+            json!({ "RunningTasks": i.running, "DesiredTasks": i.desired, "CompletedTasks": i.completed }),
+        );
+    }
+    Value::Object(m)
+}
+
+pub(crate) fn task_json(t: &Task) -> Value {
+    let (version, created, updated) = meta_json(&t.meta);
+    let mut spec = spec_json(&format!("{{\"TaskTemplate\":{}}}", t.spec.raw), false);
+    let mut spec = spec
+        .get_mut("TaskTemplate")
+        .map(Value::take)
+        .unwrap_or_else(|| json!({}));
+    if let Some(o) = spec.as_object_mut() {
+        o.remove("Runtime");
+    }
+    let mut status = Map::new();
+    status.insert("Timestamp".into(), json!(go_time(t.status.timestamp)));
+    status.insert("State".into(), json!(t.status.state.as_str()));
+    status.insert("Message".into(), json!(t.status.message));
+    if !t.status.err.is_empty() {
+        status.insert("Err".into(), json!(t.status.err));
+    }
+    if !t.status.container_id.is_empty() || t.status.pid != 0 {
+        status.insert(
+            "ContainerStatus".into(),
+            json!({ "ContainerID": t.status.container_id, "PID": t.status.pid, "ExitCode": t.status.exit_code }),
+        );
+    }
+    status.insert("PortStatus".into(), json!({}));
+    let mut m = Map::new();
+    m.insert("ID".into(), json!(t.id));
+    m.insert("Version".into(), version);
+    m.insert("CreatedAt".into(), json!(created));
+    m.insert("UpdatedAt".into(), json!(updated));
+    m.insert("Labels".into(), json!({}));
+    m.insert("Spec".into(), spec);
+    m.insert("ServiceID".into(), json!(t.service_id));
+    if t.slot != 0 {
+        m.insert("Slot".into(), json!(t.slot));
+    }
+    if !t.node_id.is_empty() {
+        m.insert("NodeID".into(), json!(t.node_id));
+    }
+    m.insert("Status".into(), Value::Object(status));
+    m.insert("DesiredState".into(), json!(t.desired_state.as_str()));
+    Value::Object(m)
+}
+
+// ------------------------------------------------------------------------------------------
+// Handlers
+
+pub(crate) async fn create(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let v = read_json(&headers, body).await?;
+    let spec = service_spec(&v)?;
+    let id = app.manager.create_service(spec).await?;
+    Ok(json(StatusCode::CREATED, &json!({ "ID": id })))
+}
+
+fn mode_name(m: &ServiceMode) -> &'static str {
+    match m {
+        ServiceMode::Replicated { .. } => "replicated",
+        ServiceMode::Global => "global",
+    }
+}
+
+pub(crate) async fn list(
+    State(app): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let f = Filters::parse(q.get("filters").map(String::as_str))?;
+    f.validate(&["id", "name", "label", "mode"])?;
+    let status = body::bool_value(q.get("status"));
+    let ids = f.values("id");
+    let names = f.values("name");
+    let modes = f.values("mode");
+    let labels = f.labels("label");
+    for m in &modes {
+        if m != "replicated" && m != "global" && m != "replicated-job" && m != "global-job" {
+            return Err(ApiError::bad_request(format!(
+                "Invalid filter: 'mode'='{m}'"
+            )));
+        }
+    }
+    let all = app.manager.list_services().await?;
+    let out: Vec<Value> = all
+        .iter()
+        .filter(|i| {
+            let s = &i.service;
+            (ids.is_empty() || ids.iter().any(|p| s.id.starts_with(p.as_str())))
+                && (names.is_empty() || names.iter().any(|p| s.spec.name.starts_with(p.as_str())))
+                && (modes.is_empty() || modes.iter().any(|m| m == mode_name(&s.spec.mode)))
+                && labels.iter().all(|(k, v)| match (s.spec.labels.get(k), v) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(a), Some(w)) => w.is_empty() || a == w,
+                })
+        })
+        .map(|i| service_json(status.then_some(i), &i.service, false))
+        .collect();
+    Ok(json(StatusCode::OK, &out))
+}
+
+pub(crate) async fn inspect(
+    State(app): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let svc = app.manager.inspect_service(id_param(&p)).await?;
+    let defaults = body::bool_value(q.get("insertDefaults"));
+    Ok(json(StatusCode::OK, &service_json(None, &svc, defaults)))
+}
+
+pub(crate) async fn update(
+    State(app): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let v = read_json(&headers, body).await?;
+    let raw = q.get("version").cloned().unwrap_or_default();
+    let version = raw.parse::<u64>().map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid service version '{raw}': strconv.ParseUint: parsing \"{raw}\": invalid syntax"
+        ))
+    })?;
+    let rollback = match q.get("rollback").map(String::as_str) {
+        None | Some("") => false,
+        Some("previous") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unrecognized rollback option {other}"
+            )));
+        }
+    };
+    let spec = if rollback {
+        None
+    } else {
+        Some(service_spec(&v)?)
+    };
+    app.manager
+        .update_service(id_param(&p), version, spec, rollback)
+        .await?;
+    Ok(json(StatusCode::OK, &json!({ "Warnings": null })))
+}
+
+pub(crate) async fn delete(
+    State(app): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    app.manager.remove_service(id_param(&p)).await?;
+    Ok(body::empty(StatusCode::OK))
+}
+
+pub(crate) async fn tasks(
+    State(app): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let f = Filters::parse(q.get("filters").map(String::as_str))?;
+    f.validate(&[
+        "id",
+        "name",
+        "label",
+        "service",
+        "node",
+        "desired-state",
+        "_up-to-date",
+        "runtime",
+    ])?;
+    let tasks = app.manager.list_tasks().await?;
+    let services = app.manager.list_services().await?;
+    let nodes = app.manager.nodes().await?;
+    let self_id = app.manager.node_id().await.unwrap_or_default();
+    let svc_filter: Vec<String> = f
+        .values("service")
+        .iter()
+        .flat_map(|key| {
+            services
+                .iter()
+                .filter(|i| {
+                    i.service.id == *key
+                        || i.service.spec.name == *key
+                        || i.service.id.starts_with(key.as_str())
+                })
+                .map(|i| i.service.id.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if !f.values("service").is_empty() && svc_filter.is_empty() {
+        return Ok(json(StatusCode::OK, &Vec::<Value>::new()));
+    }
+    let node_filter: Vec<String> = f
+        .values("node")
+        .iter()
+        .flat_map(|key| {
+            nodes
+                .iter()
+                .filter(|n| {
+                    (key == "self" && n.id == self_id)
+                        || n.id == *key
+                        || n.hostname == *key
+                        || n.id.starts_with(key.as_str())
+                })
+                .map(|n| n.id.clone())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let desired: Vec<TaskState> = f
+        .values("desired-state")
+        .iter()
+        .filter_map(|s| TaskState::parse(s))
+        .collect();
+    for s in f.values("desired-state") {
+        if TaskState::parse(&s).is_none() {
+            return Err(ApiError::bad_request(format!(
+                "Invalid desired-state filter: '{s}'"
+            )));
+        }
+    }
+    let up_to_date = f
+        .values("_up-to-date")
+        .iter()
+        .any(|v| v == "true" || v == "1");
+    let ids = f.values("id");
+    let names = f.values("name");
+    let out: Vec<Value> = tasks
+        .iter()
+        .filter(|t| {
+            let svc = services.iter().find(|i| i.service.id == t.service_id);
+            let tname = svc.map(|i| {
+                format!(
+                    "{}.{}",
+                    i.service.spec.name,
+                    if t.slot != 0 {
+                        t.slot.to_string()
+                    } else {
+                        t.node_id.clone()
+                    }
+                )
+            });
+            (svc_filter.is_empty() || svc_filter.contains(&t.service_id))
+                && (f.values("node").is_empty() || node_filter.contains(&t.node_id))
+                && (desired.is_empty() || desired.contains(&t.desired_state))
+                && (ids.is_empty() || ids.iter().any(|p| t.id.starts_with(p.as_str())))
+                && (names.is_empty()
+                    || tname
+                        .as_ref()
+                        .is_some_and(|n| names.iter().any(|p| n.starts_with(p.as_str()))))
+                && (!up_to_date
+                    || svc.is_some_and(|i| {
+                        lockbox_core::same_template(&t.spec, &i.service.spec.task)
+                    }))
+        })
+        .map(task_json)
+        .collect();
+    Ok(json(StatusCode::OK, &out))
+}
+
+pub(crate) async fn task(
+    State(app): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let t = app.manager.inspect_task(id_param(&p)).await?;
+    Ok(json(StatusCode::OK, &task_json(&t)))
+}
+
+pub(crate) async fn node_update(
+    State(app): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let v = read_json(&headers, body).await?;
+    let raw = q.get("version").cloned().unwrap_or_default();
+    let version = raw.parse::<u64>().map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid node version '{raw}': strconv.ParseUint: parsing \"{raw}\": invalid syntax"
+        ))
+    })?;
+    let obj = body::object(&v, "swarm.NodeSpec")?;
+    let role = match body::string(obj, "Role", "NodeSpec.Role")?.as_str() {
+        "" | "manager" => NodeRole::Manager,
+        "worker" => NodeRole::Worker,
+        other => return Err(ApiError::bad_request(format!("invalid Role: \"{other}\""))),
+    };
+    let availability = match body::string(obj, "Availability", "NodeSpec.Availability")?.as_str() {
+        "" | "active" => NodeAvailability::Active,
+        "pause" => NodeAvailability::Pause,
+        "drain" => NodeAvailability::Drain,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "invalid Availability: \"{other}\""
+            )));
+        }
+    };
+    let spec = NodeSpec {
+        name: body::string(obj, "Name", "NodeSpec.Name")?,
+        labels: body::string_map(obj, "Labels", "NodeSpec.Labels")?,
+        role,
+        availability,
+    };
+    app.manager.update_node(id_param(&p), version, spec).await?;
+    Ok(body::empty(StatusCode::OK))
+}
+
+// ------------------------------------------------------------------------------------------
+// Logs
+
+fn query_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else if b == b' ' {
+            out.push('+');
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn frame(line: &LogLine, task: &Task, details: bool, timestamps: bool, mux: bool) -> Vec<u8> {
+    let mut payload = Vec::new();
+    if timestamps {
+        let secs = line.time.0.div_euclid(1_000_000_000);
+        let nanos = line.time.0.rem_euclid(1_000_000_000);
+        let dt = time::OffsetDateTime::from_unix_timestamp(secs)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        payload.extend_from_slice(
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{nanos:09}Z ",
+                dt.year(),
+                u8::from(dt.month()),
+                dt.day(),
+                dt.hour(),
+                dt.minute(),
+                dt.second()
+            )
+            .as_bytes(),
+        );
+    }
+    if details {
+        let attrs = [
+            ("com.docker.swarm.node.id", task.node_id.as_str()),
+            ("com.docker.swarm.service.id", task.service_id.as_str()),
+            ("com.docker.swarm.task.id", task.id.as_str()),
+        ];
+        let text: Vec<String> = attrs
+            .iter()
+            .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
+            .collect();
+        payload.extend_from_slice(text.join(",").as_bytes());
+        payload.push(b' ');
+    }
+    payload.extend_from_slice(&line.data);
+    if !mux {
+        return payload;
+    }
+    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.push(line.stream);
+    out.extend_from_slice(&[0, 0, 0]);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+async fn stream_logs(
+    app: AppState,
+    tasks: Vec<Task>,
+    q: HashMap<String, String>,
+) -> ApiResult<Response> {
+    let stdout = body::bool_value(q.get("stdout"));
+    let stderr = body::bool_value(q.get("stderr"));
+    if !stdout && !stderr {
+        return Err(ApiError::bad_request(
+            "Bad parameters: you must choose at least one stream",
+        ));
+    }
+    let follow = body::bool_value(q.get("follow"));
+    let details = body::bool_value(q.get("details"));
+    let timestamps = body::bool_value(q.get("timestamps"));
+    let tail: Option<usize> = q
+        .get("tail")
+        .filter(|t| *t != "all" && !t.is_empty())
+        .and_then(|t| t.parse().ok());
+    let tty = tasks
+        .first()
+        .is_some_and(|t| t.spec.raw.contains("\"TTY\":true"));
+    let mux = !tty;
+    let logs = app.manager.logs().await?;
+    let ids: Vec<String> = tasks.iter().map(|t| t.id.clone()).collect();
+    let by_id: HashMap<String, Task> = tasks.into_iter().map(|t| (t.id.clone(), t)).collect();
+    let wanted = move |l: &LogLine| (l.stream == 1 && stdout) || (l.stream == 2 && stderr);
+    let rx = follow.then(|| logs.follow());
+    let mut past: Vec<LogLine> = logs.lines(&ids).into_iter().filter(|l| wanted(l)).collect();
+    if let Some(n) = tail {
+        let skip = past.len().saturating_sub(n);
+        past.drain(..skip);
+    }
+    let by_id2 = by_id.clone();
+    let head = futures::stream::iter(past.into_iter().filter_map(move |l| {
+        by_id
+            .get(&l.task_id)
+            .map(|t| Ok::<_, std::io::Error>(frame(&l, t, details, timestamps, mux)))
+    }));
+    let live = futures::stream::unfold(rx, move |rx| {
+        let by_id = by_id2.clone();
+        async move {
+            let mut rx = rx?;
+            loop {
+                match rx.recv().await {
+                    Ok(l) => {
+                        if let Some(t) = by_id.get(&l.task_id).filter(|_| wanted(&l)) {
+                            return Some((
+                                Ok::<_, std::io::Error>(frame(&l, t, details, timestamps, mux)),
+                                Some(rx),
+                            ));
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(_) => return None,
+                }
+            }
+        }
+    });
+    use futures::StreamExt;
+    let mut resp = (StatusCode::OK, Body::from_stream(head.chain(live))).into_response();
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(if mux {
+            "application/vnd.docker.multiplexed-stream"
+        } else {
+            "application/vnd.docker.raw-stream"
+        }),
+    );
+    Ok(resp)
+}
+
+pub(crate) async fn service_logs(
+    State(app): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let svc = app.manager.inspect_service(id_param(&p)).await?;
+    let tasks: Vec<Task> = app
+        .manager
+        .list_tasks()
+        .await?
+        .into_iter()
+        .filter(|t| t.service_id == svc.id)
+        .collect();
+    stream_logs(app, tasks, q).await
+}
+
+pub(crate) async fn task_logs(
+    State(app): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let t = app.manager.inspect_task(id_param(&p)).await?;
+    stream_logs(app, vec![t], q).await
+}
