@@ -73,7 +73,12 @@ pub(crate) async fn inspect(
     State(app): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let key = p.get("id").map_or("", String::as_str);
+    let mut key = p.get("id").map_or("", String::as_str).to_owned();
+    // lockbox extension: `self` names this node, as the docker CLI's node commands accept.
+    if key == "self" {
+        key = app.manager.node_id().await.unwrap_or_default();
+    }
+    let key = key.as_str();
     let nodes = app.manager.nodes().await?;
     let found = nodes.iter().find(|n| n.id == key).or_else(|| {
         nodes

@@ -187,6 +187,20 @@ pub(crate) fn service_spec(v: &Value) -> ApiResult<ServiceSpec> {
         }
     };
     let tt = body::sub(obj, "TaskTemplate", "ServiceSpec.TaskTemplate")?;
+    // `Runtime: "container"` is what dockerd adds on output; a client that echoes it back has
+    // not changed the template.
+    let mut v = v.clone();
+    if let Some(Value::Object(t)) = v.get_mut("TaskTemplate")
+        && t.get("Runtime").and_then(Value::as_str) == Some("container")
+    {
+        t.remove("Runtime");
+    }
+    let tt_clean = v.get("TaskTemplate").and_then(Value::as_object).cloned();
+    let tt = if tt.is_some() {
+        tt_clean.as_ref()
+    } else {
+        None
+    };
     Ok(ServiceSpec {
         name: body::string(obj, "Name", "ServiceSpec.Name")?,
         labels: body::string_map(obj, "Labels", "ServiceSpec.Labels")?,
@@ -655,7 +669,11 @@ pub(crate) async fn node_update(
         role,
         availability,
     };
-    app.manager.update_node(id_param(&p), version, spec).await?;
+    let mut key = id_param(&p).to_owned();
+    if key == "self" {
+        key = app.manager.node_id().await.unwrap_or_default();
+    }
+    app.manager.update_node(&key, version, spec).await?;
     Ok(body::empty(StatusCode::OK))
 }
 

@@ -34,13 +34,31 @@ pub(crate) async fn run(a: DaemonArgs, hosts: &[String]) -> anyhow::Result<ExitC
         .nodename()
         .to_string_lossy()
         .into_owned();
-    let manager = Manager::start(ManagerConfig {
-        data_dir: data_dir.clone(),
-        auto_init: !a.no_auto_init,
-        hostname,
-        advertise_addr: a.advertise_addr.clone(),
-        snapshot_interval: a.snapshot_interval,
-    })
+    let mut executors: Vec<Arc<dyn lockbox_core::Executor>> = Vec::new();
+    match crate::executors::ProcessExecutor::new() {
+        Ok(e) => executors.push(Arc::new(e)),
+        Err(e) => {
+            tracing::warn!(error = %e, "the process executor is unavailable; image `host` tasks will fail")
+        }
+    }
+    match lockbox_exec::cleanup_stale(std::path::Path::new(lockbox_exec::DEFAULT_STATE_DIR)) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            removed = n,
+            "removed leftovers of tasks from a previous run"
+        ),
+        Err(e) => tracing::debug!(error = %e, "no task leftovers to clean"),
+    }
+    let manager = Manager::start_with(
+        ManagerConfig {
+            data_dir: data_dir.clone(),
+            auto_init: !a.no_auto_init,
+            hostname,
+            advertise_addr: a.advertise_addr.clone(),
+            snapshot_interval: a.snapshot_interval,
+        },
+        executors,
+    )
     .await
     .with_context(|| format!("cannot start lockbox on {}", data_dir.display()))?;
     let manager = Arc::new(manager);

@@ -5,6 +5,7 @@
 mod cli;
 mod commands;
 mod daemon;
+mod executors;
 mod logging;
 mod paths;
 
@@ -14,6 +15,11 @@ use clap::Parser;
 
 /// Entry point: parses arguments, runs the command, and turns its result into an exit code.
 pub fn main() -> ExitCode {
+    // The process executor re-executes this binary as a single-threaded helper that sets up a
+    // task's namespace and secrets: it must run before any thread or runtime exists.
+    if std::env::args_os().nth(1).is_some_and(|a| a == lockbox_exec::HELPER_ARG) {
+        lockbox_exec::helper_main();
+    }
     let args = cli::Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
