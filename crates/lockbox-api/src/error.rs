@@ -59,6 +59,7 @@ impl From<CoreError> for ApiError {
             CoreError::InvalidArgument(m) => Self::new(S::BAD_REQUEST, rpc("InvalidArgument", &m)),
             CoreError::InvalidParameter(m) => Self::new(S::BAD_REQUEST, m),
             CoreError::AlreadyExists(m) => Self::new(S::CONFLICT, rpc("AlreadyExists", &m)),
+            CoreError::Conflict(m) => Self::new(S::CONFLICT, m),
             CoreError::NotFound(m) => Self::new(S::NOT_FOUND, m),
             CoreError::Ambiguous(m) => Self::new(S::BAD_REQUEST, m),
             CoreError::Unimplemented(m) => Self::new(S::NOT_IMPLEMENTED, rpc("Unimplemented", &m)),

@@ -14,6 +14,7 @@ mod error;
 mod events;
 mod filters;
 mod gojson;
+mod networks;
 mod nodes;
 mod secrets;
 mod serve;
@@ -128,6 +129,21 @@ pub fn router(state: AppState) -> Router {
     );
     r = dual(r, "/services/{id}/update", post(services::update));
     r = dual(r, "/services/{id}/logs", get(services::service_logs));
+    r = dual(r, "/configs", get(configs_list));
+    r = dual(r, "/configs/create", post(configs_unsupported));
+    r = dual(
+        r,
+        "/configs/{id}",
+        get(configs_unsupported).delete(configs_unsupported),
+    );
+    r = dual(r, "/configs/{id}/update", post(configs_unsupported));
+    r = dual(r, "/networks", get(networks::list));
+    r = dual(r, "/networks/create", post(networks::create));
+    r = dual(
+        r,
+        "/networks/{id}",
+        get(networks::inspect).delete(networks::delete),
+    );
     r = dual(r, "/tasks", get(services::tasks));
     r = dual(r, "/tasks/{id}", get(services::task));
     r = dual(r, "/tasks/{id}/logs", get(services::task_logs));
@@ -136,6 +152,27 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(not_found)
         .layer(axum::middleware::from_fn(version_layer))
         .with_state(state)
+}
+
+/// lockbox stores no configs yet: listing answers an empty list (so `docker stack rm` and
+/// `docker config ls` work), everything else says so.
+async fn configs_list(
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    match filters::Filters::parse(q.get("filters").map(String::as_str))
+        .and_then(|f| f.validate(&["id", "name", "names", "label"]))
+    {
+        Ok(()) => body::json(http::StatusCode::OK, &Vec::<serde_json::Value>::new()),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn configs_unsupported() -> Response {
+    error::ApiError::new(
+        http::StatusCode::NOT_IMPLEMENTED,
+        "configs are not supported by lockbox yet; use secrets",
+    )
+    .into_response()
 }
 
 async fn not_found() -> Response {

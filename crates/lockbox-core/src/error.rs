@@ -35,6 +35,9 @@ pub enum CoreError {
     /// A name is taken.
     #[error("{0}")]
     AlreadyExists(String),
+    /// A conflict reported by the daemon itself (HTTP 409, no `rpc error` prefix).
+    #[error("{0}")]
+    Conflict(String),
     /// Lookup failed.
     #[error("{0}")]
     NotFound(String),

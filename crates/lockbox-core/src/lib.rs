@@ -12,6 +12,7 @@ mod events;
 mod executor;
 mod lockfile;
 mod manager;
+mod networks;
 mod orchestrator;
 mod secrets;
 mod services;

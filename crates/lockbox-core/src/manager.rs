@@ -764,6 +764,33 @@ impl Manager {
         Ok(self.active().await?.agent.logs.clone())
     }
 
+    /// Networks.
+    pub async fn list_networks(&self) -> Result<Vec<lockbox_types::Network>, CoreError> {
+        Ok(self
+            .active()
+            .await?
+            .store
+            .read(|s| s.networks.values().cloned().collect()))
+    }
+
+    /// A network by ID, name or ID prefix.
+    pub async fn inspect_network(&self, key: &str) -> Result<lockbox_types::Network, CoreError> {
+        self.active().await?.resolve_network(key)
+    }
+
+    /// Creates a network; returns its ID.
+    pub async fn create_network(
+        &self,
+        network: lockbox_types::Network,
+    ) -> Result<String, CoreError> {
+        self.active().await?.create_network(network).await
+    }
+
+    /// Removes a network.
+    pub async fn remove_network(&self, key: &str) -> Result<(), CoreError> {
+        self.active().await?.remove_network(key).await
+    }
+
     /// Stops the store cleanly.
     pub async fn shutdown(&self) {
         if let Phase::Active(a) = &*self.phase.read().await {

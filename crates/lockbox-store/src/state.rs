@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use lockbox_types::{
-    Cluster, Command, Node, Outcome, Rejection, Secret, Service, Task, TaskChange,
+    Cluster, Command, Network, Node, Outcome, Rejection, Secret, Service, Task, TaskChange,
 };
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,8 @@ pub struct State {
     pub services: BTreeMap<String, Service>,
     /// Tasks by ID.
     pub tasks: BTreeMap<String, Task>,
+    /// Networks by ID.
+    pub networks: BTreeMap<String, Network>,
     /// Lowercased secret name → ID (names are unique case-insensitively).
     #[serde(skip)]
     secret_names: HashMap<String, String>,
@@ -295,6 +297,29 @@ impl State {
                     self.apply_task_change(index, change, *now);
                 }
                 Ok(())
+            }
+            Command::CreateNetwork { network } => {
+                if self.networks.values().any(|n| n.name == network.name)
+                    || self.networks.contains_key(&network.id)
+                {
+                    return Err(Rejection::NameConflict {
+                        kind: "network".into(),
+                        name: network.name.clone(),
+                    });
+                }
+                let mut network = (**network).clone();
+                network.meta.version = index;
+                self.networks.insert(network.id.clone(), network);
+                Ok(())
+            }
+            Command::RemoveNetwork { id } => {
+                self.networks
+                    .remove(id)
+                    .map(|_| ())
+                    .ok_or_else(|| Rejection::NotFound {
+                        kind: "network".into(),
+                        id: id.clone(),
+                    })
             }
             Command::UpdateNode {
                 id,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::object::{Cluster, ClusterSpec, JoinTokens, Node, NodeSpec, Secret, Timestamp};
+use crate::object::{Cluster, ClusterSpec, JoinTokens, Network, Node, NodeSpec, Secret, Timestamp};
 use crate::service::{Service, ServiceSpec, TaskChange, UpdateStatus};
 
 /// A change to the replicated state.
@@ -104,6 +104,16 @@ pub enum Command {
         /// Time of the change.
         now: Timestamp,
     },
+    /// Create a network. Rejected on a name conflict.
+    CreateNetwork {
+        /// The network (meta.version is set by apply).
+        network: Box<Network>,
+    },
+    /// Remove a network.
+    RemoveNetwork {
+        /// Network ID.
+        id: String,
+    },
     /// No change; used to make sure every earlier entry is applied.
     Noop,
 }
@@ -123,6 +133,8 @@ impl Command {
             Command::RemoveService { .. } => "remove-service",
             Command::Tasks { .. } => "tasks",
             Command::UpdateNode { .. } => "update-node",
+            Command::CreateNetwork { .. } => "create-network",
+            Command::RemoveNetwork { .. } => "remove-network",
             Command::Noop => "noop",
         }
     }

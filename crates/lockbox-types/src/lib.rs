@@ -17,7 +17,7 @@ pub use id::{ID_LEN, is_id, new_id};
 pub use name::{MAX_NAME_LEN, NameError, validate_name};
 pub use object::{
     CaConfig, Cluster, ClusterSpec, DispatcherConfig, Driver, EncryptionConfig, JoinTokens, Meta,
-    Node, NodeAvailability, NodeRole, NodeSpec, OrchestrationConfig, RaftConfig, Secret,
+    Network, Node, NodeAvailability, NodeRole, NodeSpec, OrchestrationConfig, RaftConfig, Secret,
     SecretSpec, Timestamp,
 };
 pub use service::{

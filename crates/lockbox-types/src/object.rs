@@ -233,3 +233,29 @@ pub struct Node {
     /// Raft node id, for managers.
     pub raft_id: u64,
 }
+
+/// A network. For image-`host` services networks have no effect; the docker executor maps
+/// them to bridge networks on its engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// ID.
+    pub id: String,
+    /// Version and times.
+    pub meta: Meta,
+    /// Unique name.
+    pub name: String,
+    /// Driver (`overlay` for swarm networks).
+    pub driver: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Driver options.
+    pub options: BTreeMap<String, String>,
+    /// Attachable by standalone containers.
+    pub attachable: bool,
+    /// No external connectivity.
+    pub internal: bool,
+    /// IPv6.
+    pub ipv6: bool,
+    /// The IPAM block as sent (JSON).
+    pub ipam: String,
+}
