@@ -29,7 +29,11 @@ case_files!(
     secret_inspect_rm,
     secret_api,
     swarm,
-    autolock
+    autolock,
+    service_api,
+    service_cli,
+    task_api,
+    node
 );
 
 #[test]

@@ -78,6 +78,16 @@ pub struct Step {
     pub json_keys: Option<usize>,
     pub select: Vec<String>,
     pub drop: Vec<String>,
+    /// `until PATH VALUE` (repeatable): re-run the step until every condition holds (or a
+    /// timeout), then compare/capture the last run. PATH `stdout`/`stderr`/`body` = the
+    /// normalised output contains VALUE; any other PATH is a JSON path into the body (after
+    /// `drop`/`sort-by`, `*` and `#` allowed) whose compact JSON must equal VALUE.
+    pub until: Vec<(String, Value)>,
+    /// `lines-with VALUE` (repeatable, docker steps): keep only the stdout/stderr lines that
+    /// contain one of these (after normalisation).
+    pub lines_with: Vec<Value>,
+    /// `uniq` (docker steps): collapse runs of identical lines (after `lines-with`).
+    pub uniq: bool,
     /// Captured from the real Docker (written by `scripts/capture-reference`).
     pub expect: Expect,
     /// Hand-written: what current Docker (API 1.47) does where the reference build differs.
@@ -299,7 +309,7 @@ impl CaseFile {
             let mut heredoc: Option<String> = None;
             let takes_value = matches!(
                 kw,
-                "stdin" | "file" | "body" | "query" | "expect" | "modern"
+                "stdin" | "file" | "body" | "query" | "expect" | "modern" | "until" | "lines-with"
             );
             if let Some(tag) = heredoc_for(rest).filter(|_| takes_value) {
                 let mut body = String::new();
@@ -415,6 +425,9 @@ impl CaseFile {
                         json_keys: None,
                         select: vec![],
                         drop: vec![],
+                        until: vec![],
+                        lines_with: vec![],
+                        uniq: false,
                         expect: Expect::default(),
                         modern: Expect::default(),
                     });
@@ -459,6 +472,19 @@ impl CaseFile {
                         }
                         "select" => step.select.push(rest.to_string()),
                         "drop" => step.drop.push(rest.to_string()),
+                        "until" => {
+                            let (at, v) = value_src
+                                .split_once(char::is_whitespace)
+                                .ok_or_else(|| err(path, lineno, "until PATH VALUE"))?;
+                            step.until.push((at.to_string(), value(v)?));
+                        }
+                        "lines-with" => step.lines_with.push(value(&value_src)?),
+                        "uniq" => {
+                            if !rest.is_empty() {
+                                return Err(err(path, lineno, "uniq takes no argument"));
+                            }
+                            step.uniq = true;
+                        }
                         "expect" | "modern" => {
                             is_expect = kw == "expect";
                             let target = if kw == "expect" {
@@ -663,6 +689,27 @@ mod tests {
             again.cases[0].steps[0].expect.stdout.as_deref(),
             Some("new\n")
         );
+    }
+
+    #[test]
+    fn until_lines_with_uniq() {
+        let src = "case a\nstep http GET /x\nuntil 0.Status.State '\"running\"'\nuntil body 'x y'\n\nstep docker service ls\nlines-with 'converged'\nlines-with \"1 out of\"\nuniq\n";
+        let f = CaseFile::parse(Path::new("t.cases"), src).unwrap();
+        assert_eq!(f.render(&[]), src);
+        let s = &f.cases[0].steps;
+        assert_eq!(
+            s[0].until,
+            vec![
+                (
+                    "0.Status.State".to_string(),
+                    Value::Literal("\"running\"".into())
+                ),
+                ("body".to_string(), Value::Literal("x y".into()))
+            ]
+        );
+        assert_eq!(s[1].lines_with.len(), 2);
+        assert!(s[1].uniq && !s[0].uniq);
+        assert!(CaseFile::parse(Path::new("t"), "case a\nstep http GET /x\nuntil x\n").is_err());
     }
 
     #[test]

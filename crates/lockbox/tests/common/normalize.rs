@@ -1,11 +1,14 @@
 //! Normalisation of what legitimately differs between two correct servers (and between two
 //! runs of the same one): object IDs, raft indexes, timestamps, humanised ages, unlock keys, join
-//! tokens, version strings and the hostname.
+//! tokens, version strings and the hostname; for services and tasks also 12-char truncated IDs,
+//! container IDs, the test image and the order of service names in "in use by" messages.
 //!
 //! IDs, indexes, keys and tokens are mapped per case to numbered placeholders (`<ID1>`, `<N2>`,
 //! `<KEY1>`, `<TOKEN1>`) in order of first appearance, so "the same ID" is still checked. Request
 //! templates can refer back to the real values with `{ID1}`, `{ID1:5}` (a 5-char prefix),
-//! `{N1}`, `{KEY1}`, `{TOKEN1}`, `{DIR}` (the case's scratch dir) and `{APIVER}`.
+//! `{N1}`, `{KEY1}`, `{TOKEN1}`, `{DIR}` (the case's scratch dir), `{APIVER}`, `{HOSTNAME}` and
+//! `{IMAGE}` (the image services run: `busybox:local` on a real Docker, `host` on lockbox; its echo
+//! in outputs reads `<IMAGE>`); `{HOSTNAME:2}` is a prefix of a variable.
 
 use std::collections::HashMap;
 
@@ -25,9 +28,27 @@ pub struct Normalizer {
     indexes: Vec<String>,
     keys: Vec<String>,
     tokens: Vec<String>,
-    /// (actual, placeholder, bounded): literal replacements recorded while substituting.
-    literals: Vec<(String, String, bool)>,
+    /// (actual, placeholder, boundary): literal replacements recorded while substituting.
+    literals: Vec<(String, String, Bound)>,
+    /// 64-hex container IDs (and digests) seen so far: `<HEX1>`...
+    hexes: Vec<String>,
     vars: HashMap<String, String>,
+}
+
+/// What may not touch a literal replacement for it to count as a whole token.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Bound {
+    /// Anywhere (e.g. the scratch dir).
+    None,
+    /// Not next to `[A-Za-z0-9]` (ID prefixes).
+    Alnum,
+    /// Not next to `[A-Za-z0-9_.:/@-]` (image references: `host` must not hit `localhost` or
+    /// `host:port`).
+    Image,
+}
+
+fn is_image_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"_.:/@-".contains(&c)
 }
 
 fn is_b36(c: u8) -> bool {
@@ -179,6 +200,10 @@ fn match_ago(b: &[u8], i: usize) -> usize {
         &b"Less than a second ago"[..],
         b"About a minute ago",
         b"About an hour ago",
+        // `service ps` lowercases HumanDuration: "Running less than a second ago"
+        b"less than a second ago",
+        b"about a minute ago",
+        b"about an hour ago",
     ] {
         if lit(b, i, fixed) {
             return fixed.len();
@@ -262,6 +287,46 @@ fn match_index(b: &[u8], i: usize) -> usize {
     if j > d { j - i } else { 0 }
 }
 
+/// 64 lowercase hex characters, bounded, with at least one digit and one letter (container IDs,
+/// digests; a name like `bbbb…` is left alone).
+fn match_hex64(b: &[u8], i: usize) -> usize {
+    if (i > 0 && is_alnum(b[i - 1])) || i + 64 > b.len() {
+        return 0;
+    }
+    let w = &b[i..i + 64];
+    let hex = w
+        .iter()
+        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
+    let digit = w.iter().any(u8::is_ascii_digit);
+    let letter = w.iter().any(u8::is_ascii_lowercase);
+    if hex && digit && letter && (i + 64 == b.len() || !is_alnum(b[i + 64])) {
+        64
+    } else {
+        0
+    }
+}
+
+/// swarmkit lists the services that block a secret's removal in memdb (service ID) order, which
+/// is random with respect to their names: `...is in use by the following services: b, a` reads
+/// `...: a, b` after this.
+fn sort_in_use_services(s: &str) -> String {
+    const MARK: &str = "is in use by the following services: ";
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(p) = rest.find(MARK) {
+        let start = p + MARK.len();
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let end = tail.find(['"', '\n', '\\']).unwrap_or(tail.len());
+        let mut names: Vec<&str> = tail[..end].split(", ").collect();
+        names.sort_unstable();
+        out.push_str(&names.join(", "));
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn placeholder(list: &mut Vec<String>, prefix: &str, actual: &str) -> String {
     let n = match list.iter().position(|x| x == actual) {
         Some(p) => p + 1,
@@ -282,7 +347,16 @@ impl Normalizer {
         if let Some(v) = n.facts.api_version.clone() {
             n.vars.insert("APIVER".into(), v);
         }
+        if let Some(v) = n.facts.hostname.clone() {
+            n.vars.insert("HOSTNAME".into(), v);
+        }
         n
+    }
+
+    /// Make `{IMAGE}` expand to `image` (the image services run on this target); once used in a
+    /// request, `image` in outputs reads `<IMAGE>`.
+    pub fn set_image(&mut self, image: &str) {
+        self.vars.insert("IMAGE".into(), image.to_string());
     }
 
     /// Real IDs seen so far, in placeholder order (`<ID1>` first).
@@ -294,7 +368,7 @@ impl Normalizer {
     pub fn set_dir(&mut self, dir: &str) {
         self.vars.insert("DIR".into(), dir.to_string());
         self.literals
-            .push((dir.to_string(), "<DIR>".to_string(), false));
+            .push((dir.to_string(), "<DIR>".to_string(), Bound::None));
     }
 
     /// Expand `{ID1}`, `{ID1:5}`, `{N1}`, `{KEY1}`, `{TOKEN1}`, `{DIR}`, `{APIVER}` in a request
@@ -323,10 +397,20 @@ impl Normalizer {
     }
 
     fn expand(&mut self, name: &str) -> Result<Option<String>, String> {
-        if let Some(v) = self.vars.get(name) {
-            return Ok(Some(v.clone()));
+        if let Some(v) = self.vars.get(name).cloned() {
+            if name == "IMAGE" && !self.literals.iter().any(|(a, _, _)| *a == v) {
+                self.literals
+                    .push((v.clone(), "<IMAGE>".to_string(), Bound::Image));
+            }
+            return Ok(Some(v));
         }
-        if name == "APIVER" || name == "DIR" {
+        if let Some((var, n)) = name.split_once(':')
+            && let Some(v) = self.vars.get(var)
+            && let Ok(n) = n.parse::<usize>()
+        {
+            return Ok(Some(v.chars().take(n).collect()));
+        }
+        if ["APIVER", "DIR", "HOSTNAME", "IMAGE"].contains(&name) {
             return Err(format!("{{{name}}} is not known for this target"));
         }
         let (head, prefix_len) = match name.split_once(':') {
@@ -358,7 +442,7 @@ impl Normalizer {
                 let p: String = actual.chars().take(n).collect();
                 if !self.literals.iter().any(|(a, _, _)| *a == p) {
                     self.literals
-                        .push((p.clone(), format!("<{head}:{n}>"), true));
+                        .push((p.clone(), format!("<{head}:{n}>"), Bound::Alnum));
                 }
                 p
             }
@@ -370,11 +454,11 @@ impl Normalizer {
     /// table columns to the widest cell, and humanised ages have variable width).
     pub fn normalize(&mut self, s: &str, cli: bool) -> String {
         let mut s = s.to_string();
-        for (actual, ph, bounded) in self.literals.clone() {
-            s = if bounded {
-                replace_bounded(&s, &actual, &ph, is_alnum)
-            } else {
-                s.replace(&actual, &ph)
+        for (actual, ph, bound) in self.literals.clone() {
+            s = match bound {
+                Bound::None => s.replace(&actual, &ph),
+                Bound::Alnum => replace_bounded(&s, &actual, &ph, is_alnum),
+                Bound::Image => replace_bounded(&s, &actual, &ph, is_image_char),
             };
         }
         s = replace_scan(&s, match_token, |m| {
@@ -388,6 +472,16 @@ impl Normalizer {
         }
         s = replace_scan(&s, match_time, |_| "<TIME>".to_string());
         s = replace_scan(&s, match_id, |m| placeholder(&mut self.ids, "ID", m));
+        s = replace_scan(&s, match_hex64, |m| placeholder(&mut self.hexes, "HEX", m));
+        if cli {
+            // The CLI's tables (`service ls`, `service ps`, `service logs`) show IDs cut to 12
+            // characters: a 12-char prefix of an ID already seen reads `<IDn:12>`.
+            for (n, id) in self.ids.clone().iter().enumerate() {
+                if id.len() > 12 {
+                    s = replace_bounded(&s, &id[..12], &format!("<ID{}:12>", n + 1), is_alnum);
+                }
+            }
+        }
         s = replace_scan(&s, match_index, |m| {
             let d = m.find(|c: char| c.is_ascii_digit()).expect("digits");
             format!(
@@ -409,6 +503,7 @@ impl Normalizer {
                 c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.'
             });
         }
+        s = sort_in_use_services(&s);
         if cli {
             // Keep indentation (inspect output); collapse runs of spaces inside a line.
             let mut out = String::with_capacity(s.len());
@@ -542,22 +637,40 @@ fn type_name(v: &serde_json::Value) -> &'static str {
     }
 }
 
-/// Remove the values at `paths` (dot paths into objects) and re-serialise compactly; for
-/// fields whose value is not deterministic on the reference. Non-JSON bodies are unchanged.
+/// Remove the values at `paths` (dot paths into objects; a `*` segment stands for every element
+/// of an array or every value of an object) and re-serialise compactly; for fields whose value is
+/// not deterministic on the reference. Non-JSON bodies are unchanged.
 pub fn json_drop(body: &str, paths: &[String]) -> String {
     let Ok(mut v) = serde_json::from_str::<serde_json::Value>(body) else {
         return body.to_string();
     };
-    for p in paths {
-        let (parent, last) = p.rsplit_once('.').unwrap_or(("", p.as_str()));
-        let target = if parent.is_empty() {
-            Some(&mut v)
-        } else {
-            json_path_mut(&mut v, parent)
+    fn drop_at(v: &mut serde_json::Value, segs: &[&str]) {
+        let Some((first, rest)) = segs.split_first() else {
+            return;
         };
-        if let Some(serde_json::Value::Object(m)) = target {
-            m.shift_remove(last);
+        if rest.is_empty() {
+            if let serde_json::Value::Object(m) = v {
+                if *first == "*" {
+                    m.clear();
+                } else {
+                    m.shift_remove(*first);
+                }
+            }
+            return;
         }
+        match (v, *first) {
+            (serde_json::Value::Array(a), "*") => a.iter_mut().for_each(|x| drop_at(x, rest)),
+            (serde_json::Value::Object(m), "*") => m.values_mut().for_each(|x| drop_at(x, rest)),
+            (v, seg) => {
+                if let Some(x) = json_path_mut(v, seg) {
+                    drop_at(x, rest);
+                }
+            }
+        }
+    }
+    for p in paths {
+        let segs: Vec<&str> = p.split('.').filter(|s| !s.is_empty()).collect();
+        drop_at(&mut v, &segs);
     }
     let nl = if body.ends_with('\n') { "\n" } else { "" };
     format!("{}{nl}", serde_json::to_string(&v).expect("json"))
@@ -579,6 +692,8 @@ fn json_path_mut<'a>(
 }
 
 /// The key structure of a JSON object, in order, one `path: type` per line, to `depth` levels.
+/// For an array, the same for each element, prefixed with its index (`0.ID: string`); the
+/// index does not count as a level.
 pub fn json_keys(body: &str, depth: usize) -> String {
     fn walk(v: &serde_json::Value, prefix: &str, depth: usize, out: &mut String) {
         if let serde_json::Value::Object(m) = v {
@@ -601,18 +716,54 @@ pub fn json_keys(body: &str, depth: usize) -> String {
             walk(&v, "", depth.max(1), &mut out);
             out
         }
+        Ok(serde_json::Value::Array(a)) if !a.is_empty() => {
+            let mut out = String::new();
+            for (i, x) in a.iter().enumerate() {
+                match x {
+                    serde_json::Value::Object(_) => walk(x, &i.to_string(), depth.max(1), &mut out),
+                    other => out.push_str(&format!("{i}: {}\n", type_name(other))),
+                }
+            }
+            out
+        }
+        Ok(serde_json::Value::Array(_)) => "<empty array>\n".to_string(),
         Ok(v) => format!("<not an object: {}>\n", type_name(&v)),
         Err(e) => format!("<not JSON: {e}>\n{body}"),
     }
 }
 
-/// `PATH = <compact JSON>` for each path (`<missing>` when absent).
+/// The value at `path` with `*` segments expanded: `*` over an array (or object) yields the
+/// array of the values found below each element (elements without it are skipped). A last
+/// segment `#` yields the length of an array or object.
+pub fn json_lookup(v: &serde_json::Value, path: &str) -> Option<serde_json::Value> {
+    fn go(v: &serde_json::Value, segs: &[&str]) -> Option<serde_json::Value> {
+        let Some((first, rest)) = segs.split_first() else {
+            return Some(v.clone());
+        };
+        match (*first, v) {
+            ("#", serde_json::Value::Array(a)) if rest.is_empty() => Some(a.len().into()),
+            ("#", serde_json::Value::Object(m)) if rest.is_empty() => Some(m.len().into()),
+            ("*", serde_json::Value::Array(a)) => {
+                Some(a.iter().filter_map(|x| go(x, rest)).collect())
+            }
+            ("*", serde_json::Value::Object(m)) => {
+                Some(m.values().filter_map(|x| go(x, rest)).collect())
+            }
+            (seg, v) => go(json_path(v, seg)?, rest),
+        }
+    }
+    let segs: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
+    go(v, &segs)
+}
+
+/// `PATH = <compact JSON>` for each path (`<missing>` when absent); paths may use `*` and `#`
+/// as in [`json_lookup`].
 pub fn json_select(body: &str, paths: &[String]) -> String {
     match serde_json::from_str::<serde_json::Value>(body) {
         Ok(v) => paths
             .iter()
-            .map(|p| match json_path(&v, p) {
-                Some(x) => format!("{p} = {}\n", serde_json::to_string(x).expect("json")),
+            .map(|p| match json_lookup(&v, p) {
+                Some(x) => format!("{p} = {}\n", serde_json::to_string(&x).expect("json")),
                 None => format!("{p} = <missing>\n"),
             })
             .collect(),
@@ -691,6 +842,84 @@ mod tests {
             "--token <TOKEN1> 127.0.0.1:2377"
         );
         assert_eq!(n.substitute("{KEY1}").unwrap(), k);
+    }
+
+    #[test]
+    fn services_and_tasks() {
+        let mut n = Normalizer::new(facts());
+        n.set_image("busybox:local");
+        // the image reads <IMAGE> only once {IMAGE} was used, and only as a whole reference
+        assert_eq!(n.normalize("busybox:local", false), "busybox:local");
+        assert_eq!(
+            n.substitute("{IMAGE} {HOSTNAME} {HOSTNAME:1}").unwrap(),
+            "busybox:local vm v"
+        );
+        assert_eq!(
+            n.normalize("\"Image\":\"busybox:local\" busybox:localx", false),
+            "\"Image\":\"<IMAGE>\" busybox:localx"
+        );
+        let mut h = Normalizer::new(facts());
+        h.set_image("host");
+        h.substitute("{IMAGE}").unwrap();
+        assert_eq!(
+            h.normalize("host localhost host:2377 x/host \"host\"", false),
+            "<IMAGE> localhost host:2377 x/host \"<IMAGE>\""
+        );
+        // 12-char prefixes of known IDs in CLI tables; lowercase ages from `service ps`
+        let id = "dgn2zqqq0pn00wpapgu4yqfpr";
+        assert_eq!(n.normalize(id, false), "<ID1>");
+        assert_eq!(
+            n.normalize(
+                "dgn2zqqq0pn0   lbxt-a.1   Running less than a second ago\n",
+                true
+            ),
+            "<ID1:12>  lbxt-a.1  Running <AGO>\n"
+        );
+        assert_eq!(
+            n.normalize("dgn2zqqq0pn0", false),
+            "dgn2zqqq0pn0",
+            "only in CLI output"
+        );
+        assert_eq!(
+            n.normalize("lbxt-a.1.dgn2zqqq0pn00wpapgu4yqfpr@vm | x", true),
+            "lbxt-a.1.<ID1>@<HOSTNAME> | x"
+        );
+        // container IDs; a 64-letter name is not one
+        let cid = "802b9b058b33cea8796c7c99650be67f50e8e91d93e7ee3e20b9171d78d12034";
+        assert_eq!(
+            n.normalize(&format!("{cid} {cid} {}", "b".repeat(64)), false),
+            format!("<HEX1> <HEX1> {}", "b".repeat(64))
+        );
+        // the services blocking a secret's removal come in memdb order: sorted
+        assert_eq!(
+            n.normalize(
+                "{\"message\":\"... is in use by the following services: lbxt-b, lbxt-a\"}\nis in use by the following services: z, y\n",
+                false
+            ),
+            "{\"message\":\"... is in use by the following services: lbxt-a, lbxt-b\"}\nis in use by the following services: y, z\n"
+        );
+    }
+
+    #[test]
+    fn json_views_for_lists() {
+        let b = r#"[{"ID":"a","S":{"State":"running","C":{"P":1}}},{"ID":"b","S":{"State":"shutdown"}}]"#;
+        assert_eq!(
+            json_keys(b, 2),
+            "0.ID: string\n0.S: object\n0.S.State: string\n0.S.C: object\n1.ID: string\n1.S: object\n1.S.State: string\n"
+        );
+        assert_eq!(json_keys("[]", 1), "<empty array>\n");
+        assert_eq!(
+            json_select(b, &["*.S.State".into(), "#".into(), "*.S.C.P".into()]),
+            "*.S.State = [\"running\",\"shutdown\"]\n# = 2\n*.S.C.P = [1]\n"
+        );
+        assert_eq!(
+            json_drop(b, &["*.S.C".into(), "1.ID".into()]),
+            r#"[{"ID":"a","S":{"State":"running"}},{"S":{"State":"shutdown"}}]"#
+        );
+        assert_eq!(
+            json_drop("{\"A\":1,\"B\":2}\n", &["A".into()]),
+            "{\"B\":2}\n"
+        );
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //! * `LOCKBOX_CASE=substring`: run only matching cases.
 //! * `LOCKBOX_EXPECT=reference`: hold lockbox to the raw reference capture, ignoring `modern`
 //!   overrides.
+//! * `LOCKBOX_TEST_IMAGE`: what `{IMAGE}` expands to against a target (default `busybox:local`,
+//!   the image `reference-swarm` imports); against lockbox it is always `host` (services whose
+//!   image is `host` run their command as host processes).
+//! * `LOCKBOX_UNTIL_TIMEOUT=seconds`: how long a step with `until` conditions is retried
+//!   (default 90).
 
 use super::cases::{Case, CaseFile, Expect, Step, StepKind};
 use super::normalize::{self, Normalizer, ServerFacts};
@@ -59,6 +64,57 @@ pub fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("cases")
+}
+
+/// The image `{IMAGE}` names in this mode (see the module docs).
+pub fn test_image(mode: &Mode) -> String {
+    match mode {
+        Mode::Lockbox => "host".to_string(),
+        Mode::Target { .. } => std::env::var("LOCKBOX_TEST_IMAGE")
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "busybox:local".to_string()),
+    }
+}
+
+fn until_timeout() -> Duration {
+    Duration::from_secs(
+        std::env::var("LOCKBOX_UNTIL_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(90),
+    )
+}
+
+/// Keep the lines containing one of `pats` (all lines when `pats` is empty), then collapse runs
+/// of identical lines when `uniq`.
+fn filter_lines(s: &str, pats: &[String], uniq: bool) -> String {
+    let mut out = String::new();
+    let mut last: Option<&str> = None;
+    for line in s.split_inclusive('\n') {
+        if !pats.is_empty() && !pats.iter().any(|p| line.contains(p.as_str())) {
+            continue;
+        }
+        if uniq && last == Some(line) {
+            continue;
+        }
+        out.push_str(line);
+        last = Some(line);
+    }
+    out
+}
+
+/// A response body as text: UTF-8, with each byte that is not part of valid UTF-8 shown as
+/// `<0xNN>` (the length bytes of stdcopy frames in log streams), so nothing is lost.
+pub fn body_text(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len());
+    for chunk in b.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for x in chunk.invalid() {
+            let _ = write!(out, "<0x{x:02x}>");
+        }
+    }
+    out
 }
 
 /// Read `/version`, `/info` (and `/_ping` as a fallback for the API version).
@@ -310,6 +366,8 @@ struct CaseRun {
     restart: Option<String>,
     scratch: tempfile::TempDir,
     norm: Normalizer,
+    /// The last HTTP body after `drop`/`sort-by`, before normalisation (for `until`).
+    raw_view: Option<String>,
 }
 
 impl CaseRun {
@@ -371,6 +429,14 @@ impl CaseRun {
                     self.norm
                         .normalize(&String::from_utf8_lossy(&out.stderr), true),
                 );
+                if !step.lines_with.is_empty() || step.uniq {
+                    let pats: Vec<String> = step.lines_with.iter().map(|v| v.eval()).collect();
+                    for o in [&mut act.stdout, &mut act.stderr] {
+                        if let Some(t) = o.as_mut() {
+                            *t = filter_lines(t, &pats, step.uniq);
+                        }
+                    }
+                }
             }
             StepKind::Http { method, path } => {
                 let mut path = self.norm.substitute(path)?;
@@ -404,13 +470,14 @@ impl CaseRun {
                             let v = r.header(h).map(|v| self.norm.normalize(v, false));
                             act.headers.push((h.clone(), v));
                         }
-                        let mut b = r.body_str();
+                        let mut b = body_text(&r.body);
                         if !step.drop.is_empty() {
                             b = normalize::json_drop(&b, &step.drop);
                         }
                         if let Some(p) = &step.sort_by {
                             b = normalize::sort_array_by(&b, p);
                         }
+                        self.raw_view = Some(b.clone());
                         if let Some(d) = step.json_keys {
                             b = normalize::json_keys(&b, d);
                         }
@@ -430,6 +497,61 @@ impl CaseRun {
             }
         }
         Ok(act)
+    }
+
+    /// Whether every `until` condition of `step` holds for `act` (and the raw body view).
+    fn until_met(&mut self, step: &Step, act: &Expect) -> Result<Option<String>, String> {
+        for (at, v) in &step.until {
+            let want = self.norm.substitute(&v.eval())?;
+            let ok = match at.as_str() {
+                "stdout" | "stderr" | "body" => {
+                    let got = match at.as_str() {
+                        "stdout" => &act.stdout,
+                        "stderr" => &act.stderr,
+                        _ => &act.body,
+                    };
+                    got.as_deref().unwrap_or("").contains(&want)
+                }
+                path => {
+                    let got = self
+                        .raw_view
+                        .as_deref()
+                        .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+                        .and_then(|v| normalize::json_lookup(&v, path))
+                        .map(|x| serde_json::to_string(&x).expect("json"));
+                    got.as_deref() == Some(want.as_str())
+                }
+            };
+            if !ok {
+                return Ok(Some(format!("until {at} {want}")));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Run a step; with `until` conditions, re-run it (every 250 ms) until they hold. Attempts
+    /// that do not count leave no trace in the normaliser, so placeholder numbers only depend on
+    /// the run that is compared. Returns the result and, on timeout, the unmet condition.
+    fn run_step_until(&mut self, step: &Step) -> Result<(Expect, Option<String>), String> {
+        if step.until.is_empty() {
+            return self.run_step(step).map(|a| (a, None));
+        }
+        let deadline = std::time::Instant::now() + until_timeout();
+        loop {
+            let saved = self.norm.clone();
+            self.raw_view = None;
+            let act = self.run_step(step)?;
+            match self.until_met(step, &act)? {
+                None => return Ok((act, None)),
+                Some(unmet) if std::time::Instant::now() >= deadline => {
+                    return Ok((act, Some(unmet)));
+                }
+                Some(_) => {
+                    self.norm = saved;
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
+        }
     }
 }
 
@@ -513,18 +635,20 @@ fn run_case(file: &Path, case: &Case, mode: &Mode, docker_missing: &Option<Strin
         .expect("tempdir");
     let mut norm = Normalizer::new(facts);
     norm.set_dir(&scratch.path().display().to_string());
+    norm.set_image(&test_image(mode));
     let mut run = CaseRun {
         ep,
         daemon,
         restart,
         scratch,
         norm,
+        raw_view: None,
     };
     let mut failed = false;
     let mut captured = Vec::new();
     for (i, step) in case.steps.iter().enumerate() {
         let head = format!("  step {} (line {}): {}\n", i + 1, step.line, step.title);
-        match run.run_step(step) {
+        match run.run_step_until(step) {
             Err(e) => {
                 failed = true;
                 let _ = writeln!(report, "{head}  could not run: {e}");
@@ -533,7 +657,15 @@ fn run_case(file: &Path, case: &Case, mode: &Mode, docker_missing: &Option<Strin
                     break;
                 }
             }
-            Ok(act) => {
+            Ok((act, unmet)) => {
+                if let Some(u) = unmet {
+                    failed = true;
+                    let _ = writeln!(
+                        report,
+                        "{head}  condition `{u}` not met within {:?} (the last run is compared)",
+                        until_timeout()
+                    );
+                }
                 if capture {
                     if !step.expect.is_empty() {
                         let changes = compare(&step.expect, &act);
@@ -572,8 +704,36 @@ fn run_case(file: &Path, case: &Case, mode: &Mode, docker_missing: &Option<Strin
             }
         }
     }
-    // Safety net on a real Docker: remove any secret this case saw and did not remove itself.
+    // Safety net on a real Docker: remove any service (named lbxt-…) and then any secret this
+    // case saw and did not remove itself. Services go first: a secret in use cannot be removed.
     if !lockbox {
+        for (n, id) in run.norm.ids().iter().enumerate() {
+            let ours = http_request(&run.ep, "GET", &format!("/services/{id}"), &[], None)
+                .ok()
+                .filter(|r| r.status == 200)
+                .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+                .and_then(|v| {
+                    v.pointer("/Spec/Name")
+                        .and_then(|x| x.as_str())
+                        .map(|n| n.starts_with("lbxt-"))
+                })
+                .unwrap_or(false);
+            if ours
+                && let Ok(r) =
+                    http_request(&run.ep, "DELETE", &format!("/services/{id}"), &[], None)
+                && r.status == 200
+            {
+                let msg = format!(
+                    "  case left service <ID{}> behind (removed by the harness): add a cleanup step\n",
+                    n + 1
+                );
+                eprintln!("{}: {}", case.name, msg.trim());
+                if capture {
+                    failed = true;
+                    report.push_str(&msg);
+                }
+            }
+        }
         for (n, id) in run.norm.ids().iter().enumerate() {
             if let Ok(r) = http_request(&run.ep, "DELETE", &format!("/secrets/{id}"), &[], None)
                 && r.status == 204
@@ -679,4 +839,27 @@ pub fn case_file_stems() -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_keep_invalid_bytes() {
+        assert_eq!(
+            body_text(b"\x01\x00\xa2ok\xff\n"),
+            "\u{1}\u{0}<0xa2>ok<0xff>\n"
+        );
+        assert_eq!(body_text("é".as_bytes()), "é");
+    }
+
+    #[test]
+    fn lines_with_and_uniq() {
+        let s = "id\nwait 5\nprogress 1\nprogress 1\nwait 4\nprogress 1\ndone id\n";
+        let pats = vec!["id".to_string(), "progress".to_string()];
+        assert_eq!(filter_lines(s, &pats, true), "id\nprogress 1\ndone id\n");
+        assert_eq!(filter_lines("a\na\nb", &[], true), "a\nb");
+        assert_eq!(filter_lines("a\na\n", &[], false), "a\na\n");
+    }
 }
