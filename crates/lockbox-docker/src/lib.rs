@@ -1,0 +1,537 @@
+//! The docker executor of lockbox: runs tasks whose image is a real image as containers on a
+//! plain (not swarm-mode) Docker Engine on the same host, through its API (bollard), and gives
+//! each container its secrets at `/run/secrets/<target>` (or the absolute target) exactly as a
+//! swarm node does: read-only, in memory, with the requested uid, gid and mode.
+//!
+//! # A task's life
+//!
+//! ```text
+//! prepare   the image: used when the engine has it, pulled otherwise; neither → rejected,
+//!           "No such image: <image>" (as swarm)
+//! start     1. a tmpfs for the task on the host (see below), one file per secret reference
+//!           2. POST /containers/create  name <service>.<slot>.<task id>, the template's image,
+//!              command (entrypoint), args (cmd), env, user, groups, workdir, hostname,
+//!              labels, stop signal, init, tty, read-only rootfs, capabilities, sysctls,
+//!              limits; each secret file bind-mounted read-only at its target; restart "no"
+//!           3. attach (stdout, stderr) → the agent's in-memory logs; 4. start
+//!           a failed start → the engine's error in the task status ("starting container
+//!           failed: …"); the container and the tmpfs are removed
+//! wait      /containers/{id}/wait → exit code (128+signal when killed; an OOM kill is 137)
+//! stop      /containers/{id}/stop with the grace period (the container's stop signal,
+//!           then SIGKILL)
+//! end       the container is removed (with its anonymous volumes), then the tmpfs is
+//!           unmounted and its directory removed
+//! ```
+//!
+//! # Secrets on the host
+//!
+//! `<secrets_root>/<instance>/<task id>` (default root `/run/lockbox/docker`, directories
+//! 0700 root) is a tmpfs mounted `nosuid,nodev,noexec,noswap` and checked to be one before a
+//! byte is written; each secret becomes a file there with its uid, gid and mode, then the tmpfs
+//! is remounted read-only and each file bind-mounted (`ro`, `rprivate`) into the container.
+//! That is how dockerd does it for swarm tasks (a tmpfs under the container's directory,
+//! bind-mounted per secret), so inside the container `ls -la /run/secrets` and
+//! `mount | grep secrets` show the same thing; the one visible difference is lockbox's
+//! `noswap` option. Secret values travel only from the agent's memory into that tmpfs: never
+//! through the engine's API, an argument, an environment variable, a label or a log line.
+//!
+//! # Containers and labels
+//!
+//! Containers are named as swarm names them (`<service>.<slot>.<task id>`, the node ID in place
+//! of the slot for global services) and labelled `com.lockbox.instance` (the daemon that owns
+//! them: a hash of its data directory, so that several lockbox daemons can share one engine),
+//! `com.lockbox.task.id`, `com.lockbox.task.name`, `com.lockbox.service.id`,
+//! `com.lockbox.service.name` and `com.lockbox.node.id`, besides the template's container
+//! labels. lockbox does not use swarm's `com.docker.swarm.*` labels: the engine is not in swarm
+//! mode and tools that see those labels take the containers for swarm's.
+//!
+//! # After a crash
+//!
+//! A daemon that stops cleanly stops and removes its containers and unmounts their secrets. A
+//! daemon that was killed leaves them running; [`DockerExecutor::cleanup`], called at the next
+//! start before any task runs, removes every container labelled with this instance and
+//! unmounts and removes every tmpfs under this instance's directory. The agent then reports
+//! those tasks lost, and the orchestrator replaces them as its restart policy says.
+//!
+//! # Limits
+//!
+//! * The engine must run on this host (its bind mounts come from this host's tmpfs): a unix
+//!   socket, or TCP on a loopback address.
+//! * Needs root (mounting the tmpfs, owning files for any uid).
+//! * No networks, published ports, volumes or configs are set up; no registry credentials
+//!   are sent when pulling.
+
+#![forbid(unsafe_code)]
+
+mod container;
+mod mounts;
+mod task;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    InspectContainerOptions, ListContainersOptionsBuilder, StartContainerOptions,
+};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use lockbox_core::{Executor, Launch, TaskHandle};
+use sha2::{Digest, Sha256};
+
+pub use container::{
+    LABEL_INSTANCE, LABEL_NODE_ID, LABEL_SERVICE_ID, LABEL_SERVICE_NAME, LABEL_TASK_ID,
+    LABEL_TASK_NAME,
+};
+
+use crate::mounts::SecretDir;
+use crate::task::DockerTask;
+
+/// Where the per-task secret tmpfs mounts live, by default.
+pub const DEFAULT_SECRETS_ROOT: &str = "/run/lockbox/docker";
+
+/// Seconds an engine request may take to answer (long-running calls answer at once and
+/// stream).
+const REQUEST_TIMEOUT: u64 = 120;
+/// How long a pull may go without progress before it is given up.
+const PULL_IDLE: Duration = Duration::from_secs(60);
+
+/// How the docker executor is set up.
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    /// The engine: `unix:///var/run/docker.sock` or `tcp://127.0.0.1:2375`.
+    pub host: String,
+    /// The directory under which task tmpfs mounts are made.
+    pub secrets_root: PathBuf,
+    /// This daemon's instance: labels its containers and names its tmpfs directory.
+    pub instance: String,
+}
+
+impl DockerConfig {
+    /// The configuration of a daemon whose data directory is `data_dir`: its instance is a
+    /// hash of that directory's absolute path.
+    pub fn new(host: &str, data_dir: &Path) -> DockerConfig {
+        DockerConfig {
+            host: host.to_owned(),
+            secrets_root: PathBuf::from(DEFAULT_SECRETS_ROOT),
+            instance: instance_of(data_dir),
+        }
+    }
+
+    /// `<secrets_root>/<instance>`.
+    pub fn instance_dir(&self) -> PathBuf {
+        self.secrets_root.join(&self.instance)
+    }
+}
+
+/// The instance name of the daemon with this data directory (16 hex digits).
+pub fn instance_of(data_dir: &Path) -> String {
+    let abs = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let digest = Sha256::digest(abs.as_os_str().as_encoded_bytes());
+    hex::encode(&digest[..8])
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostAddr {
+    Unix(String),
+    Tcp(String),
+}
+
+fn parse_host(host: &str) -> Result<HostAddr, String> {
+    let local = "the docker executor needs an engine on this host, whose containers can bind-mount this host's tmpfs: use unix:///var/run/docker.sock or tcp://127.0.0.1:PORT";
+    if let Some(p) = host.strip_prefix("unix://") {
+        if !p.starts_with('/') {
+            return Err(format!("invalid --docker-host {host:?}: {local}"));
+        }
+        return Ok(HostAddr::Unix(p.to_owned()));
+    }
+    if host.starts_with('/') {
+        return Ok(HostAddr::Unix(host.to_owned()));
+    }
+    let rest = host
+        .strip_prefix("tcp://")
+        .or_else(|| host.strip_prefix("http://"))
+        .ok_or_else(|| format!("invalid --docker-host {host:?}: {local}"))?;
+    let rest = rest.trim_end_matches('/');
+    let addr: std::net::SocketAddr = rest
+        .parse()
+        .or_else(|_| {
+            let (h, port) = rest.rsplit_once(':').ok_or(())?;
+            if h == "localhost" {
+                format!("127.0.0.1:{port}").parse().map_err(|_| ())
+            } else {
+                Err(())
+            }
+        })
+        .map_err(|_| format!("invalid --docker-host {host:?}: {local}"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "--docker-host {host:?} is not on this host: {local}"
+        ));
+    }
+    Ok(HostAddr::Tcp(addr.to_string()))
+}
+
+/// The engine's words for an error (its message, without bollard's wrapping).
+pub(crate) fn engine_error(e: &BollardError) -> String {
+    match e {
+        BollardError::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// What [`DockerExecutor::cleanup`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// Containers of a previous run removed.
+    pub containers: usize,
+    /// Secret tmpfs directories of a previous run unmounted and removed.
+    pub mounts: usize,
+    /// What could not be done (the engine unreachable, a mount busy, ...).
+    pub problems: Vec<String>,
+}
+
+struct Inner {
+    cfg: DockerConfig,
+    addr: HostAddr,
+    client: tokio::sync::OnceCell<Docker>,
+}
+
+impl Inner {
+    async fn client(&self) -> Result<Docker, String> {
+        self.client
+            .get_or_try_init(|| async {
+                let cannot = |e: &dyn std::fmt::Display| {
+                    format!(
+                        "Cannot connect to the Docker daemon at {}. Is the docker daemon running? ({e})",
+                        self.cfg.host
+                    )
+                };
+                let docker = match &self.addr {
+                    HostAddr::Unix(p) => {
+                        Docker::connect_with_unix(p, REQUEST_TIMEOUT, bollard::API_DEFAULT_VERSION)
+                    }
+                    HostAddr::Tcp(a) => {
+                        Docker::connect_with_http(a, REQUEST_TIMEOUT, bollard::API_DEFAULT_VERSION)
+                    }
+                }
+                .map_err(|e| cannot(&e))?;
+                // bollard speaks 1.53; an older engine refuses that: use the lower version.
+                let docker = docker.negotiate_version().await.map_err(|e| cannot(&e))?;
+                if let Ok(info) = docker.info().await
+                    && info
+                        .swarm
+                        .as_ref()
+                        .and_then(|s| s.local_node_state.as_ref())
+                        .is_some_and(|s| format!("{s:?}").eq_ignore_ascii_case("active"))
+                {
+                    tracing::warn!(
+                        host = %self.cfg.host,
+                        "the docker executor's engine is in swarm mode; lockbox runs plain containers on it"
+                    );
+                }
+                Ok(docker)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The image is there, or pulled; otherwise swarm's "No such image".
+    async fn ensure_image(&self, docker: &Docker, image: &str) -> Result<(), String> {
+        if image.is_empty() {
+            return Err("no image specified".into());
+        }
+        match docker.inspect_image(image).await {
+            Ok(_) => return Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(e) => return Err(engine_error(&e)),
+        }
+        let reference = container::tagged(image);
+        let opts = CreateImageOptionsBuilder::new()
+            .from_image(&reference)
+            .build();
+        let mut pull = docker.create_image(Some(opts), None, None);
+        loop {
+            match tokio::time::timeout(PULL_IDLE, pull.next()).await {
+                Ok(None) => break,
+                Ok(Some(Ok(_progress))) => {}
+                Ok(Some(Err(e))) => {
+                    tracing::info!(image, error = %engine_error(&e), "pull failed");
+                    return Err(format!("No such image: {image}"));
+                }
+                Err(_) => {
+                    tracing::info!(image, "pull made no progress for 60 s; given up");
+                    return Err(format!("No such image: {image}"));
+                }
+            }
+        }
+        match docker.inspect_image(image).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!("No such image: {image}")),
+        }
+    }
+
+    async fn start(self: Arc<Self>, launch: Launch) -> Result<DockerTask, String> {
+        let docker = self.client().await?;
+        self.ensure_image(&docker, &launch.spec.image).await?;
+
+        // 1. The secrets tmpfs (blocking syscalls: off the async threads).
+        let root = self.cfg.secrets_root.clone();
+        let base = self.cfg.instance_dir();
+        let task_id = launch.task_id.clone();
+        let secrets = launch.secrets.clone();
+        let sd = tokio::task::spawn_blocking(move || {
+            mounts::ensure_private_dir(&root)?;
+            mounts::ensure_private_dir(&base)?;
+            SecretDir::create(&base, &task_id, &secrets)
+        })
+        .await
+        .map_err(|e| format!("preparing secrets: {e}"))?
+        .map_err(|e| format!("preparing secrets: {e}"))?;
+
+        // 2. The container.
+        let body = container::create_body(&launch, &self.cfg.instance, &sd.files);
+        let name = container::container_name(&launch);
+        let created = {
+            let opts = CreateContainerOptionsBuilder::new().name(&name).build();
+            match docker
+                .create_container(Some(opts.clone()), body.clone())
+                .await
+            {
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 409, ..
+                }) => {
+                    // A leftover of an earlier attempt of this very task.
+                    task::remove_container(&docker, &name).await;
+                    docker.create_container(Some(opts), body).await
+                }
+                other => other,
+            }
+        };
+        let id = match created {
+            Ok(c) => c.id,
+            Err(e) => {
+                task::remove_secrets(Some(sd)).await;
+                return Err(engine_error(&e));
+            }
+        };
+        let fail = |sd: SecretDir, msg: String| {
+            let docker = docker.clone();
+            let id = id.clone();
+            async move {
+                task::remove_container(&docker, &id).await;
+                task::remove_secrets(Some(sd)).await;
+                msg
+            }
+        };
+
+        // 3. Output, attached before the start so that nothing is missed.
+        let attach = AttachContainerOptionsBuilder::new()
+            .stream(true)
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let attached = match docker.attach_container(&id, Some(attach)).await {
+            Ok(a) => a,
+            Err(e) => return Err(fail(sd, engine_error(&e)).await),
+        };
+        let (stdout, stderr, pump_done) = task::pump(attached.output);
+
+        // 4. Start.
+        if let Err(e) = docker
+            .start_container(&id, None::<StartContainerOptions>)
+            .await
+        {
+            return Err(fail(sd, engine_error(&e)).await);
+        }
+        let pid = docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await
+            .ok()
+            .and_then(|i| i.state)
+            .and_then(|s| s.pid)
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(0);
+        tracing::debug!(task = %launch.task_id, container = %id, "task container started");
+        Ok(DockerTask {
+            docker,
+            container: id,
+            pid,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            pump_done: Some(pump_done),
+            secrets: Some(sd),
+            finished: false,
+        })
+    }
+}
+
+/// Runs tasks whose image is not `host` as containers on a Docker Engine.
+#[derive(Clone)]
+pub struct DockerExecutor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for DockerExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerExecutor")
+            .field("host", &self.inner.cfg.host)
+            .field("instance", &self.inner.cfg.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `image` names lockbox's reserved `host` image (`host`, `host:latest`, with or
+/// without a digest), which the process executor runs.
+pub fn is_host_image(image: &str) -> bool {
+    let name = image.split('@').next().unwrap_or("");
+    if name.contains('/') {
+        return false;
+    }
+    let (repo, tag) = name.split_once(':').unwrap_or((name, "latest"));
+    repo == "host" && tag == "latest"
+}
+
+impl DockerExecutor {
+    /// An executor for `cfg`. Checks the address only: the engine is connected to on first use
+    /// (so the daemon starts while the engine is still coming up).
+    pub fn new(cfg: DockerConfig) -> Result<DockerExecutor, String> {
+        let addr = parse_host(&cfg.host)?;
+        Ok(DockerExecutor {
+            inner: Arc::new(Inner {
+                cfg,
+                addr,
+                client: tokio::sync::OnceCell::new(),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DockerConfig {
+        &self.inner.cfg
+    }
+
+    /// Connects to the engine now; the error says why not.
+    pub async fn check(&self) -> Result<(), String> {
+        self.inner.client().await.map(|_| ())
+    }
+
+    /// Removes what a previous run of this daemon left: its containers (they ran tasks the
+    /// agent no longer tracks), then its secret tmpfs mounts. Call before any task starts.
+    pub async fn cleanup(&self) -> CleanupReport {
+        let mut report = CleanupReport::default();
+        match self.inner.client().await {
+            Ok(docker) => {
+                let filters = std::collections::HashMap::from([(
+                    "label".to_owned(),
+                    vec![format!("{LABEL_INSTANCE}={}", self.inner.cfg.instance)],
+                )]);
+                let opts = ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build();
+                match docker.list_containers(Some(opts)).await {
+                    Ok(list) => {
+                        for c in list {
+                            let Some(id) = c.id else { continue };
+                            let task = c
+                                .labels
+                                .as_ref()
+                                .and_then(|l| l.get(LABEL_TASK_ID).cloned())
+                                .unwrap_or_default();
+                            tracing::info!(container = %id, task, "removing a container of a previous run");
+                            task::remove_container(&docker, &id).await;
+                            report.containers += 1;
+                        }
+                    }
+                    Err(e) => report
+                        .problems
+                        .push(format!("listing containers: {}", engine_error(&e))),
+                }
+            }
+            Err(e) => report.problems.push(e),
+        }
+        let base = self.inner.cfg.instance_dir();
+        match tokio::task::spawn_blocking(move || mounts::cleanup_stale(&base)).await {
+            Ok(Ok(n)) => report.mounts = n,
+            Ok(Err(e)) => report.problems.push(format!(
+                "removing stale secret mounts under {}: {e}",
+                self.inner.cfg.instance_dir().display()
+            )),
+            Err(e) => report.problems.push(e.to_string()),
+        }
+        report
+    }
+}
+
+impl Executor for DockerExecutor {
+    fn handles(&self, image: &str) -> bool {
+        !is_host_image(image)
+    }
+
+    fn prepare(&self, launch: &Launch) -> BoxFuture<'static, Result<(), String>> {
+        let inner = self.inner.clone();
+        let image = launch.spec.image.clone();
+        Box::pin(async move {
+            let docker = inner.client().await?;
+            inner.ensure_image(&docker, &image).await
+        })
+    }
+
+    fn start(&self, launch: Launch) -> BoxFuture<'static, Result<Box<dyn TaskHandle>, String>> {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let t = inner.start(launch).await?;
+            Ok(Box::new(t) as Box<dyn TaskHandle>)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            parse_host("unix:///var/run/docker.sock"),
+            Ok(HostAddr::Unix("/var/run/docker.sock".into()))
+        );
+        assert_eq!(
+            parse_host("/run/d.sock"),
+            Ok(HostAddr::Unix("/run/d.sock".into()))
+        );
+        assert_eq!(
+            parse_host("tcp://127.0.0.1:2375"),
+            Ok(HostAddr::Tcp("127.0.0.1:2375".into()))
+        );
+        assert_eq!(
+            parse_host("tcp://localhost:2375"),
+            Ok(HostAddr::Tcp("127.0.0.1:2375".into()))
+        );
+        assert!(parse_host("tcp://10.0.0.1:2375").is_err());
+        assert!(parse_host("ssh://host").is_err());
+        assert!(parse_host("unix://relative").is_err());
+    }
+
+    #[test]
+    fn instances() {
+        let a = instance_of(Path::new("/var/lib/lockbox"));
+        assert_eq!(a.len(), 16);
+        assert_eq!(a, instance_of(Path::new("/var/lib/lockbox")));
+        assert_ne!(a, instance_of(Path::new("/var/lib/lockbox2")));
+    }
+
+    #[test]
+    fn host_images() {
+        assert!(is_host_image("host"));
+        assert!(is_host_image("host:latest@sha256:ab"));
+        assert!(!is_host_image("busybox:local"));
+        assert!(!is_host_image("library/host"));
+    }
+}

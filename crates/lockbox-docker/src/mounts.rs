@@ -1,0 +1,435 @@
+//! The per-task secrets tmpfs on the host.
+//!
+//! ```text
+//! /run/lockbox/docker/                 0700 root   (DockerConfig::secrets_root)
+//!   <instance>/                        0700 root   one per daemon (its data directory)
+//!     <task id>/                       tmpfs, ro after filling: nosuid,nodev,noexec,noswap
+//!       0  1  2 ...                    one file per secret reference, its uid/gid/mode
+//! ```
+//!
+//! Each file is bind-mounted read-only into the container at its target. The tmpfs is never
+//! swapped (`noswap`, when the kernel knows it), nothing is written before the directory is
+//! checked to be a tmpfs, and the directory is unmounted and removed when the task ends, so a
+//! secret's bytes are never on a disk. Only root can reach the directory.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use lockbox_core::SecretMount;
+use rustix::fs::{Gid, Mode, Uid};
+use rustix::mount::{MountFlags, UnmountFlags};
+
+/// `TMPFS_MAGIC` from `linux/magic.h`.
+const TMPFS_MAGIC: i128 = 0x0102_1994;
+
+/// Where secrets with a relative target appear in the container.
+pub(crate) const SECRETS_DIR: &str = "/run/secrets";
+
+/// One secret file of a task: its place on the host and in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SecretFile {
+    pub(crate) host: PathBuf,
+    pub(crate) target: String,
+}
+
+/// A task's secrets tmpfs. [`SecretDir::remove`] unmounts and removes it; dropping it without
+/// doing so leaves it for [`cleanup_stale`] (it is never unmounted from `Drop`, which may run
+/// while the container still uses it).
+#[derive(Debug)]
+pub(crate) struct SecretDir {
+    dir: PathBuf,
+    pub(crate) files: Vec<SecretFile>,
+    removed: bool,
+}
+
+/// The container path of a secret `target`: absolute targets as they are, others under
+/// `/run/secrets`, both cleaned lexically (`../secret` is `/run/secret`, as dockerd gives it).
+pub(crate) fn container_target(target: &str) -> String {
+    let joined = if target.starts_with('/') {
+        PathBuf::from(target)
+    } else {
+        Path::new(SECRETS_DIR).join(target)
+    };
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in joined.components() {
+        match c {
+            Component::Normal(p) => parts.push(p),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    let mut out = String::new();
+    for p in parts {
+        out.push('/');
+        out.push_str(&p.to_string_lossy());
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// Creates `dir` (and parents) and makes sure it is a real directory owned by us, mode 0700.
+pub(crate) fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.file_type().is_dir() {
+        return Err(invalid(format!("{} is not a directory", dir.display())));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(invalid(format!(
+            "{} is owned by uid {}, not {me}",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    if meta.mode() & 0o777 != 0o700 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+fn valid_task_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn is_tmpfs(path: &Path) -> io::Result<bool> {
+    let st = rustix::fs::statfs(path)?;
+    Ok(i128::from(st.f_type) == TMPFS_MAGIC)
+}
+
+/// Mounts a fresh tmpfs on `dir`: nosuid, nodev, noexec and, when the kernel knows it, noswap.
+/// No size or mode option, so that the container's `mount` shows what swarm's shows; the root
+/// directory is made 0700 by `chmod` instead.
+fn mount_tmpfs(dir: &Path) -> io::Result<()> {
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    match rustix::mount::mount("tmpfs", dir, "tmpfs", flags, c"noswap") {
+        Ok(()) => {}
+        Err(rustix::io::Errno::INVAL) => {
+            tracing::warn!(
+                "this kernel's tmpfs has no `noswap` option (Linux < 6.4): secrets may be swapped out"
+            );
+            rustix::mount::mount("tmpfs", dir, "tmpfs", flags, None)?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    Ok(())
+}
+
+/// Remounts `dir` read-only, retrying on EBUSY (moby#48783).
+fn remount_ro(dir: &Path) -> io::Result<()> {
+    let flags = MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    let mut tries = 0;
+    loop {
+        match rustix::mount::mount_remount(dir, flags, c"") {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::BUSY) if tries < 5 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn write_secret(path: &Path, m: &SecretMount) -> io::Result<()> {
+    if m.uid == u32::MAX || m.gid == u32::MAX {
+        return Err(invalid(format!(
+            "invalid owner {}:{} for secret {}",
+            m.uid, m.gid, m.target
+        )));
+    }
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(m.data.expose())?;
+    rustix::fs::fchown(&f, Some(Uid::from_raw(m.uid)), Some(Gid::from_raw(m.gid)))?;
+    rustix::fs::fchmod(&f, Mode::from_raw_mode(m.mode & 0o7777))?;
+    Ok(())
+}
+
+/// Unmounts whatever is mounted on `dir` (lazily if busy) and removes the directory.
+pub(crate) fn unmount_and_remove(dir: &Path) -> io::Result<()> {
+    for _ in 0..8 {
+        match rustix::mount::unmount(dir, UnmountFlags::NOFOLLOW) {
+            Ok(()) => continue, // stacked mounts: unmount until nothing is left
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => break,
+            Err(rustix::io::Errno::BUSY) => {
+                rustix::mount::unmount(dir, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+impl SecretDir {
+    /// Mounts the task's tmpfs under `base` and writes its secrets, then makes it read-only.
+    /// On error nothing is left behind.
+    pub(crate) fn create(
+        base: &Path,
+        task_id: &str,
+        secrets: &[SecretMount],
+    ) -> io::Result<SecretDir> {
+        if !valid_task_id(task_id) {
+            return Err(invalid(format!("invalid task ID {task_id:?}")));
+        }
+        let dir = base.join(task_id);
+        let mut sd = SecretDir {
+            dir: dir.clone(),
+            files: Vec::new(),
+            removed: false,
+        };
+        if secrets.is_empty() {
+            sd.removed = true;
+            return Ok(sd);
+        }
+        if fs::symlink_metadata(&dir).is_ok() {
+            // A leftover of an earlier attempt of this task.
+            unmount_and_remove(&dir)?;
+        }
+        fs::create_dir(&dir)?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+        let filled = (|| -> io::Result<Vec<SecretFile>> {
+            mount_tmpfs(&dir)?;
+            if !is_tmpfs(&dir)? {
+                return Err(io::Error::other(format!(
+                    "{} is not a tmpfs after mounting one: refusing to write secrets",
+                    dir.display()
+                )));
+            }
+            let mut files = Vec::new();
+            for (i, m) in secrets.iter().enumerate() {
+                let host = dir.join(i.to_string());
+                write_secret(&host, m)?;
+                files.push(SecretFile {
+                    host,
+                    target: container_target(&m.target),
+                });
+            }
+            remount_ro(&dir)?;
+            Ok(files)
+        })();
+        match filled {
+            Ok(files) => {
+                sd.files = files;
+                Ok(sd)
+            }
+            Err(e) => {
+                sd.removed = true;
+                if let Err(e2) = unmount_and_remove(&dir) {
+                    tracing::warn!(dir = %dir.display(), error = %e2, "could not remove a secrets tmpfs");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Unmounts the tmpfs and removes its directory. Call after the container is removed.
+    pub(crate) fn remove(&mut self) -> io::Result<()> {
+        if self.removed {
+            return Ok(());
+        }
+        unmount_and_remove(&self.dir)?;
+        self.removed = true;
+        Ok(())
+    }
+
+    /// The tmpfs directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Decodes the octal escapes of `/proc/self/mountinfo` (`\040` for a space).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && b.len() >= i + 4
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Mount points strictly below `base`, deepest first, from a mountinfo text.
+pub(crate) fn mounts_below(mountinfo: &str, base: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p.starts_with(base) && p != base)
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out.dedup();
+    out
+}
+
+/// Unmounts every tmpfs a previous run left under `base` and removes their directories.
+/// Returns how many directories were removed.
+pub(crate) fn cleanup_stale(base: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    let info = fs::read_to_string("/proc/self/mountinfo")?;
+    for m in mounts_below(&info, base) {
+        if let Err(e) = rustix::mount::unmount(&m, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW) {
+            tracing::warn!(path = %m.display(), error = %e, "could not unmount a stale secrets tmpfs");
+        }
+    }
+    let entries = match fs::read_dir(base) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            match unmount_and_remove(&path) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "could not remove a stale secrets directory")
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_like_dockerd() {
+        assert_eq!(container_target("db_password"), "/run/secrets/db_password");
+        assert_eq!(
+            container_target("relative/secret"),
+            "/run/secrets/relative/secret"
+        );
+        assert_eq!(container_target("/etc/secret"), "/etc/secret");
+        assert_eq!(container_target("../secret"), "/run/secret");
+        assert_eq!(container_target("/run/secrets/./a//b"), "/run/secrets/a/b");
+    }
+
+    #[test]
+    fn mountinfo_parsing() {
+        let info = "\
+22 1 0:21 / /run rw,nosuid,nodev shared:5 - tmpfs tmpfs rw
+30 22 0:40 / /run/lockbox/docker/abc/t1 ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,noswap
+31 30 0:41 / /run/lockbox/docker/abc/t1/x ro shared:9 - tmpfs tmpfs ro
+32 22 0:42 / /run/lockbox/docker/abc\\040d/t2 ro shared:9 - tmpfs tmpfs ro
+33 22 0:43 / /run/lockbox/docker/abcd/t3 ro shared:9 - tmpfs tmpfs ro
+";
+        let base = Path::new("/run/lockbox/docker/abc");
+        assert_eq!(
+            mounts_below(info, base),
+            vec![
+                PathBuf::from("/run/lockbox/docker/abc/t1/x"),
+                PathBuf::from("/run/lockbox/docker/abc/t1"),
+            ]
+        );
+        assert_eq!(
+            mounts_below(info, Path::new("/run/lockbox/docker/abc d")),
+            vec![PathBuf::from("/run/lockbox/docker/abc d/t2")]
+        );
+    }
+
+    #[test]
+    fn task_ids() {
+        assert!(valid_task_id("abc123"));
+        assert!(!valid_task_id("../x"));
+        assert!(!valid_task_id(""));
+        assert!(!valid_task_id("a/b"));
+    }
+
+    /// Needs root (mount); skipped otherwise.
+    #[test]
+    fn tmpfs_roundtrip() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED tmpfs_roundtrip: needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("base");
+        ensure_private_dir(&base).unwrap();
+        let secrets = vec![
+            SecretMount {
+                target: "a".into(),
+                data: lockbox_crypto::SecretBytes::new(b"hunter2".to_vec()),
+                uid: 1000,
+                gid: 1001,
+                mode: 0o400,
+            },
+            SecretMount {
+                target: "/etc/b".into(),
+                data: lockbox_crypto::SecretBytes::new(b"x".to_vec()),
+                uid: 0,
+                gid: 0,
+                mode: 0o444,
+            },
+        ];
+        let mut sd = match SecretDir::create(&base, "task1", &secrets) {
+            Ok(sd) => sd,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
+                eprintln!("SKIPPED tmpfs_roundtrip: mount not permitted here");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        assert!(is_tmpfs(sd.dir()).unwrap());
+        assert_eq!(sd.files.len(), 2);
+        assert_eq!(sd.files[0].target, "/run/secrets/a");
+        assert_eq!(sd.files[1].target, "/etc/b");
+        let m = fs::metadata(&sd.files[0].host).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1000, 1001, 0o400));
+        assert_eq!(fs::read(&sd.files[0].host).unwrap(), b"hunter2");
+        // Read-only now.
+        assert!(fs::write(sd.dir().join("new"), b"x").is_err());
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let line = info
+            .lines()
+            .find(|l| l.contains(&*sd.dir().to_string_lossy()))
+            .unwrap()
+            .to_owned();
+        assert!(line.contains("ro,nosuid,nodev,noexec"), "{line}");
+        let dir = sd.dir().to_path_buf();
+        sd.remove().unwrap();
+        assert!(!dir.exists());
+
+        // A stale one is found and removed.
+        let sd2 = SecretDir::create(&base, "task2", &secrets).unwrap();
+        let dir2 = sd2.dir().to_path_buf();
+        drop(sd2);
+        assert!(dir2.exists());
+        assert_eq!(cleanup_stale(&base).unwrap(), 1);
+        assert!(!dir2.exists());
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!info.contains(&*base.to_string_lossy()));
+    }
+}
