@@ -114,13 +114,13 @@ impl Registry {
         }
     }
 
-    fn set_original(&mut self, v: &Value, json: &Json) {
+    pub(crate) fn set_original(&mut self, v: &Value, json: &Json) {
         if let Some(e) = self.entry(v) {
             e.json = Some(JsonForm::Original(json.clone()));
         }
     }
 
-    fn set_print(&mut self, v: &Value, print: String) {
+    pub(crate) fn set_print(&mut self, v: &Value, print: String) {
         if let Some(e) = self.entry(v) {
             e.print = Some(print);
         }
@@ -1035,17 +1035,10 @@ fn location(src: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// Go shortens the node text in error messages to 20 bytes.
+/// The node text in error messages (docker 28's Go prints it whole:
+/// `at <.Spec.TaskTemplate.ContainerSpec.Nope>`).
 fn short_context(s: &str) -> String {
-    if s.len() > 20 {
-        let mut end = 20;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}...", &s[..end])
-    } else {
-        s.to_string()
-    }
+    s.to_string()
 }
 
 // ---------------------------------------------------------------------------

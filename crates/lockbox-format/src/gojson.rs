@@ -109,6 +109,18 @@ pub(crate) fn write_compact(out: &mut String, v: &Json, escape_html: bool) {
 /// Like `json.Indent(dst, compact, prefix="", indent)`: empty arrays and
 /// objects stay `[]`/`{}`, a space follows each colon.
 pub(crate) fn write_indented(out: &mut String, v: &Json, indent: &str, depth: usize) {
+    write_indented_as(out, v, indent, depth, false);
+}
+
+/// Like `json.MarshalIndent(v, "", indent)` of a value whose strings Go
+/// escapes (`escape_html`: `<`, `>`, `&` as `\u003c`...).
+pub(crate) fn write_indented_as(
+    out: &mut String,
+    v: &Json,
+    indent: &str,
+    depth: usize,
+    escape_html: bool,
+) {
     fn newline(out: &mut String, indent: &str, depth: usize) {
         out.push('\n');
         for _ in 0..depth {
@@ -123,7 +135,7 @@ pub(crate) fn write_indented(out: &mut String, v: &Json, indent: &str, depth: us
                     out.push(',');
                 }
                 newline(out, indent, depth + 1);
-                write_indented(out, item, indent, depth + 1);
+                write_indented_as(out, item, indent, depth + 1, escape_html);
             }
             newline(out, indent, depth);
             out.push(']');
@@ -135,14 +147,14 @@ pub(crate) fn write_indented(out: &mut String, v: &Json, indent: &str, depth: us
                     out.push(',');
                 }
                 newline(out, indent, depth + 1);
-                write_string(out, k, false);
+                write_string(out, k, escape_html);
                 out.push_str(": ");
-                write_indented(out, item, indent, depth + 1);
+                write_indented_as(out, item, indent, depth + 1, escape_html);
             }
             newline(out, indent, depth);
             out.push('}');
         }
-        other => write_compact(out, other, false),
+        other => write_compact(out, other, escape_html),
     }
 }
 

@@ -133,6 +133,169 @@ pub(crate) fn go_time_string(t: Option<OffsetDateTime>) -> String {
     s
 }
 
+/// Go's `time.Time.Format(time.RFC3339Nano)` (what `MarshalJSON` writes):
+/// `2006-01-02T15:04:05.999999999Z07:00`.
+pub(crate) fn rfc3339_nano(t: OffsetDateTime) -> String {
+    let mut s = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    let nanos = t.nanosecond();
+    if nanos != 0 {
+        let frac = format!("{nanos:09}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    let total = t.offset().whole_seconds();
+    if total == 0 {
+        s.push('Z');
+    } else {
+        let sign = if total < 0 { '-' } else { '+' };
+        let abs = total.unsigned_abs();
+        s.push_str(&format!("{sign}{:02}:{:02}", abs / 3600, (abs % 3600) / 60));
+    }
+    s
+}
+
+/// Go's `time.Duration.String()` (`1h2m3.5s`, `500ms`, `0s`).
+pub fn go_duration(nanos: i64) -> String {
+    if nanos == 0 {
+        return "0s".to_string();
+    }
+    let neg = nanos < 0;
+    let u = nanos.unsigned_abs();
+    let mut out = String::new();
+    if u < 1_000_000_000 {
+        // Sub-second: one unit with a fraction.
+        let (unit, div) = if u < 1_000 {
+            ("ns", 1)
+        } else if u < 1_000_000 {
+            ("\u{b5}s", 1_000)
+        } else {
+            ("ms", 1_000_000)
+        };
+        out.push_str(&frac(u, div));
+        out.push_str(unit);
+    } else {
+        let hours = u / 3_600_000_000_000;
+        let rem = u % 3_600_000_000_000;
+        let minutes = rem / 60_000_000_000;
+        let rem = rem % 60_000_000_000;
+        if hours > 0 {
+            out.push_str(&format!("{hours}h"));
+        }
+        if hours > 0 || minutes > 0 {
+            out.push_str(&format!("{minutes}m"));
+        }
+        out.push_str(&frac(rem, 1_000_000_000));
+        out.push('s');
+    }
+    if neg {
+        out.insert(0, '-');
+    }
+    out
+}
+
+/// `v / div` with the fraction's trailing zeros removed.
+fn frac(v: u64, div: u64) -> String {
+    let whole = v / div;
+    let rest = v % div;
+    if rest == 0 {
+        return whole.to_string();
+    }
+    let width = div.to_string().len() - 1;
+    let digits = format!("{rest:0width$}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
+}
+
+/// Go's `time.ParseDuration` (`"1h30m"`, `"-1.5s"`, `"300ms"`), in
+/// nanoseconds; the error is Go's message (`time: invalid duration "x"`).
+pub fn parse_go_duration(s: &str) -> Result<i64, String> {
+    let orig = s;
+    let quoted = || format!("{orig:?}");
+    let invalid = || format!("time: invalid duration {}", quoted());
+    let mut rest = s;
+    let mut neg = false;
+    if let Some(r) = rest.strip_prefix('-') {
+        neg = true;
+        rest = r;
+    } else if let Some(r) = rest.strip_prefix('+') {
+        rest = r;
+    }
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total: u128 = 0;
+    while !rest.is_empty() {
+        let b = rest.as_bytes();
+        if !(b[0] == b'.' || b[0].is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let int_len = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        let int_part = &rest[..int_len];
+        rest = &rest[int_len..];
+        let mut frac_part = "";
+        if let Some(r) = rest.strip_prefix('.') {
+            let n = r.bytes().take_while(u8::is_ascii_digit).count();
+            frac_part = &r[..n];
+            rest = &r[n..];
+        }
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(invalid());
+        }
+        let unit_len = rest
+            .bytes()
+            .take_while(|c| *c != b'.' && !c.is_ascii_digit())
+            .count();
+        if unit_len == 0 {
+            return Err(format!("time: missing unit in duration {}", quoted()));
+        }
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let scale: u128 = match unit {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => {
+                return Err(format!(
+                    "time: unknown unit {unit:?} in duration {}",
+                    quoted()
+                ));
+            }
+        };
+        let whole: u128 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| invalid())?
+        };
+        let mut v = whole.checked_mul(scale).ok_or_else(invalid)?;
+        if !frac_part.is_empty() {
+            let digits = frac_part.len().min(30) as u32;
+            let f: u128 = frac_part[..digits as usize]
+                .parse()
+                .map_err(|_| invalid())?;
+            v += f * scale / 10u128.pow(digits);
+        }
+        total = total.checked_add(v).ok_or_else(invalid)?;
+        if total > i64::MAX as u128 + u128::from(neg) {
+            return Err(invalid());
+        }
+    }
+    let t = total as i128;
+    Ok(if neg { -t } else { t } as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,13 @@
 //!   `--format json`, or a template run once per value).
 //! * [`secret_list`]: `docker secret ls` (table, `-q`, `--format`).
 //! * [`secret_inspect`] / [`secret_inspect_pretty`]: `docker secret inspect`.
+//! * [`service_list`], [`service_inspect_with_errors`] (`--pretty` too),
+//!   [`task_list`] (`service ps`, `node ps`), [`node_list`],
+//!   [`node_inspect_with_errors`]: the service and node commands;
+//!   [`service_spec_go`] / [`node_spec_go`]: a spec as docker re-encodes it
+//!   for `POST …/update`; [`ProgressDisplay`] / [`ProgressState`]: the
+//!   convergence progress of `service create|update|scale|rollback`
+//!   (fixtures: `tests/fixtures/service/`, `tests/service_golden.rs`).
 //! * [`table`]: docker's formatter "table" logic for other list commands.
 //! * [`human_duration`], [`parse_time`], [`natural_less`]: helpers.
 //!
@@ -19,16 +26,64 @@
 
 #![forbid(unsafe_code)]
 
+mod display;
 mod engine;
 mod formatter;
 mod gojson;
+mod gostruct;
 mod gotime;
 mod natural;
+mod node;
+mod progress;
+mod reference;
 mod secret;
+mod service;
+mod task;
 
-pub use gotime::{human_duration, parse_time};
+pub use display::{bytes_size, pretty_print, truncate_id};
+pub use gotime::{go_duration, human_duration, parse_go_duration, parse_time};
 pub use natural::{natural_cmp, natural_less};
+pub use node::{node_inspect_with_errors, node_list, node_pretty};
+pub use progress::{ProgressDisplay, ProgressEvent, ProgressState};
+pub use reference::{image_display, image_with_tag};
 pub use secret::{secret_inspect, secret_inspect_pretty, secret_inspect_with_errors, secret_list};
+pub use service::{service_inspect_with_errors, service_list, service_pretty};
+pub use task::{TaskNames, task_list};
+
+/// A service spec (`ServiceSpec` JSON, e.g. `Spec` of `GET /services/{id}`)
+/// as the docker CLI re-encodes it after decoding it into its Go type: the
+/// body docker sends to `POST /services/{id}/update` (fields in Go order,
+/// unknown ones dropped, map keys sorted).
+pub fn service_spec_go(spec: &Json) -> Json {
+    gostruct::encode(&gostruct::SERVICE_SPEC, Some(spec))
+}
+
+/// `v` encoded as Go's `encoding/json` does (compact; `escape_html` as
+/// `json.Marshal` / an `Encoder` by default, `false` as the daemon and the
+/// `json` template function).
+pub fn go_json(v: &Json, escape_html: bool) -> String {
+    let mut out = String::new();
+    gojson::write_compact(&mut out, v, escape_html);
+    out
+}
+
+/// A node spec as the docker CLI re-encodes it (the body of
+/// `POST /nodes/{id}/update`).
+pub fn node_spec_go(spec: &Json) -> Json {
+    gostruct::encode(&gostruct::NODE_SPEC, Some(spec))
+}
+
+/// A task as the docker CLI's `swarm.Task` holds it, every field present
+/// (zero values for what the server left out).
+pub fn task_go(task: &Json) -> Json {
+    gostruct::view(&gostruct::TASK, Some(task))
+}
+
+/// A service as the docker CLI's `swarm.Service` holds it, every field
+/// present (zero values for what the server left out).
+pub fn service_go(service: &Json) -> Json {
+    gostruct::view(&gostruct::SERVICE, Some(service))
+}
 
 use std::sync::Arc;
 
@@ -190,6 +245,266 @@ pub(crate) fn inspect_impl(
         out.push('\n');
     }
     (out, errors)
+}
+
+/// `inspect` of values docker decodes into Go types and passes to the
+/// inspector without their raw bytes (`service inspect`, `node inspect`):
+/// JSON is `json.MarshalIndent` of `json_values` (HTML escaped); a template
+/// runs on `views` (the typed values with every field) only, without
+/// docker's raw-JSON fallback, and a missing field is reported against the
+/// Go type: `types` maps a dotted field path (`""` the value itself,
+/// `"Spec.Mode"`) to the Go type there (`*T` for a pointer, which may be
+/// nil: field access then fails with "nil pointer evaluating").
+pub(crate) fn inspect_typed(
+    json_values: &[Json],
+    views: &[Json],
+    format: &str,
+    types: &[(String, String)],
+) -> (String, Vec<FormatError>) {
+    let type_name = types
+        .iter()
+        .find(|(p, _)| p.is_empty())
+        .map_or("", |(_, t)| t.as_str());
+    if format.is_empty() || format == "json" {
+        if json_values.is_empty() {
+            return ("[]\n".to_string(), Vec::new());
+        }
+        let array = Json::Array(json_values.to_vec());
+        let mut out = String::new();
+        if format.is_empty() {
+            gojson::write_indented_as(&mut out, &array, "    ", 0, true);
+        } else {
+            gojson::write_compact(&mut out, &array, true);
+        }
+        out.push('\n');
+        return (out, Vec::new());
+    }
+    if let Err(e) = engine::compile(
+        format,
+        engine::basic_funcs(&Arc::new(Registry::default())),
+        MissingStyle::NoValue,
+    ) {
+        return (
+            String::new(),
+            vec![FormatError::Parse(format!("{TEMPLATE_ERROR}{e}"))],
+        );
+    }
+    let mut out = String::new();
+    let mut errors = Vec::new();
+    for (view, encoded) in views.iter().zip(json_values) {
+        // A key missing from a Go `map[string]string` prints `<no value>`
+        // (gotmpl has one missing-key mode): run again with such keys
+        // present as falsy values printing `<no value>`.
+        let mut extra: Vec<String> = Vec::new();
+        let result = loop {
+            match execute_typed(format, view, encoded, type_name, types, &extra) {
+                Err((e, _))
+                    if e.missing_key.as_ref().is_some_and(|k| !extra.contains(k))
+                        && e.string_map_key =>
+                {
+                    extra.extend(e.missing_key);
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok(s) => {
+                out.push_str(&s);
+                out.push('\n');
+            }
+            Err((e, nils)) => errors.push(FormatError::Exec(format!(
+                "{TEMPLATE_ERROR}{}",
+                retype_error(&e.message, type_name, types, &nils)
+            ))),
+        }
+    }
+    if out.is_empty() {
+        out.push('\n');
+    }
+    (out, errors)
+}
+
+/// A failed typed run: the failure, whether the missing key was read from
+/// a string map.
+struct TypedFailure {
+    message: String,
+    missing_key: Option<String>,
+    string_map_key: bool,
+}
+
+/// Runs `format` on one typed value: nil struct pointers (the `types`
+/// paths that are `null`) become empty maps that print `<nil>`, encode as
+/// `null` and fail on field access like Go; `extra` keys are added to the
+/// `Labels`/`Options` maps as falsy values printing `<no value>`.
+fn execute_typed(
+    format: &str,
+    view: &Json,
+    encoded: &Json,
+    type_name: &str,
+    types: &[(String, String)],
+    extra: &[String],
+) -> Result<String, (TypedFailure, Vec<String>)> {
+    let mut v = view.clone();
+    let mut nils = Vec::new();
+    for (path, _) in types
+        .iter()
+        .filter(|(p, t)| !p.is_empty() && t.starts_with('*'))
+    {
+        let pointer = format!("/{}", path.replace('.', "/"));
+        if let Some(slot) = v.pointer_mut(&pointer).filter(|x| x.is_null()) {
+            *slot = Json::Object(serde_json::Map::new());
+            nils.push(path.clone());
+        }
+    }
+    let mut added: Vec<String> = Vec::new();
+    if !extra.is_empty() {
+        add_label_keys(&mut v, "", extra, &mut added);
+    }
+    let mut reg = Registry::default();
+    let value = engine::convert(&v, View::Typed, &mut reg);
+    register_encoded(&value, encoded, &mut reg);
+    let at = |path: &str| -> Option<&gotmpl::Value> {
+        let mut cur = Some(&value);
+        for part in path.split('\u{0}').filter(|p| !p.is_empty()) {
+            cur = cur.and_then(|c| c.field(part));
+        }
+        cur
+    };
+    let mut marks: Vec<(gotmpl::Value, &str, &str)> = Vec::new();
+    for path in &nils {
+        if let Some(x) = at(&path.replace('.', "\u{0}")) {
+            marks.push((x.clone(), "null", "<nil>"));
+        }
+    }
+    for path in &added {
+        if let Some(x) = at(path) {
+            marks.push((x.clone(), "null", "<no value>"));
+        }
+    }
+    for (x, json, print) in &marks {
+        reg.set_raw_json(x, (*json).to_string());
+        reg.set_print(x, (*print).to_string());
+    }
+    let reg = Arc::new(reg);
+    let compiled = engine::compile(
+        format,
+        engine::basic_funcs(&reg),
+        MissingStyle::Struct(type_name.to_string()),
+    )
+    .map_err(|e| {
+        (
+            TypedFailure {
+                message: e,
+                missing_key: None,
+                string_map_key: false,
+            },
+            nils.clone(),
+        )
+    })?;
+    compiled.execute(&value).map_err(|e| {
+        let string_map_key = e
+            .missing_key
+            .as_deref()
+            .is_some_and(|k| compiled.key_read_from_string_map(k));
+        (
+            TypedFailure {
+                message: e.message,
+                missing_key: e.missing_key,
+                string_map_key,
+            },
+            nils,
+        )
+    })
+}
+
+/// Adds `keys` (as empty objects) to every object of strings under a
+/// `Labels` or `Options` key; records their paths (parts joined by NUL).
+fn add_label_keys(v: &mut Json, path: &str, keys: &[String], added: &mut Vec<String>) {
+    match v {
+        Json::Object(m) => {
+            for (k, child) in m.iter_mut() {
+                let child_path = format!("{path}\u{0}{k}");
+                if matches!(k.as_str(), "Labels" | "Options")
+                    && let Json::Object(labels) = child
+                    && labels.values().all(Json::is_string)
+                {
+                    for key in keys {
+                        if !labels.contains_key(key) {
+                            labels.insert(key.clone(), Json::Object(serde_json::Map::new()));
+                            added.push(format!("{child_path}\u{0}{key}"));
+                        }
+                    }
+                    continue;
+                }
+                add_label_keys(child, &child_path, keys, added);
+            }
+        }
+        Json::Array(items) => {
+            for item in items.iter_mut() {
+                add_label_keys(item, path, keys, added);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `{{json .X}}` of a typed value prints what Go marshals (`omitempty`
+/// fields left out), not the view with every field.
+fn register_encoded(v: &gotmpl::Value, encoded: &Json, reg: &mut Registry) {
+    match (v, encoded) {
+        (gotmpl::Value::Map(m), Json::Object(o)) => {
+            reg.set_original(v, encoded);
+            for (k, child) in m.iter() {
+                if let Some(e) = o.get(k.as_ref()) {
+                    register_encoded(child, e, reg);
+                }
+            }
+        }
+        (gotmpl::Value::List(l), Json::Array(a)) => {
+            reg.set_original(v, encoded);
+            for (child, e) in l.iter().zip(a) {
+                register_encoded(child, e, reg);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Name the Go type that lacks the field in a "can't evaluate field"
+/// error: the type at the field chain's parent path.
+fn retype_error(msg: &str, type_name: &str, types: &[(String, String)], nils: &[String]) -> String {
+    let marker = format!(" in type {type_name}");
+    let Some(start) = msg.find(" at <.") else {
+        return msg.to_string();
+    };
+    let Some(end) = msg[start..].find(">: can't evaluate field ") else {
+        return msg.to_string();
+    };
+    let chain = &msg[start + 6..start + end];
+    if chain.ends_with("...") || !msg.ends_with(&marker) {
+        return msg.to_string();
+    }
+    let field_start = start + end + ">: can't evaluate field ".len();
+    let field = msg[field_start..].split(' ').next().unwrap_or_default();
+    let parts: Vec<&str> = chain.split('.').collect();
+    let Some(pos) = parts.iter().rposition(|p| *p == field) else {
+        return msg.to_string();
+    };
+    let parent = parts[..pos].join(".");
+    if nils.contains(&parent)
+        && let Some((_, t)) = types.iter().find(|(p, _)| *p == parent)
+    {
+        let head = &msg[..field_start - "can't evaluate field ".len()];
+        return format!("{head}nil pointer evaluating {t}.{field}");
+    }
+    match types.iter().find(|(p, _)| *p == parent) {
+        Some((_, t)) => format!(
+            "{}{}",
+            &msg[..msg.len() - marker.len()],
+            format_args!(" in type {t}")
+        ),
+        None => msg.to_string(),
+    }
 }
 
 /// docker's formatter output for list commands (`service ls`, `node ls`,
