@@ -62,6 +62,9 @@ impl From<CoreError> for ApiError {
             CoreError::Conflict(m) => Self::new(S::CONFLICT, m),
             CoreError::NotFound(m) => Self::new(S::NOT_FOUND, m),
             CoreError::Ambiguous(m) => Self::new(S::BAD_REQUEST, m),
+            CoreError::FailedPrecondition(m) => {
+                Self::new(S::BAD_REQUEST, rpc("FailedPrecondition", &m))
+            }
             CoreError::Unimplemented(m) => Self::new(S::NOT_IMPLEMENTED, rpc("Unimplemented", &m)),
             CoreError::Unknown(m) => Self::new(S::INTERNAL_SERVER_ERROR, rpc("Unknown", &m)),
             CoreError::OutOfSequence => Self::new(

@@ -16,6 +16,7 @@ mod filters;
 mod gojson;
 mod networks;
 mod nodes;
+mod run;
 mod secrets;
 mod serve;
 mod services;
@@ -148,6 +149,7 @@ pub fn router(state: AppState) -> Router {
     r = dual(r, "/tasks/{id}", get(services::task));
     r = dual(r, "/tasks/{id}/logs", get(services::task_logs));
     r = dual(r, "/lockbox/v1/swarm/rotate-key", post(swarm::rotate_key));
+    r = dual(r, "/lockbox/v1/run", post(run::run));
     r.fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .layer(axum::middleware::from_fn(version_layer))

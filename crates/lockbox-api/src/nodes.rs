@@ -35,6 +35,24 @@ pub(crate) async fn list(
 ) -> ApiResult<Response> {
     let f = Filters::parse(q.get("filters").map(String::as_str))?;
     f.validate(&["id", "label", "name", "membership", "role", "node.label"])?;
+    for r in f.values("role") {
+        if r != "manager" && r != "worker" {
+            return Err(ApiError::new(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("Invalid role filter: '{r}'"),
+            ));
+        }
+    }
+    for m in f.values("membership") {
+        if m != "accepted" && m != "pending" {
+            return Err(ApiError::new(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                format!("Invalid membership filter: '{m}'"),
+            ));
+        }
+    }
+    // `label` filters engine labels: lockbox nodes have none.
+    let engine_label = f.contains_key("label");
     let nodes: Vec<Node> = app
         .manager
         .nodes()
@@ -55,6 +73,7 @@ pub(crate) async fn list(
                         n.hostname.starts_with(p.as_str()) || n.spec.name.starts_with(p.as_str())
                     }))
                 && (roles.is_empty() || roles.iter().any(|r| r == role))
+                && !engine_label
                 && (!f.contains_key("membership")
                     || f.values("membership").iter().any(|m| m == "accepted"))
                 && f.labels("node.label")
@@ -73,12 +92,7 @@ pub(crate) async fn inspect(
     State(app): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let mut key = p.get("id").map_or("", String::as_str).to_owned();
-    // lockbox extension: `self` names this node, as the docker CLI's node commands accept.
-    if key == "self" {
-        key = app.manager.node_id().await.unwrap_or_default();
-    }
-    let key = key.as_str();
+    let key = p.get("id").map_or("", String::as_str);
     let nodes = app.manager.nodes().await?;
     let found = nodes.iter().find(|n| n.id == key).or_else(|| {
         nodes

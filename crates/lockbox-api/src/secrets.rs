@@ -36,8 +36,11 @@ pub(crate) async fn list(
         labels: filters.labels("label"),
     };
     let secrets = app.manager.list_secrets(&filter).await?;
-    let out: Vec<Value> = secrets.iter().map(crate::wire::secret).collect();
-    Ok(json(StatusCode::OK, &out))
+    Ok(body::json_array_stream(
+        StatusCode::OK,
+        secrets,
+        |s, out| serde_json::to_writer(out, &crate::wire::SecretJson(s)),
+    ))
 }
 
 fn driver(obj: Option<&Map<String, Value>>, name: &str) -> ApiResult<Option<Driver>> {
@@ -151,7 +154,7 @@ pub(crate) async fn inspect(
     Path(p): Path<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let s = app.manager.inspect_secret(id_param(&p)).await?;
-    Ok(json(StatusCode::OK, &crate::wire::secret(&s)))
+    Ok(json(StatusCode::OK, &crate::wire::SecretJson(&s)))
 }
 
 pub(crate) async fn update(

@@ -166,12 +166,29 @@ pub(crate) fn service_spec(v: &Value) -> ApiResult<ServiceSpec> {
     let mode = match body::sub(obj, "Mode", "ServiceSpec.Mode")? {
         None => ServiceMode::Replicated { replicas: 1 },
         Some(m) => {
+            let given = ["Replicated", "Global", "ReplicatedJob", "GlobalJob"]
+                .iter()
+                .filter(|k| body::field(Some(m), k).is_some())
+                .count();
+            if given > 1 {
+                return Err(ApiError::bad_request("must specify only one service mode"));
+            }
             if let Some(r) = body::sub(Some(m), "Replicated", "ServiceMode.Replicated")? {
-                ServiceMode::Replicated {
-                    replicas: body::int(Some(r), "Replicas", "ReplicatedService.Replicas")?
-                        .unwrap_or(1)
-                        .max(0) as u64,
-                }
+                let replicas = match body::field(Some(r), "Replicas") {
+                    None => 1,
+                    Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "invalid JSON: json: cannot unmarshal number {n} into Go struct field ReplicatedService.Mode.Replicated.Replicas of type uint64"
+                        ))
+                    })?,
+                    Some(other) => {
+                        return Err(ApiError::bad_request(format!(
+                            "invalid JSON: json: cannot unmarshal {} into Go struct field ReplicatedService.Mode.Replicated.Replicas of type uint64",
+                            if other.is_string() { "string" } else if other.is_boolean() { "bool" } else if other.is_array() { "array" } else { "object" }
+                        )));
+                    }
+                };
+                ServiceMode::Replicated { replicas }
             } else if body::field(Some(m), "Global").is_some() {
                 ServiceMode::Global
             } else if body::field(Some(m), "ReplicatedJob").is_some()
@@ -187,6 +204,10 @@ pub(crate) fn service_spec(v: &Value) -> ApiResult<ServiceSpec> {
         }
     };
     let tt = body::sub(obj, "TaskTemplate", "ServiceSpec.TaskTemplate")?;
+    if body::field(tt, "ContainerSpec").is_none() {
+        // dockerd's conversion refuses a template without a runtime spec.
+        return Err(ApiError::bad_request("mismatched Runtime and *Spec fields"));
+    }
     // `Runtime: "container"` is what dockerd adds on output; a client that echoes it back has
     // not changed the template.
     let mut v = v.clone();
@@ -282,44 +303,93 @@ fn update_defaults() -> Value {
     json!({"Parallelism":1,"FailureAction":"pause","Monitor":5000000000i64,"MaxFailureRatio":0,"Order":"stop-first"})
 }
 
-/// The stored JSON of a spec, with Docker's server-side additions and, on request, defaults.
-fn spec_json(raw: &str, insert_defaults: bool) -> Value {
-    let mut v: Value = serde_json::from_str(raw).unwrap_or_else(|_| json!({}));
-    if let Some(spec) = v.as_object_mut() {
-        if !spec.contains_key("Labels") {
-            spec.insert("Labels".into(), json!({}));
-        }
-        if let Some(Value::Object(tt)) = spec.get_mut("TaskTemplate") {
-            if tt.contains_key("ContainerSpec") && !tt.contains_key("Runtime") {
-                tt.insert("Runtime".into(), json!("container"));
-            }
-            if insert_defaults {
-                if let Some(Value::Object(cs)) = tt.get_mut("ContainerSpec") {
-                    cs.entry("StopGracePeriod")
-                        .or_insert(json!(10_000_000_000i64));
-                    reorder(cs, CONTAINER_SPEC_ORDER);
-                }
-                let rp = tt.entry("RestartPolicy").or_insert_with(|| json!({}));
-                if let Value::Object(rp) = rp {
-                    rp.entry("Condition").or_insert(json!("any"));
-                    rp.entry("Delay").or_insert(json!(5_000_000_000i64));
-                    rp.entry("MaxAttempts").or_insert(json!(0));
-                }
-            }
-            reorder(tt, TASK_TEMPLATE_ORDER);
-        }
+/// A stored `TaskTemplate` as dockerd prints it: what swarmkit fills in (`Isolation`,
+/// `ForceUpdate`, and for services `Runtime`), and on request the `insertDefaults` values, which
+/// only fill what is missing.
+fn template_json(tt: &mut Map<String, Value>, insert_defaults: bool, runtime: bool) {
+    // swarmkit stores MaxAttempts as a number, so a given policy always shows it.
+    if let Some(Value::Object(rp)) = tt.get_mut("RestartPolicy") {
+        rp.entry("MaxAttempts").or_insert(json!(0));
+        reorder(rp, &["Condition", "Delay", "MaxAttempts", "Window"]);
+    }
+    if let Some(Value::Object(cs)) = tt.get_mut("ContainerSpec") {
+        cs.entry("Isolation").or_insert(json!("default"));
         if insert_defaults {
-            for key in ["UpdateConfig", "RollbackConfig"] {
-                let d = update_defaults();
-                let entry = spec.entry(key).or_insert_with(|| d.clone());
-                if let (Value::Object(e), Value::Object(d)) = (entry, d) {
-                    for (k, dv) in d {
-                        e.entry(k).or_insert(dv);
-                    }
-                }
+            cs.entry("StopGracePeriod")
+                .or_insert(json!(10_000_000_000i64));
+            cs.entry("DNSConfig").or_insert(json!({}));
+        }
+        reorder(cs, CONTAINER_SPEC_ORDER);
+    }
+    if insert_defaults {
+        tt.entry("Resources").or_insert(json!({}));
+        tt.entry("Placement").or_insert(json!({}));
+        match tt.get_mut("RestartPolicy") {
+            Some(Value::Object(rp)) => {
+                rp.entry("Delay").or_insert(json!(5_000_000_000i64));
+                reorder(rp, &["Condition", "Delay", "MaxAttempts", "Window"]);
+            }
+            _ => {
+                tt.insert(
+                    "RestartPolicy".into(),
+                    json!({"Condition":"any","Delay":5_000_000_000i64,"MaxAttempts":0}),
+                );
             }
         }
-        reorder(spec, SERVICE_SPEC_ORDER);
+    }
+    tt.entry("ForceUpdate").or_insert(json!(0));
+    if runtime && tt.contains_key("ContainerSpec") {
+        tt.entry("Runtime").or_insert(json!("container"));
+    }
+    reorder(tt, TASK_TEMPLATE_ORDER);
+}
+
+/// A stored service spec as dockerd prints it.
+fn spec_json(spec: &ServiceSpec, insert_defaults: bool) -> Value {
+    let mut v: Value = serde_json::from_str(&spec.raw).unwrap_or_else(|_| json!({}));
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("Name".into(), json!(spec.name));
+        obj.entry("Labels").or_insert(json!({}));
+        if let Some(Value::Object(tt)) = obj.get_mut("TaskTemplate") {
+            template_json(tt, insert_defaults, true);
+        }
+        let mode = match spec.mode {
+            ServiceMode::Replicated { replicas } => {
+                json!({ "Replicated": { "Replicas": replicas } })
+            }
+            ServiceMode::Global => json!({ "Global": {} }),
+        };
+        obj.insert("Mode".into(), mode);
+        for key in ["UpdateConfig", "RollbackConfig"] {
+            match obj.get_mut(key) {
+                Some(Value::Object(c)) => {
+                    // swarmkit stores these as numbers and enums: a given config shows them all.
+                    c.entry("Parallelism").or_insert(json!(0));
+                    c.entry("FailureAction").or_insert(json!("pause"));
+                    c.entry("MaxFailureRatio").or_insert(json!(0));
+                    c.entry("Order").or_insert(json!("stop-first"));
+                    if insert_defaults {
+                        c.entry("Monitor").or_insert(json!(5_000_000_000i64));
+                    }
+                    reorder(
+                        c,
+                        &[
+                            "Parallelism",
+                            "Delay",
+                            "FailureAction",
+                            "Monitor",
+                            "MaxFailureRatio",
+                            "Order",
+                        ],
+                    );
+                }
+                _ if insert_defaults => {
+                    obj.insert(key.into(), update_defaults());
+                }
+                _ => {}
+            }
+        }
+        reorder(obj, SERVICE_SPEC_ORDER);
     }
     v
 }
@@ -344,9 +414,9 @@ pub(crate) fn service_json(
     m.insert("Version".into(), version);
     m.insert("CreatedAt".into(), json!(created));
     m.insert("UpdatedAt".into(), json!(updated));
-    m.insert("Spec".into(), spec_json(&svc.spec.raw, insert_defaults));
+    m.insert("Spec".into(), spec_json(&svc.spec, insert_defaults));
     if let Some(prev) = &svc.previous_spec {
-        m.insert("PreviousSpec".into(), spec_json(&prev.raw, false));
+        m.insert("PreviousSpec".into(), spec_json(prev, false));
     }
     m.insert("Endpoint".into(), json!({ "Spec": {} }));
     if let Some(u) = &svc.update_status {
@@ -370,13 +440,9 @@ pub(crate) fn service_json(
 
 pub(crate) fn task_json(t: &Task) -> Value {
     let (version, created, updated) = meta_json(&t.meta);
-    let mut spec = spec_json(&format!("{{\"TaskTemplate\":{}}}", t.spec.raw), false);
-    let mut spec = spec
-        .get_mut("TaskTemplate")
-        .map(Value::take)
-        .unwrap_or_else(|| json!({}));
-    if let Some(o) = spec.as_object_mut() {
-        o.remove("Runtime");
+    let mut spec: Value = serde_json::from_str(&t.spec.raw).unwrap_or_else(|_| json!({}));
+    if let Some(tt) = spec.as_object_mut() {
+        template_json(tt, false, false);
     }
     let mut status = Map::new();
     status.insert("Timestamp".into(), json!(go_time(t.status.timestamp)));
@@ -416,12 +482,24 @@ pub(crate) fn task_json(t: &Task) -> Value {
 
 pub(crate) async fn create(
     State(app): State<AppState>,
+    axum::Extension(version): axum::Extension<crate::ApiVersion>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     let v = read_json(&headers, body).await?;
     let spec = service_spec(&v)?;
+    let image = spec.task.image.clone();
     let id = app.manager.create_service(spec).await?;
+    if version < crate::ApiVersion(1, 30) {
+        // Before API 1.30 the daemon, not the client, tried to pin the image digest.
+        let w = format!(
+            "image {image} could not be accessed on a registry to record\nits digest. Each node will access {image} independently,\npossibly leading to different nodes running different\nversions of the image.\n"
+        );
+        return Ok(json(
+            StatusCode::CREATED,
+            &json!({ "ID": id, "Warnings": [w] }),
+        ));
+    }
     Ok(json(StatusCode::CREATED, &json!({ "ID": id })))
 }
 
@@ -437,19 +515,19 @@ pub(crate) async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let f = Filters::parse(q.get("filters").map(String::as_str))?;
-    f.validate(&["id", "name", "label", "mode"])?;
-    let status = body::bool_value(q.get("status"));
+    f.validate(&["id", "name", "label", "mode", "runtime"])?;
+    let status = match q.get("status").map(String::as_str) {
+        None | Some("") => false,
+        Some(v) => body::parse_bool_strict(v).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid value for status: {v}: strconv.ParseBool: parsing \"{v}\": invalid syntax"
+            ))
+        })?,
+    };
     let ids = f.values("id");
     let names = f.values("name");
     let modes = f.values("mode");
     let labels = f.labels("label");
-    for m in &modes {
-        if m != "replicated" && m != "global" && m != "replicated-job" && m != "global-job" {
-            return Err(ApiError::bad_request(format!(
-                "Invalid filter: 'mode'='{m}'"
-            )));
-        }
-    }
     let all = app.manager.list_services().await?;
     let out: Vec<Value> = all
         .iter()
@@ -475,7 +553,14 @@ pub(crate) async fn inspect(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let svc = app.manager.inspect_service(id_param(&p)).await?;
-    let defaults = body::bool_value(q.get("insertDefaults"));
+    let defaults = match q.get("insertDefaults").map(String::as_str) {
+        None | Some("") => false,
+        Some(v) => body::parse_bool_strict(v).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "invalid value for insertDefaults: {v}: strconv.ParseBool: parsing \"{v}\": invalid syntax"
+            ))
+        })?,
+    };
     Ok(json(StatusCode::OK, &service_json(None, &svc, defaults)))
 }
 
@@ -497,11 +582,21 @@ pub(crate) async fn update(
         None | Some("") => false,
         Some("previous") => true,
         Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "unrecognized rollback option {other}"
-            )));
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("unrecognized rollback option {other}"),
+            ));
         }
     };
+    match q.get("registryAuthFrom").map(String::as_str) {
+        None | Some("" | "spec" | "previous-spec") => {}
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unsupported registryAuthFrom value",
+            ));
+        }
+    }
     let spec = if rollback {
         None
     } else {
@@ -519,6 +614,17 @@ pub(crate) async fn delete(
 ) -> ApiResult<Response> {
     app.manager.remove_service(id_param(&p)).await?;
     Ok(body::empty(StatusCode::OK))
+}
+
+fn task_name(svc: Option<&ServiceInfo>, t: &Task) -> Option<String> {
+    svc.map(|i| {
+        let slot = if t.slot != 0 {
+            t.slot.to_string()
+        } else {
+            t.node_id.clone()
+        };
+        format!("{}.{}.{}", i.service.spec.name, slot, t.id)
+    })
 }
 
 pub(crate) async fn tasks(
@@ -539,51 +645,57 @@ pub(crate) async fn tasks(
     let tasks = app.manager.list_tasks().await?;
     let services = app.manager.list_services().await?;
     let nodes = app.manager.nodes().await?;
-    let self_id = app.manager.node_id().await.unwrap_or_default();
-    let svc_filter: Vec<String> = f
-        .values("service")
-        .iter()
-        .flat_map(|key| {
-            services
-                .iter()
-                .filter(|i| {
-                    i.service.id == *key
-                        || i.service.spec.name == *key
-                        || i.service.id.starts_with(key.as_str())
-                })
-                .map(|i| i.service.id.clone())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    if !f.values("service").is_empty() && svc_filter.is_empty() {
-        return Ok(json(StatusCode::OK, &Vec::<Value>::new()));
+    // `service` and `node` values are resolved as dockerd does; an unknown one is a 404.
+    let mut svc_filter: Vec<String> = Vec::new();
+    for key in f.values("service") {
+        let found = services
+            .iter()
+            .find(|i| i.service.id == key)
+            .or_else(|| services.iter().find(|i| i.service.spec.name == key))
+            .or_else(|| {
+                let m: Vec<&ServiceInfo> = services
+                    .iter()
+                    .filter(|i| i.service.id.starts_with(key.as_str()))
+                    .collect();
+                (m.len() == 1).then(|| m[0])
+            });
+        match found {
+            Some(i) => svc_filter.push(i.service.id.clone()),
+            None => return Err(CoreError::NotFound(format!("service {key} not found")).into()),
+        }
     }
-    let node_filter: Vec<String> = f
-        .values("node")
-        .iter()
-        .flat_map(|key| {
-            nodes
-                .iter()
-                .filter(|n| {
-                    (key == "self" && n.id == self_id)
-                        || n.id == *key
-                        || n.hostname == *key
-                        || n.id.starts_with(key.as_str())
-                })
-                .map(|n| n.id.clone())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let desired: Vec<TaskState> = f
-        .values("desired-state")
-        .iter()
-        .filter_map(|s| TaskState::parse(s))
-        .collect();
+    let mut node_filter: Vec<String> = Vec::new();
+    for key in f.values("node") {
+        let found = nodes
+            .iter()
+            .find(|n| n.id == key)
+            .or_else(|| {
+                nodes
+                    .iter()
+                    .find(|n| n.hostname == key || (!n.spec.name.is_empty() && n.spec.name == key))
+            })
+            .or_else(|| {
+                let m: Vec<_> = nodes
+                    .iter()
+                    .filter(|n| n.id.starts_with(key.as_str()))
+                    .collect();
+                (m.len() == 1).then(|| m[0])
+            });
+        match found {
+            Some(n) => node_filter.push(n.id.clone()),
+            None => return Err(CoreError::NotFound(format!("node {key} not found")).into()),
+        }
+    }
+    let mut desired: Vec<TaskState> = Vec::new();
     for s in f.values("desired-state") {
-        if TaskState::parse(&s).is_none() {
-            return Err(ApiError::bad_request(format!(
-                "Invalid desired-state filter: '{s}'"
-            )));
+        match TaskState::parse(&s) {
+            Some(st) => desired.push(st),
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("Invalid desired-state filter: '{s}'"),
+                ));
+            }
         }
     }
     let up_to_date = f
@@ -592,29 +704,28 @@ pub(crate) async fn tasks(
         .any(|v| v == "true" || v == "1");
     let ids = f.values("id");
     let names = f.values("name");
+    let labels = f.labels("label");
     let out: Vec<Value> = tasks
         .iter()
         .filter(|t| {
             let svc = services.iter().find(|i| i.service.id == t.service_id);
-            let tname = svc.map(|i| {
-                format!(
-                    "{}.{}",
-                    i.service.spec.name,
-                    if t.slot != 0 {
-                        t.slot.to_string()
-                    } else {
-                        t.node_id.clone()
-                    }
-                )
-            });
+            let tname = task_name(svc, t);
             (svc_filter.is_empty() || svc_filter.contains(&t.service_id))
-                && (f.values("node").is_empty() || node_filter.contains(&t.node_id))
+                && (node_filter.is_empty() || node_filter.contains(&t.node_id))
                 && (desired.is_empty() || desired.contains(&t.desired_state))
                 && (ids.is_empty() || ids.iter().any(|p| t.id.starts_with(p.as_str())))
                 && (names.is_empty()
                     || tname
                         .as_ref()
                         .is_some_and(|n| names.iter().any(|p| n.starts_with(p.as_str()))))
+                && labels.iter().all(|(k, v)| {
+                    // Tasks carry their service's labels from when they were created.
+                    match (t.service_labels.get(k), v) {
+                        (None, _) => false,
+                        (Some(_), None) => true,
+                        (Some(a), Some(w)) => w.is_empty() || a == w,
+                    }
+                })
                 && (!up_to_date
                     || svc.is_some_and(|i| {
                         lockbox_core::same_template(&t.spec, &i.service.spec.task)
@@ -629,7 +740,23 @@ pub(crate) async fn task(
     State(app): State<AppState>,
     Path(p): Path<HashMap<String, String>>,
 ) -> ApiResult<Response> {
-    let t = app.manager.inspect_task(id_param(&p)).await?;
+    let key = id_param(&p);
+    // A task is found by ID, ID prefix, or its full name `service.slot.id`.
+    let t = match app.manager.inspect_task(key).await {
+        Ok(t) => t,
+        Err(CoreError::NotFound(m)) => {
+            let services = app.manager.list_services().await?;
+            let all = app.manager.list_tasks().await?;
+            match all.into_iter().find(|t| {
+                task_name(services.iter().find(|i| i.service.id == t.service_id), t).as_deref()
+                    == Some(key)
+            }) {
+                Some(t) => t,
+                None => return Err(CoreError::NotFound(m).into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(json(StatusCode::OK, &task_json(&t)))
 }
 
@@ -649,12 +776,12 @@ pub(crate) async fn node_update(
     })?;
     let obj = body::object(&v, "swarm.NodeSpec")?;
     let role = match body::string(obj, "Role", "NodeSpec.Role")?.as_str() {
-        "" | "manager" => NodeRole::Manager,
+        "manager" => NodeRole::Manager,
         "worker" => NodeRole::Worker,
         other => return Err(ApiError::bad_request(format!("invalid Role: \"{other}\""))),
     };
     let availability = match body::string(obj, "Availability", "NodeSpec.Availability")?.as_str() {
-        "" | "active" => NodeAvailability::Active,
+        "active" => NodeAvailability::Active,
         "pause" => NodeAvailability::Pause,
         "drain" => NodeAvailability::Drain,
         other => {
@@ -669,11 +796,7 @@ pub(crate) async fn node_update(
         role,
         availability,
     };
-    let mut key = id_param(&p).to_owned();
-    if key == "self" {
-        key = app.manager.node_id().await.unwrap_or_default();
-    }
-    app.manager.update_node(&key, version, spec).await?;
+    app.manager.update_node(id_param(&p), version, spec).await?;
     Ok(body::empty(StatusCode::OK))
 }
 
@@ -747,17 +870,54 @@ async fn stream_logs(
     let stdout = body::bool_value(q.get("stdout"));
     let stderr = body::bool_value(q.get("stderr"));
     if !stdout && !stderr {
-        return Err(ApiError::bad_request(
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
             "Bad parameters: you must choose at least one stream",
         ));
     }
     let follow = body::bool_value(q.get("follow"));
     let details = body::bool_value(q.get("details"));
     let timestamps = body::bool_value(q.get("timestamps"));
-    let tail: Option<usize> = q
-        .get("tail")
-        .filter(|t| *t != "all" && !t.is_empty())
-        .and_then(|t| t.parse().ok());
+    let tail: Option<usize> = match q.get("tail").map(String::as_str) {
+        None | Some("" | "all") => None,
+        Some(t) => Some(
+            t.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(|n| n as usize)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "tail value must be a positive integer or \"all\"",
+                    )
+                })?,
+        ),
+    };
+    let since: Option<i64> = match q.get("since").map(String::as_str) {
+        None | Some("" | "0") => None,
+        Some(v) => {
+            let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
+            let bad = || {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!(
+                        "could not parse since timestamp: strconv.ParseInt: parsing \"{v}\": invalid syntax"
+                    ),
+                )
+            };
+            let secs: i64 = secs.parse().map_err(|_| bad())?;
+            let nanos: i64 = if frac.is_empty() {
+                0
+            } else {
+                format!("{frac:0<9}")
+                    .get(..9)
+                    .unwrap_or("0")
+                    .parse()
+                    .map_err(|_| bad())?
+            };
+            Some(secs.saturating_mul(1_000_000_000).saturating_add(nanos))
+        }
+    };
     let tty = tasks
         .first()
         .is_some_and(|t| t.spec.raw.contains("\"TTY\":true"));
@@ -767,11 +927,17 @@ async fn stream_logs(
     let by_id: HashMap<String, Task> = tasks.into_iter().map(|t| (t.id.clone(), t)).collect();
     let wanted = move |l: &LogLine| (l.stream == 1 && stdout) || (l.stream == 2 && stderr);
     let rx = follow.then(|| logs.follow());
-    let mut past: Vec<LogLine> = logs.lines(&ids).into_iter().filter(|l| wanted(l)).collect();
+    // `tail` counts lines of both streams, before the stream filter (as dockerd does).
+    let mut past: Vec<LogLine> = logs
+        .lines(&ids)
+        .into_iter()
+        .filter(|l| since.is_none_or(|s| l.time.0 >= s))
+        .collect();
     if let Some(n) = tail {
         let skip = past.len().saturating_sub(n);
         past.drain(..skip);
     }
+    past.retain(|l| wanted(l));
     let by_id2 = by_id.clone();
     let head = futures::stream::iter(past.into_iter().filter_map(move |l| {
         by_id

@@ -282,14 +282,22 @@ impl Agent {
                     .map(|s| s.spec.name.clone())
             })
             .unwrap_or_default();
-        report(active, &task.id, status(TaskState::Starting, "starting")).await;
         let launch = Launch {
             task_id: task.id.clone(),
+            service_id: task.service_id.clone(),
             service_name,
+            node_id: task.node_id.clone(),
             slot: task.slot,
             spec: task.spec.clone(),
             secrets,
         };
+        if let Err(err) = executor.prepare(&launch).await {
+            let mut st = status(TaskState::Rejected, "preparing");
+            st.err = err;
+            report(active, &task.id, st).await;
+            return Ok(());
+        }
+        report(active, &task.id, status(TaskState::Starting, "starting")).await;
         let mut handle: Box<dyn TaskHandle> = executor
             .start(launch)
             .await

@@ -32,6 +32,9 @@ pub enum CoreError {
     /// A bad request parameter detected by the daemon itself (not swarmkit).
     #[error("{0}")]
     InvalidParameter(String),
+    /// swarmkit's `FailedPrecondition` (HTTP 400 with an `rpc error` prefix).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// A name is taken.
     #[error("{0}")]
     AlreadyExists(String),
@@ -85,6 +88,11 @@ impl From<Rejection> for CoreError {
         match r {
             Rejection::AlreadyInitialized => CoreError::AlreadyInSwarm,
             Rejection::NotInitialized => CoreError::NotInSwarm,
+            Rejection::NameConflict { ref kind, ref name } if kind == "service" => {
+                CoreError::AlreadyExists(format!(
+                    "name conflicts with an existing object: service {name} already exists"
+                ))
+            }
             Rejection::NameConflict { .. } => CoreError::AlreadyExists(r.to_string()),
             Rejection::NotFound { .. } => CoreError::NotFound(r.to_string()),
             Rejection::SequenceConflict => CoreError::OutOfSequence,

@@ -29,8 +29,12 @@ pub struct SecretMount {
 pub struct Launch {
     /// Task ID.
     pub task_id: String,
+    /// Service ID, for container labels.
+    pub service_id: String,
     /// Service name, for container names and labels.
     pub service_name: String,
+    /// The node running the task, for container names (global services) and labels.
+    pub node_id: String,
     /// Slot.
     pub slot: u64,
     /// The template.
@@ -67,6 +71,12 @@ pub trait TaskHandle: Send {
 pub trait Executor: Send + Sync + 'static {
     /// Whether this executor runs `image`.
     fn handles(&self, image: &str) -> bool;
+    /// Gets the task ready before it starts (the docker executor finds or pulls its image).
+    /// An error rejects the task (state `rejected`, the error as it is, e.g. `No such image:
+    /// x`), as swarm does when preparing fails. It must never contain a secret value.
+    fn prepare(&self, _launch: &Launch) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Starts a task. The error is shown to users in the task status: it must never contain a
     /// secret value.
     fn start(&self, launch: Launch) -> BoxFuture<'static, Result<Box<dyn TaskHandle>, String>>;

@@ -151,9 +151,10 @@ impl Active {
                     {
                         tracing::warn!(error = %e, "orchestrator proposal failed");
                     }
-                    for (id, status, rollback_spec) in plan.statuses {
+                    for (id, expected_version, status, rollback_spec) in plan.statuses {
                         let cmd = Command::SetUpdateStatus {
                             id,
+                            expected_version,
                             status,
                             rollback_spec,
                             now: t,

@@ -15,8 +15,8 @@ use lockbox_types::{
 #[derive(Debug, Default)]
 pub(crate) struct Plan {
     pub(crate) tasks: Vec<TaskChange>,
-    /// (service ID, new update status, roll the spec back).
-    pub(crate) statuses: Vec<(String, Option<UpdateStatus>, bool)>,
+    /// (service ID, service version planned from, new update status, roll the spec back).
+    pub(crate) statuses: Vec<(String, u64, Option<UpdateStatus>, bool)>,
 }
 
 impl Plan {
@@ -70,7 +70,13 @@ fn prune(v: serde_json::Value) -> serde_json::Value {
         Value::Object(m) => Value::Object(
             m.into_iter()
                 .map(|(k, v)| (k, prune(v)))
-                .filter(|(_, v)| !is_zero(v))
+                // Values dockerd fills in on output count as unset: a client that echoes them
+                // back has not changed the template.
+                .filter(|(k, v)| {
+                    let server_filled = (k == "Isolation" && v == "default")
+                        || (k == "Runtime" && v == "container");
+                    !(is_zero(v) || server_filled)
+                })
                 .collect(),
         ),
         Value::Array(a) => Value::Array(a.into_iter().map(prune).collect()),
@@ -147,7 +153,7 @@ struct SlotUpdate {
 #[derive(Debug, Clone)]
 struct Progress {
     rollback: bool,
-    spec_version: u64,
+    template: String,
     batch: Vec<SlotUpdate>,
     running_since: Option<Timestamp>,
     next_batch_at: Timestamp,
@@ -162,6 +168,9 @@ struct Progress {
 #[derive(Debug, Default)]
 pub(crate) struct Planner {
     progress: HashMap<String, Progress>,
+    /// The template each service had when last seen: a change starts an update even when no
+    /// running task needs replacing (as swarmkit's updater does).
+    seen: HashMap<String, String>,
 }
 
 const NS: i64 = 1;
@@ -178,6 +187,7 @@ impl Planner {
             .unwrap_or(5)
             .max(1) as usize;
         self.progress.retain(|id, _| st.services.contains_key(id));
+        self.seen.retain(|id, _| st.services.contains_key(id));
         for svc in st.services.values() {
             self.plan_service(st, svc, node, now, retention, &mut plan);
         }
@@ -216,7 +226,9 @@ impl Planner {
                     Some(_) => "no suitable node (scheduling constraints not satisfied on 1 node)",
                     None => "no suitable node",
                 };
-                (String::new(), status(TaskState::Pending, why, now))
+                let mut st = status(TaskState::Pending, "pending task scheduling", now);
+                st.err = why.into();
+                (String::new(), st)
             }
         };
         Task {
@@ -237,6 +249,7 @@ impl Planner {
             },
             spec: svc.spec.task.clone(),
             service_version: svc.meta.version,
+            service_labels: svc.spec.labels.clone(),
             desired_state: TaskState::Running,
             status: st,
         }
@@ -308,25 +321,33 @@ impl Planner {
                 None => plan.tasks.push(TaskChange::Create(Box::new(Self::new_task(
                     svc, key, node, now,
                 )))),
-                Some(last) if last.desired_state > TaskState::Running => {
-                    // Stopped on purpose (update, drain): replace once it is down.
-                    if last.status.state.is_terminal() {
-                        plan.tasks.push(TaskChange::Create(Box::new(Self::new_task(
-                            svc, key, node, now,
-                        ))));
-                    }
+                Some(last) if !last.status.state.is_terminal() => {
+                    // Still stopping (update, drain, scale): wait for it.
+                }
+                Some(last) if last.status.state == TaskState::Shutdown => {
+                    // Stopped on purpose: replace it now.
+                    plan.tasks.push(TaskChange::Create(Box::new(Self::new_task(
+                        svc, key, node, now,
+                    ))));
                 }
                 Some(last) => {
+                    // Ended by itself: the restart policy decides.
                     if should_restart(&restart, last, tasks, now) {
-                        plan.tasks.push(TaskChange::Desired {
-                            id: last.id.clone(),
-                            state: TaskState::Shutdown,
-                        });
                         plan.tasks.push(TaskChange::Create(Box::new(Self::new_task(
                             svc, key, node, now,
                         ))));
                     }
                 }
+            }
+        }
+        // A task that ended by itself is not wanted running any more (swarmkit shows it as
+        // desired `shutdown` once it is terminal).
+        for t in st.tasks_of(&svc.id) {
+            if t.desired_state == TaskState::Running && t.status.state.is_terminal() {
+                plan.tasks.push(TaskChange::Desired {
+                    id: t.id.clone(),
+                    state: TaskState::Shutdown,
+                });
             }
         }
         // Slots no longer wanted.
@@ -380,10 +401,29 @@ impl Planner {
         let progress_exists = self
             .progress
             .get(&svc.id)
-            .is_some_and(|p| p.spec_version == svc.meta.version);
+            .is_some_and(|p| p.template == template_key(svc));
+        let key = template_key(svc);
+        let template_changed = self
+            .seen
+            .insert(svc.id.clone(), key.clone())
+            .is_some_and(|old| old != key);
         if !progress_exists {
             self.progress.remove(&svc.id);
             if matches!(status_state, Some("paused" | "rollback_paused")) {
+                return;
+            }
+            if dirty.is_empty() && template_changed && status_state.is_none() {
+                plan.statuses.push((
+                    svc.id.clone(),
+                    svc.meta.version,
+                    Some(UpdateStatus {
+                        state: "completed".into(),
+                        started_at: now,
+                        completed_at: Some(now),
+                        message: "update completed".into(),
+                    }),
+                    false,
+                ));
                 return;
             }
             if dirty.is_empty() {
@@ -395,6 +435,7 @@ impl Planner {
                 {
                     plan.statuses.push((
                         svc.id.clone(),
+                        svc.meta.version,
                         Some(UpdateStatus {
                             state: if rolling_back {
                                 "rollback_completed"
@@ -419,6 +460,7 @@ impl Planner {
             if !matches!(status_state, Some("updating" | "rollback_started")) {
                 plan.statuses.push((
                     svc.id.clone(),
+                    svc.meta.version,
                     Some(UpdateStatus {
                         state: if rolling_back {
                             "rollback_started"
@@ -442,7 +484,7 @@ impl Planner {
                 svc.id.clone(),
                 Progress {
                     rollback: rolling_back,
-                    spec_version: svc.meta.version,
+                    template: template_key(svc),
                     batch: Vec::new(),
                     running_since: None,
                     next_batch_at: now,
@@ -535,6 +577,7 @@ impl Planner {
                     ("rollback", false) if svc.previous_spec.is_some() => {
                         plan.statuses.push((
                             svc.id.clone(),
+                            svc.meta.version,
                             Some(UpdateStatus {
                                 state: "rollback_started".into(),
                                 started_at: now,
@@ -550,6 +593,7 @@ impl Planner {
                     (_, rollback) => {
                         plan.statuses.push((
                             svc.id.clone(),
+                            svc.meta.version,
                             Some(UpdateStatus {
                                 state: if rollback {
                                     "rollback_paused"
@@ -559,10 +603,7 @@ impl Planner {
                                 .into(),
                                 started_at: p.started_at,
                                 completed_at: None,
-                                message: format!(
-                                    "{} paused due to {reason}",
-                                    if rollback { "rollback" } else { "update" }
-                                ),
+                                message: format!("update paused due to {reason}"),
                             }),
                             false,
                         ));
@@ -600,6 +641,7 @@ impl Planner {
         if todo.is_empty() {
             plan.statuses.push((
                 svc.id.clone(),
+                svc.meta.version,
                 Some(UpdateStatus {
                     state: if p.rollback {
                         "rollback_completed"
@@ -636,6 +678,37 @@ impl Planner {
                 new: None,
             });
         }
+    }
+}
+
+/// What identifies the target of a rolling update: the template, and which way it goes.
+fn template_key(svc: &Service) -> String {
+    let t = &svc.spec.task;
+    let pruned = serde_json::from_str::<serde_json::Value>(&t.raw)
+        .map(prune)
+        .unwrap_or(serde_json::Value::Null);
+    let typed = TaskSpec {
+        raw: String::new(),
+        ..t.clone()
+    };
+    format!("{typed:?}|{}", canonical(&pruned))
+}
+
+/// JSON with object keys sorted, so key order does not matter.
+fn canonical(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let sorted: std::collections::BTreeMap<&String, String> =
+                m.iter().map(|(k, v)| (k, canonical(v))).collect();
+            let inner: Vec<String> = sorted.iter().map(|(k, v)| format!("{k:?}:{v}")).collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
     }
 }
 

@@ -1,9 +1,7 @@
 //! Service, task and node operations: validation as swarmkit does it, resolution as dockerd
 //! does it (full ID, then name, then unique ID prefix).
 
-use lockbox_types::{
-    Command, Meta, NodeSpec, Outcome, Service, ServiceMode, ServiceSpec, Task, validate_name,
-};
+use lockbox_types::{Command, Meta, NodeSpec, Outcome, Service, ServiceMode, ServiceSpec, Task};
 
 use crate::CoreError;
 use crate::manager::{Active, now};
@@ -25,9 +23,164 @@ fn invalid(msg: impl Into<String>) -> CoreError {
     CoreError::InvalidArgument(msg.into())
 }
 
+/// swarmkit's `validateAnnotations` for services: a DNS label of at most 63 characters
+/// (underscores allowed).
+fn validate_service_name(name: &str) -> Result<(), CoreError> {
+    if name.is_empty() {
+        return Err(invalid("meta: name must be provided"));
+    }
+    // ^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$
+    let b = name.as_bytes();
+    let dns = b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_');
+    if !dns {
+        return Err(invalid("name must be valid as a DNS name component"));
+    }
+    if b.len() > 63 {
+        return Err(invalid("name must be 63 characters or fewer"));
+    }
+    Ok(())
+}
+
+/// A name for a service created without one, as dockerd's `namesgenerator`.
+fn generated_name(taken: &dyn Fn(&str) -> bool) -> String {
+    const LEFT: &[&str] = &[
+        "admiring",
+        "brave",
+        "calm",
+        "dazzling",
+        "eager",
+        "focused",
+        "gallant",
+        "happy",
+        "inspiring",
+        "jolly",
+        "keen",
+        "loving",
+        "modest",
+        "nostalgic",
+        "optimistic",
+        "peaceful",
+        "quirky",
+        "relaxed",
+        "serene",
+        "trusting",
+        "upbeat",
+        "vibrant",
+        "wonderful",
+        "youthful",
+        "zealous",
+    ];
+    const RIGHT: &[&str] = &[
+        "albattani",
+        "babbage",
+        "curie",
+        "darwin",
+        "euclid",
+        "fermat",
+        "goldberg",
+        "hopper",
+        "hypatia",
+        "johnson",
+        "kepler",
+        "lovelace",
+        "meitner",
+        "noether",
+        "pasteur",
+        "ritchie",
+        "shannon",
+        "thompson",
+        "turing",
+        "varahamihira",
+        "wozniak",
+        "yonath",
+        "zhukovsky",
+    ];
+    let mut seed = [0u8; 8];
+    let _ = getrandom::fill(&mut seed);
+    let mut n = u64::from_le_bytes(seed);
+    let mut attempt = 0u32;
+    loop {
+        let l = LEFT[(n % LEFT.len() as u64) as usize];
+        let r = RIGHT[((n / 31) % RIGHT.len() as u64) as usize];
+        let name = if attempt == 0 {
+            format!("{l}_{r}")
+        } else {
+            format!("{l}_{r}{attempt}")
+        };
+        if !taken(&name) {
+            return name;
+        }
+        attempt += 1;
+        n = n
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+    }
+}
+
+/// Docker's image reference grammar: `[domain[:port]/]name[/name...][:tag][@digest]`, with
+/// lowercase path components.
+pub(crate) fn valid_reference(r: &str) -> bool {
+    let (rest, digest) = match r.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (r, None),
+    };
+    if let Some(d) = digest {
+        let ok = d.split_once(':').is_some_and(|(alg, hex)| {
+            !alg.is_empty() && hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+        if !ok {
+            return false;
+        }
+    }
+    let (name, tag) = match rest.rfind(':') {
+        Some(i) if !rest[i..].contains('/') => (&rest[..i], Some(&rest[i + 1..])),
+        _ => (rest, None),
+    };
+    if let Some(t) = tag {
+        let b = t.as_bytes();
+        let ok = !b.is_empty()
+            && b.len() <= 128
+            && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+        if !ok {
+            return false;
+        }
+    }
+    if name.is_empty() || name.len() > 255 {
+        return false;
+    }
+    let parts: Vec<&str> = name.split('/').collect();
+    let is_domain =
+        |p: &str| parts.len() > 1 && (p.contains('.') || p.contains(':') || p == "localhost");
+    parts.iter().enumerate().all(|(i, p)| {
+        if i == 0 && is_domain(p) {
+            let (host, port) = p.split_once(':').unwrap_or((p, ""));
+            return !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+                && port.bytes().all(|c| c.is_ascii_digit());
+        }
+        // [a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*
+        let b = p.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
+            && (b[b.len() - 1].is_ascii_lowercase() || b[b.len() - 1].is_ascii_digit())
+            && b.iter().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+            })
+            && !p.contains("..")
+            && !p.contains("___")
+    })
+}
+
 /// swarmkit's `validateServiceSpec`, in its order.
 pub(crate) fn validate_spec(spec: &ServiceSpec) -> Result<(), CoreError> {
-    validate_name(&spec.name).map_err(|e| invalid(e.to_string()))?;
+    validate_service_name(&spec.name)?;
     let task = &spec.task;
     if let Some(r) = &task.restart {
         if r.delay < 0 {
@@ -39,6 +192,12 @@ pub(crate) fn validate_spec(spec: &ServiceSpec) -> Result<(), CoreError> {
     }
     if task.image.is_empty() {
         return Err(invalid("ContainerSpec: image reference must be provided"));
+    }
+    if !valid_reference(&task.image) {
+        return Err(invalid(format!(
+            "ContainerSpec: {:?} is not a valid repository/tag",
+            task.image
+        )));
     }
     let mut targets: Vec<(&str, &str)> = Vec::new();
     for r in &task.secrets {
@@ -84,7 +243,7 @@ impl Active {
             if let Some(s) = st.services.get(key) {
                 return Ok(s.clone());
             }
-            if let Some(s) = st.service_by_name(key) {
+            if let Some(s) = st.service_by_name(key).filter(|s| s.spec.name == key) {
                 return Ok(s.clone());
             }
             let m: Vec<&Service> = if key.is_empty() {
@@ -116,10 +275,6 @@ impl Active {
                         .iter()
                         .filter(|t| t.status.state == lockbox_types::TaskState::Running)
                         .count() as u64;
-                    let completed = tasks
-                        .iter()
-                        .filter(|t| t.status.state == lockbox_types::TaskState::Complete)
-                        .count() as u64;
                     let desired = match svc.spec.mode {
                         ServiceMode::Replicated { replicas } => replicas,
                         ServiceMode::Global => st
@@ -134,14 +289,18 @@ impl Active {
                         service: svc.clone(),
                         running,
                         desired,
-                        completed,
+                        // Completed tasks count only for jobs, which lockbox does not run.
+                        completed: 0,
                     }
                 })
                 .collect()
         })
     }
 
-    pub(crate) async fn create_service(&self, spec: ServiceSpec) -> Result<String, CoreError> {
+    pub(crate) async fn create_service(&self, mut spec: ServiceSpec) -> Result<String, CoreError> {
+        if spec.name.is_empty() {
+            spec.name = generated_name(&|n| self.store.read(|st| st.service_by_name(n).is_some()));
+        }
         validate_spec(&spec)?;
         self.check_space(spec.raw.len())?;
         let t = now();
@@ -184,7 +343,7 @@ impl Active {
             (_, true) => match current.previous_spec.clone() {
                 Some(prev) => prev,
                 None => {
-                    return Err(CoreError::InvalidArgument(format!(
+                    return Err(CoreError::FailedPrecondition(format!(
                         "service {} does not have a previous spec",
                         current.id
                     )));
@@ -195,7 +354,10 @@ impl Active {
                 return Err(CoreError::InvalidParameter("missing service spec".into()));
             }
         };
-        validate_spec(&spec)?;
+        if !rollback {
+            // A rollback restores the previous spec as it was, unchecked, as swarmkit does.
+            validate_spec(&spec)?;
+        }
         if spec.name != current.spec.name {
             return Err(CoreError::Unimplemented(
                 "renaming services is not supported".into(),
@@ -206,7 +368,9 @@ impl Active {
             (ServiceMode::Global, ServiceMode::Replicated { .. })
                 | (ServiceMode::Replicated { .. }, ServiceMode::Global)
         ) {
-            return Err(invalid("service mode change is not allowed"));
+            return Err(CoreError::Unimplemented(
+                "service mode change is not allowed".into(),
+            ));
         }
         self.check_space(spec.raw.len())?;
         let cmd = Command::UpdateService {
@@ -290,8 +454,8 @@ impl Active {
         });
         let node = node.ok_or_else(|| CoreError::NotFound(format!("node {key} not found")))?;
         if spec.role != node.spec.role {
-            return Err(invalid(
-                "attempting to demote the last manager of the swarm",
+            return Err(CoreError::FailedPrecondition(
+                "attempting to demote the last manager of the swarm".into(),
             ));
         }
         let cmd = Command::UpdateNode {
@@ -306,6 +470,38 @@ impl Active {
                 Ok(())
             }
             Outcome::Rejected(r) => Err(r.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_reference;
+
+    #[test]
+    fn image_references() {
+        for ok in [
+            "host",
+            "host:latest",
+            "busybox:local",
+            "library/busybox:1.36",
+            "registry.example.com:5000/team/app:v1.2_3",
+            "localhost/app",
+            "app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(valid_reference(ok), "{ok}");
+        }
+        for bad in [
+            "UPPER",
+            "app:",
+            ":tag",
+            "a//b",
+            "app:bad tag",
+            "-app",
+            "app@sha256:xyz",
+            "",
+        ] {
+            assert!(!valid_reference(bad), "{bad}");
         }
     }
 }

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod proposal;
 mod raft;
 mod state;
 mod storage;

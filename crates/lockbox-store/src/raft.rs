@@ -14,9 +14,9 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
-use redb::Database;
 
 use crate::error::StoreError;
+use crate::proposal::Proposal;
 use crate::state::State;
 use crate::storage::{Disk, LogStore, NodeId, StateMachine, TypeConfig};
 
@@ -45,9 +45,22 @@ impl StoreConfig {
     }
 }
 
+/// redb's page cache.
+const REDB_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most commands one Raft entry carries.
+const MAX_BATCH: usize = 64;
+
+/// Entries proposed and not yet applied, at most.
+const IN_FLIGHT: usize = 2;
+
+type Reply = tokio::sync::oneshot::Sender<Result<Outcome, StoreError>>;
+
 /// An open store.
 pub struct Store {
     raft: Raft<TypeConfig>,
+    proposals: tokio::sync::mpsc::UnboundedSender<(Command, Reply)>,
+    proposer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     sm: StateMachine,
     disk: Disk,
     raft_id: u64,
@@ -87,15 +100,35 @@ impl Store {
     ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(&config.dir)?;
         let path = config.dir.join(DB_FILE);
-        let db = tokio::task::spawn_blocking(move || Database::create(&path))
-            .await
-            .map_err(|e| StoreError::Database(e.to_string()))?
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => {
-                    StoreError::InUse(config.dir.display().to_string())
+        // redb caches up to 1 GiB of pages by default. The store reads the log back rarely (the
+        // log store keeps recent entries decoded) and the snapshot once at start, so a small
+        // cache costs nothing measurable and keeps the daemon's memory near its state's size.
+        let db = tokio::task::spawn_blocking(move || {
+            // A store closed a moment ago in this process may still be releasing the file (its
+            // background tasks drop their handles asynchronously): retry briefly. Another
+            // daemon is kept out by the data directory's lock, not by this.
+            let mut tries = 0;
+            loop {
+                match redb::Builder::new()
+                    .set_cache_size(REDB_CACHE_BYTES)
+                    .create(&path)
+                {
+                    Err(redb::DatabaseError::DatabaseAlreadyOpen) if tries < 40 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    other => break other,
                 }
-                other => StoreError::Database(other.to_string()),
-            })?;
+            }
+        })
+        .await
+        .map_err(|e| StoreError::Database(e.to_string()))?
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                StoreError::InUse(config.dir.display().to_string())
+            }
+            other => StoreError::Database(other.to_string()),
+        })?;
         let disk = Disk {
             db: Arc::new(db),
             keyring,
@@ -125,8 +158,12 @@ impl Store {
         let raft = Raft::new(config.raft_id, raft_config, Network, log, sm.clone())
             .await
             .map_err(|e| StoreError::Raft(e.to_string()))?;
+        let (proposals, queue) = tokio::sync::mpsc::unbounded_channel();
+        let proposer = tokio::spawn(propose_batches(raft.clone(), queue));
         let store = Store {
             raft,
+            proposals,
+            proposer: std::sync::Mutex::new(Some(proposer)),
             sm,
             disk,
             raft_id: config.raft_id,
@@ -163,18 +200,16 @@ impl Store {
     }
 
     /// Proposes `cmd` and waits until it is durable and applied.
+    ///
+    /// Commands proposed while an earlier entry is being written are grouped into the next
+    /// entry (up to [`MAX_BATCH`]), so concurrent writers share one fsync: openraft 0.9 writes
+    /// and flushes each entry before it takes the next one.
     pub async fn propose(&self, cmd: Command) -> Result<Outcome, StoreError> {
-        let kind = cmd.kind();
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data),
-            Err(RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(_))) => {
-                Err(StoreError::NotLeader)
-            }
-            Err(e) => {
-                tracing::error!(kind, error = %e, "proposal failed");
-                Err(StoreError::Raft(e.to_string()))
-            }
-        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.proposals
+            .send((cmd, tx))
+            .map_err(|_| StoreError::Shutdown)?;
+        rx.await.map_err(|_| StoreError::Shutdown)?
     }
 
     /// Runs `f` on the current state.
@@ -256,10 +291,90 @@ impl Store {
 
     /// Stops Raft. Durable state is already on disk.
     pub async fn shutdown(&self) -> Result<(), StoreError> {
-        self.raft
+        let result = self
+            .raft
             .shutdown()
             .await
-            .map_err(|e| StoreError::Raft(e.to_string()))
+            .map_err(|e| StoreError::Raft(e.to_string()));
+        // The proposer holds a Raft handle: end it before returning, so that the database is
+        // closed when the store is dropped (a reopen right after must not find it in use).
+        let proposer = self.proposer.lock().ok().and_then(|mut p| p.take());
+        if let Some(p) = proposer {
+            p.abort();
+            let _ = p.await;
+        }
+        result
+    }
+}
+
+/// Proposes what is queued: everything that arrived while earlier entries were being written
+/// goes into the next entry. Up to [`IN_FLIGHT`] entries are outstanding at once, so the next
+/// entry is already waiting in Raft when the previous one is flushed.
+async fn propose_batches(
+    raft: Raft<TypeConfig>,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<(Command, Reply)>,
+) {
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    loop {
+        let next = if in_flight.len() >= IN_FLIGHT {
+            // Wait for a slot; commands keep queueing meanwhile.
+            futures::StreamExt::next(&mut in_flight).await;
+            continue;
+        } else if in_flight.is_empty() {
+            queue.recv().await
+        } else {
+            tokio::select! {
+                biased;
+                _ = futures::StreamExt::next(&mut in_flight) => continue,
+                next = queue.recv() => next,
+            }
+        };
+        let Some((cmd, reply)) = next else { break };
+        let mut cmds = vec![cmd];
+        let mut replies = vec![reply];
+        while cmds.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok((cmd, reply)) => {
+                    cmds.push(cmd);
+                    replies.push(reply);
+                }
+                Err(_) => break,
+            }
+        }
+        in_flight.push(propose_one(raft.clone(), cmds, replies));
+    }
+    while futures::StreamExt::next(&mut in_flight).await.is_some() {}
+}
+
+/// Writes one entry and hands each command's outcome to its proposer.
+async fn propose_one(raft: Raft<TypeConfig>, cmds: Vec<Command>, replies: Vec<Reply>) {
+    let proposal = match <[Command; 1]>::try_from(cmds) {
+        Ok([one]) => Proposal::One(one),
+        Err(many) => Proposal::Batch(many),
+    };
+    let (kind, n) = (proposal.kind(), proposal.len());
+    match raft.client_write(proposal).await {
+        Ok(resp) => {
+            let mut outcomes = resp.data.into_iter();
+            for reply in replies {
+                let outcome = outcomes
+                    .next()
+                    .ok_or_else(|| StoreError::Raft("no outcome for a proposed command".into()));
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(_))) => {
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::NotLeader));
+            }
+        }
+        Err(e) => {
+            tracing::error!(kind, commands = n, error = %e, "proposal failed");
+            let text = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Raft(text.clone())));
+            }
+        }
     }
 }
 

@@ -202,6 +202,8 @@ impl State {
                 Ok(())
             }
             Command::CreateService { service } => {
+                // swarmkit checks the referenced secrets before the name.
+                self.check_secret_refs(&service.spec.task.secrets)?;
                 let key = service.spec.name.to_lowercase();
                 if self.service_names.contains_key(&key) || self.services.contains_key(&service.id)
                 {
@@ -210,7 +212,7 @@ impl State {
                         name: service.spec.name.clone(),
                     });
                 }
-                self.check_secret_refs(&service.spec.task.secrets)?;
+
                 let mut service = (**service).clone();
                 service.meta.version = index;
                 self.service_names.insert(key, service.id.clone());
@@ -231,7 +233,9 @@ impl State {
                 if current.meta.version != *expected_version {
                     return Err(Rejection::SequenceConflict);
                 }
-                self.check_secret_refs(&spec.task.secrets)?;
+                if !*rollback {
+                    self.check_secret_refs(&spec.task.secrets)?;
+                }
                 let old_name = current.spec.name.to_lowercase();
                 let new_name = spec.name.to_lowercase();
                 if old_name != new_name && self.service_names.contains_key(&new_name) {
@@ -262,6 +266,7 @@ impl State {
             }
             Command::SetUpdateStatus {
                 id,
+                expected_version,
                 status,
                 rollback_spec,
                 now,
@@ -273,11 +278,19 @@ impl State {
                         kind: "service".into(),
                         id: id.clone(),
                     })?;
+                if svc.meta.version != *expected_version {
+                    return Err(Rejection::SequenceConflict);
+                }
                 if *rollback_spec && let Some(prev) = svc.previous_spec.take() {
                     svc.previous_spec = Some(std::mem::replace(&mut svc.spec, prev));
                 }
                 svc.update_status = status.clone();
-                svc.meta.version = index;
+                // Progress bookkeeping keeps the version unless the spec changes (a rollback):
+                // a client's read-modify-write of the spec must not fail because the
+                // orchestrator recorded progress in between.
+                if *rollback_spec {
+                    svc.meta.version = index;
+                }
                 svc.meta.updated_at = *now;
                 Ok(())
             }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 
 use lockbox_crypto::Keyring;
-use lockbox_types::{Command, Outcome};
+use lockbox_types::Outcome;
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, LogState,
@@ -26,13 +26,14 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::proposal::Proposal;
 use crate::state::State;
 
 openraft::declare_raft_types!(
     /// lockbox's Raft type configuration.
-    pub TypeConfig:
-        D = Command,
-        R = Outcome,
+    pub(crate) TypeConfig:
+        D = Proposal,
+        R = Vec<Outcome>,
         NodeId = u64,
         Node = BasicNode,
         Entry = Entry<TypeConfig>,
@@ -52,7 +53,9 @@ const KEY_PURGED: &str = "purged";
 const KEY_SNAPSHOT: &str = "snapshot";
 
 /// How many recent entries are kept decoded in memory so `apply` need not read them back.
-const CACHE_ENTRIES: usize = 4096;
+/// Apply follows the flush closely, so a few suffice; an entry may carry a batch of
+/// commands (with secret values), so this bounds memory too.
+const CACHE_ENTRIES: usize = 256;
 
 /// Snapshot bytes in memory; zeroized when dropped because they hold secret values.
 #[derive(Debug, Default)]
@@ -293,6 +296,19 @@ impl LogStore {
         }
     }
 
+    /// The range from the cache, when the cache covers all of it.
+    fn cached_range(
+        &self,
+        start: u64,
+        end_inclusive: Option<u64>,
+    ) -> Option<Vec<Entry<TypeConfig>>> {
+        let cache = self.cache.lock().ok()?;
+        let (&first, _) = cache.first_key_value()?;
+        let end = end_inclusive?;
+        (first <= start && cache.contains_key(&end))
+            .then(|| cache.range(start..=end).map(|(_, e)| e.clone()).collect())
+    }
+
     fn read_range(
         &self,
         start: u64,
@@ -377,6 +393,11 @@ impl RaftLogReader<TypeConfig> for LogStore {
             && end < start
         {
             return Ok(Vec::new());
+        }
+        // Entries just appended (the ones being applied) are served from the cache without
+        // a trip through the blocking pool.
+        if let Some(hit) = self.cached_range(start, end) {
+            return Ok(hit);
         }
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.read_range(start, end))
@@ -539,6 +560,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 // ---------------------------------------------------------------------------------------------
 // State machine
 
+/// The version of the next command applied from the entry at `index`: the log index, as
+/// swarmkit uses its raft index, except after a batch, whose commands each took one version
+/// past the entry's index. Versions stay unique and increasing, and equal the log index in a
+/// log without batches. A pure function of the state and the index, so replay agrees.
+fn next_version(state: &State, index: u64) -> u64 {
+    index.max(state.version + 1)
+}
+
 /// What the state machine holds besides the state itself.
 #[derive(Debug, Default)]
 pub(crate) struct Applied {
@@ -660,7 +689,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((applied.last_applied, applied.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<Outcome>>
+    async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<Vec<Outcome>>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
@@ -673,17 +702,31 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             match entry.payload {
                 EntryPayload::Blank => {
                     applied.state.version = applied.state.version.max(index);
-                    out.push(Outcome::Applied { version: index });
+                    out.push(vec![Outcome::Applied { version: index }]);
                 }
-                EntryPayload::Normal(cmd) => {
-                    let outcome = applied.state.apply(index, &cmd);
-                    tracing::trace!(index, kind = cmd.kind(), "applied");
-                    out.push(outcome);
+                EntryPayload::Normal(Proposal::One(cmd)) => {
+                    let version = next_version(&applied.state, index);
+                    let outcome = applied.state.apply(version, &cmd);
+                    tracing::trace!(index, version, kind = cmd.kind(), "applied");
+                    out.push(vec![outcome]);
+                }
+                EntryPayload::Normal(Proposal::Batch(cmds)) => {
+                    // Applied in order; each command gets its own version, as it would have
+                    // had in an entry of its own.
+                    let outcomes = cmds
+                        .iter()
+                        .map(|cmd| {
+                            let version = next_version(&applied.state, index);
+                            applied.state.apply(version, cmd)
+                        })
+                        .collect();
+                    tracing::trace!(index, commands = cmds.len(), "applied batch");
+                    out.push(outcomes);
                 }
                 EntryPayload::Membership(m) => {
                     applied.membership = StoredMembership::new(Some(entry.log_id), m);
                     applied.state.version = applied.state.version.max(index);
-                    out.push(Outcome::Applied { version: index });
+                    out.push(vec![Outcome::Applied { version: index }]);
                 }
             }
         }

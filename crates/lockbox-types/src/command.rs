@@ -74,6 +74,9 @@ pub enum Command {
     SetUpdateStatus {
         /// Service ID.
         id: String,
+        /// The service version the orchestrator planned from: a status computed before a
+        /// newer update is dropped.
+        expected_version: u64,
         /// Status, or none to clear it.
         status: Option<UpdateStatus>,
         /// Roll the spec back to `previous_spec` at the same time.

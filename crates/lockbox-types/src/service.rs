@@ -315,6 +315,8 @@ pub struct Task {
     pub spec: TaskSpec,
     /// Version of the service spec it was created from.
     pub service_version: u64,
+    /// The service's labels when the task was created (what the `label` filter matches).
+    pub service_labels: BTreeMap<String, String>,
     /// What it should be doing.
     pub desired_state: TaskState,
     /// What it is doing.

@@ -41,6 +41,23 @@ pub(crate) async fn run(a: DaemonArgs, hosts: &[String]) -> anyhow::Result<ExitC
             tracing::warn!(error = %e, "the process executor is unavailable; image `host` tasks will fail")
         }
     }
+    if let Some(host) = &a.docker_host {
+        let cfg = lockbox_docker::DockerConfig::new(host, &data_dir);
+        let docker = lockbox_docker::DockerExecutor::new(cfg).map_err(anyhow::Error::msg)?;
+        // Before any task runs: containers and secret mounts a killed daemon left behind.
+        let report = docker.cleanup().await;
+        if report.containers + report.mounts > 0 {
+            tracing::info!(
+                containers = report.containers,
+                mounts = report.mounts,
+                "removed the docker tasks of a previous run"
+            );
+        }
+        for p in &report.problems {
+            tracing::warn!(problem = %p, "docker executor");
+        }
+        executors.push(Arc::new(docker));
+    }
     match lockbox_exec::cleanup_stale(std::path::Path::new(lockbox_exec::DEFAULT_STATE_DIR)) {
         Ok(0) => {}
         Ok(n) => tracing::info!(

@@ -17,7 +17,10 @@ use clap::Parser;
 pub fn main() -> ExitCode {
     // The process executor re-executes this binary as a single-threaded helper that sets up a
     // task's namespace and secrets: it must run before any thread or runtime exists.
-    if std::env::args_os().nth(1).is_some_and(|a| a == lockbox_exec::HELPER_ARG) {
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == lockbox_exec::HELPER_ARG)
+    {
         lockbox_exec::helper_main();
     }
     let args = cli::Args::parse();

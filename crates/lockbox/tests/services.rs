@@ -83,12 +83,11 @@ fn grep_tree(dir: &std::path::Path, needle: &[u8], hits: &mut Vec<String>) {
         let Ok(ft) = e.file_type() else { continue };
         if ft.is_dir() {
             grep_tree(&p, needle, hits);
-        } else if ft.is_file() {
-            if let Ok(b) = std::fs::read(&p) {
-                if b.windows(needle.len()).any(|w| w == needle) {
-                    hits.push(p.display().to_string());
-                }
-            }
+        } else if ft.is_file()
+            && let Ok(b) = std::fs::read(&p)
+            && b.windows(needle.len()).any(|w| w == needle)
+        {
+            hits.push(p.display().to_string());
         }
     }
 }
@@ -419,14 +418,14 @@ fn service_commands_and_scaling() {
     ));
     assert_eq!(nodes.trim(), "true Ready Active Leader");
     // Draining the node stops its tasks; activating it brings them back.
-    out(&d.docker(&["node", "update", "--availability", "drain", "self"], None));
+    let me = out(&d.docker(&["node", "inspect", "--format", "{{.ID}}", "self"], None))
+        .trim()
+        .to_owned();
+    out(&d.docker(&["node", "update", "--availability", "drain", &me], None));
     wait_for("drained", Duration::from_secs(20), || {
         running_tasks(&d, "s").is_empty().then(String::new)
     });
-    out(&d.docker(
-        &["node", "update", "--availability", "active", "self"],
-        None,
-    ));
+    out(&d.docker(&["node", "update", "--availability", "active", &me], None));
     wait_for("back", Duration::from_secs(20), || {
         (running_tasks(&d, "s").len() == 1).then(String::new)
     });

@@ -135,9 +135,10 @@ impl Sim {
                 now: self.now,
             });
         }
-        for (id, status, rollback_spec) in plan.statuses {
+        for (id, expected_version, status, rollback_spec) in plan.statuses {
             self.apply(Command::SetUpdateStatus {
                 id,
+                expected_version,
                 status,
                 rollback_spec,
                 now: self.now,
@@ -367,6 +368,16 @@ fn templates_compare_without_go_zero_values() {
         ..Default::default()
     };
     assert!(same_template(&a, &b));
+    let echoed = TaskSpec {
+        image: "host".into(),
+        raw: r#"{"ContainerSpec":{"Image":"host","Isolation":"default"},"Runtime":"container"}"#
+            .into(),
+        ..Default::default()
+    };
+    assert!(
+        same_template(&a, &echoed),
+        "server-filled values are not a change"
+    );
     let c = TaskSpec {
         image: "host".into(),
         raw: r#"{"ContainerSpec":{"Image":"host","Env":["A=1"]}}"#.into(),

@@ -1,6 +1,11 @@
 //! The CLI verbs. Data goes to stdout, messages and errors to stderr.
 
+mod env;
+mod node;
+mod run;
 mod secret;
+mod service;
+mod stack;
 mod swarm;
 mod system;
 
@@ -11,6 +16,11 @@ use lockbox_client::{Client, Endpoint};
 use crate::cli::{Command, Global};
 
 pub(crate) async fn run(g: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
+    // `env` needs no daemon.
+    let cmd = match cmd {
+        Command::Env(a) => return env::run(a),
+        other => other,
+    };
     let host = g
         .host
         .last()
@@ -20,9 +30,13 @@ pub(crate) async fn run(g: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Secret(c) => secret::run(&client, c).await,
         Command::Swarm(c) => swarm::run(&client, c).await,
+        Command::Service(c) => service::run(&client, c).await,
+        Command::Node(c) => node::run(&client, c).await,
+        Command::Stack(c) => stack::run(&client, c).await,
+        Command::Run(a) => run::run(&client, &a).await,
         Command::Version(f) => system::version(&client, f.format.as_deref()).await,
         Command::Info(f) => system::info(&client, f.format.as_deref()).await,
-        Command::Daemon(_) => unreachable!("handled before"),
+        Command::Daemon(_) | Command::Env(_) => unreachable!("handled before"),
     }
 }
 

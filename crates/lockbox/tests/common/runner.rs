@@ -69,7 +69,8 @@ pub fn cases_dir() -> PathBuf {
 /// The image `{IMAGE}` names in this mode (see the module docs).
 pub fn test_image(mode: &Mode) -> String {
     match mode {
-        Mode::Lockbox => "host".to_string(),
+        // The docker CLI tags the reserved image it cannot resolve on a registry: `host:latest`.
+        Mode::Lockbox => "host:latest".to_string(),
         Mode::Target { .. } => std::env::var("LOCKBOX_TEST_IMAGE")
             .ok()
             .filter(|s| !s.is_empty())
