@@ -285,12 +285,7 @@ impl State {
                     svc.previous_spec = Some(std::mem::replace(&mut svc.spec, prev));
                 }
                 svc.update_status = status.clone();
-                // Progress bookkeeping keeps the version unless the spec changes (a rollback):
-                // a client's read-modify-write of the spec must not fail because the
-                // orchestrator recorded progress in between.
-                if *rollback_spec {
-                    svc.meta.version = index;
-                }
+                svc.meta.version = index;
                 svc.meta.updated_at = *now;
                 Ok(())
             }
