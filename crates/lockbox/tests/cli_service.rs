@@ -670,6 +670,28 @@ fn create_and_update_send_what_docker_sends() {
     assert_eq!(dp, lp);
     assert_eq!(db, lb, "service update bodies differ");
 
+    // Let both updates finish first: recording the update's progress changes the service's
+    // version (on a swarm too), which would race with the rollback's read-modify-write.
+    for name in [&a, &b] {
+        let start = std::time::Instant::now();
+        loop {
+            let r = t.docker_at(
+                &pep,
+                &[
+                    "service",
+                    "inspect",
+                    "--format",
+                    "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}",
+                    name,
+                ],
+            );
+            if r.out.trim() == "completed" || start.elapsed() > std::time::Duration::from_secs(30) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     // A rollback sends the current spec with rollback=previous.
     let rollback = |cli: &str, name: &str, id: &str| -> (String, String) {
         proxy.clear();
