@@ -95,74 +95,9 @@ fn boolean(flag: &str, v: &str) -> Result<bool, SpecError> {
     parse_bool(v).map_err(|e| flag_err(flag, v, e))
 }
 
-/// `github.com/google/shlex` splitting (`--entrypoint`, `--args`).
-pub(crate) fn shlex(s: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' | '\t' | '\n' | '\r' => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            '\\' => {
-                in_word = true;
-                match chars.next() {
-                    Some(n) => cur.push(n),
-                    None => return Err("EOF found after escape character".into()),
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(n) => cur.push(n),
-                        None => return Err("EOF found when expecting closing quote".into()),
-                    }
-                }
-            }
-            '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(n @ ('"' | '\\' | '$' | '`' | '\n')) => cur.push(n),
-                            Some(n) => {
-                                cur.push('\\');
-                                cur.push(n);
-                            }
-                            None => return Err("EOF found after escape character".into()),
-                        },
-                        Some(n) => cur.push(n),
-                        None => return Err("EOF found when expecting closing quote".into()),
-                    }
-                }
-            }
-            '#' if !in_word => {
-                // A comment runs to the end of the line.
-                for n in chars.by_ref() {
-                    if n == '\n' {
-                        break;
-                    }
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    Ok(words)
-}
+/// `github.com/google/shlex` splitting (`--entrypoint`, `--args`), shared with compose's
+/// `command:` and `entrypoint:` strings.
+pub(crate) use lockbox_compose::words::shell_split as shlex;
 
 /// One record of Go's `encoding/csv` (fields separated by `,`, `"`
 /// quoting; error columns are 1-based byte positions, as Go's).
