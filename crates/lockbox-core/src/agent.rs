@@ -12,7 +12,7 @@ use lockbox_types::{Command, Task, TaskChange, TaskState, TaskStatus, Timestamp}
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{broadcast, oneshot};
 
-use crate::executor::{Executor, Launch, SecretMount, TaskHandle};
+use crate::executor::{Executor, Launch, NetworkAttachment, SecretMount, TaskHandle};
 use crate::manager::{Active, now};
 
 /// One line of task output.
@@ -241,6 +241,47 @@ impl Agent {
         Ok(out)
     }
 
+    /// The task's `TaskTemplate.Networks`, resolved against the stored networks (by ID, then
+    /// name). Unknown targets are skipped: the service was validated when it was created, and a
+    /// network removed since then has nothing to attach to.
+    fn networks_for(active: &Active, task: &Task) -> Vec<NetworkAttachment> {
+        #[derive(serde::Deserialize)]
+        struct Template {
+            #[serde(rename = "Networks", default)]
+            networks: Option<Vec<Attach>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Attach {
+            #[serde(rename = "Target", default)]
+            target: String,
+            #[serde(rename = "Aliases", default)]
+            aliases: Option<Vec<String>>,
+        }
+        let Ok(t) = serde_json::from_str::<Template>(&task.spec.raw) else {
+            return Vec::new();
+        };
+        let wanted = t.networks.unwrap_or_default();
+        active.store.read(|st| {
+            wanted
+                .into_iter()
+                .filter_map(|a| {
+                    let n = st
+                        .networks
+                        .get(&a.target)
+                        .or_else(|| st.networks.values().find(|n| n.name == a.target))?;
+                    Some(NetworkAttachment {
+                        id: n.id.clone(),
+                        name: n.name.clone(),
+                        attachable: n.attachable,
+                        internal: n.internal,
+                        labels: n.labels.clone(),
+                        aliases: a.aliases.unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+    }
+
     async fn run(
         self: Arc<Self>,
         active: Arc<Active>,
@@ -290,6 +331,7 @@ impl Agent {
             slot: task.slot,
             spec: task.spec.clone(),
             secrets,
+            networks: Self::networks_for(active, task),
         };
         if let Err(err) = executor.prepare(&launch).await {
             let mut st = status(TaskState::Rejected, "preparing");

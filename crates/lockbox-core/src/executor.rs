@@ -24,6 +24,24 @@ pub struct SecretMount {
     pub mode: u32,
 }
 
+/// A network a task is attached to (from `TaskTemplate.Networks`, resolved to the stored
+/// network). Host-process tasks share the host's network and ignore these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkAttachment {
+    /// Network ID in lockbox.
+    pub id: String,
+    /// Network name (`<stack>_<net>` for stack networks).
+    pub name: String,
+    /// Whether other containers may attach (`--attachable`).
+    pub attachable: bool,
+    /// No external connectivity.
+    pub internal: bool,
+    /// Network labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// DNS aliases of the task on this network (the stack's short service name, ...).
+    pub aliases: Vec<String>,
+}
+
 /// Everything needed to start a task.
 #[derive(Debug, Clone)]
 pub struct Launch {
@@ -41,6 +59,8 @@ pub struct Launch {
     pub spec: TaskSpec,
     /// The task's secrets, and only those.
     pub secrets: Vec<SecretMount>,
+    /// Networks to attach to, in the order of the spec.
+    pub networks: Vec<NetworkAttachment>,
 }
 
 /// How a task ended.

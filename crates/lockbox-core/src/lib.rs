@@ -22,7 +22,7 @@ mod tokens;
 pub use agent::{LogLine, Logs};
 pub use error::CoreError;
 pub use events::Event;
-pub use executor::{Executor, Exit, Launch, Output, SecretMount, TaskHandle};
+pub use executor::{Executor, Exit, Launch, NetworkAttachment, Output, SecretMount, TaskHandle};
 pub use manager::{InitOptions, LocalState, Manager, ManagerConfig, RotateReport, SwarmUpdate};
 pub use orchestrator::same_template;
 pub use run::{RunEvent, RunExit, RunRequest, RunSession};

@@ -203,6 +203,7 @@ mod tests {
                 ..Default::default()
             },
             secrets: Vec::new(),
+            networks: Vec::new(),
         }
     }
 
