@@ -85,6 +85,13 @@ pub trait TaskHandle: Send {
     fn wait(&mut self) -> BoxFuture<'_, Result<Exit, String>>;
     /// Stops the task: its stop signal, then SIGKILL after `grace`.
     fn stop(&mut self, grace: Duration) -> BoxFuture<'_, Result<Exit, String>>;
+    /// Replaces the content of the task's secret files in place (live update). Each given mount
+    /// names an existing target of this task; its file is written beside the old one and
+    /// renamed over it, so a reader sees the old or the new value, never a mix. Ownership and
+    /// mode as given. The error must never contain a secret value.
+    fn update_secrets(&mut self, _secrets: Vec<SecretMount>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Err("this executor cannot update secrets in place".to_owned()) })
+    }
 }
 
 /// Something that can run tasks of some images.
