@@ -132,6 +132,7 @@ impl Active {
         let kick = self.kick.clone();
         let handle = tokio::spawn(async move {
             let mut planner = Planner::default();
+            let mut last_collect = std::time::Instant::now();
             loop {
                 let Some(a) = weak.upgrade() else { break };
                 if a.is_stopping() {
@@ -165,6 +166,15 @@ impl Active {
                     }
                 }
                 a.agent.step(&a).await;
+                if last_collect.elapsed() >= std::time::Duration::from_secs(1) {
+                    last_collect = std::time::Instant::now();
+                    for id in a.unused_superseded_secrets() {
+                        match a.store.propose(Command::RemoveSecret { id: id.clone() }).await {
+                            Ok(_) => tracing::info!(secret = %id, "removed superseded secret"),
+                            Err(e) => tracing::warn!(secret = %id, error = %e, "removing superseded secret failed"),
+                        }
+                    }
+                }
                 let notified = kick.notified();
                 drop(a);
                 tokio::select! {

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use lockbox_crypto::SecretBytes;
 use lockbox_types::{
-    Command, Driver, MAX_SECRET_SIZE, Meta, Outcome, Secret, SecretSpec, validate_name,
+    Command, Driver, MAX_SECRET_SIZE, Meta, Outcome, SUPERSEDED_BY_LABEL, Secret, SecretSpec,
+    validate_name,
 };
 
 use crate::manager::Active;
@@ -98,6 +99,24 @@ impl SecretFilter {
                 (Some(actual), Some(want)) => want.is_empty() || actual == want,
             })
     }
+}
+
+/// The label docker's stack commands put on every object of a stack.
+const STACK_NAMESPACE_LABEL: &str = "com.docker.stack.namespace";
+/// The label of a secret that belongs to a lockbox version family (see docs/secrets.md).
+const FAMILY_LABEL: &str = "lockbox.family";
+
+/// The name a superseded secret takes: `<name>.superseded-<ID prefix>`, within the 64
+/// characters names may have.
+fn retired_name(name: &str, id: &str) -> String {
+    let suffix = format!(".superseded-{}", &id[..id.len().min(12)]);
+    let keep = lockbox_types::MAX_NAME_LEN.saturating_sub(suffix.len());
+    let mut base: String = name.chars().take(keep).collect();
+    // Names must end with an alphanumeric before the suffix's dot; trim what truncation exposed.
+    while base.ends_with(['-', '_', '.']) {
+        base.pop();
+    }
+    format!("{base}{suffix}")
 }
 
 /// Validates a create request as swarmkit's `validateSecretSpec`.
@@ -217,10 +236,27 @@ impl Active {
             .data
             .as_ref()
             .is_none_or(|d| current.spec.data.ct_eq(d.expose()));
-        if current.spec.name != input.name || !same_data {
+        if current.spec.name != input.name {
             return Err(CoreError::InvalidArgument(
                 "only updates to Labels are allowed".into(),
             ));
+        }
+        if !same_data {
+            // Swarm refuses new data, so a redeployed stack whose `file:` secret changed fails.
+            // For stack-managed secrets lockbox swaps in a new object under the same name: the
+            // stack's services are then updated to its new ID by the same deploy and roll.
+            // Secrets in a lockbox version family (`lockbox stack deploy`, `secret rotate`)
+            // get a new named version from the CLI instead, and keep Swarm's answer.
+            let stack_managed = current.spec.labels.contains_key(STACK_NAMESPACE_LABEL)
+                && input.labels.contains_key(STACK_NAMESPACE_LABEL)
+                && !current.spec.labels.contains_key(FAMILY_LABEL)
+                && !input.labels.contains_key(FAMILY_LABEL);
+            if !stack_managed || current.spec.labels.contains_key(SUPERSEDED_BY_LABEL) {
+                return Err(CoreError::InvalidArgument(
+                    "only updates to Labels are allowed".into(),
+                ));
+            }
+            return self.supersede_secret(current, version, input).await;
         }
         self.check_space(0)?;
         let now = crate::manager::now();
@@ -243,6 +279,98 @@ impl Active {
             }
             Outcome::Rejected(r) => Err(r.into()),
         }
+    }
+
+    async fn supersede_secret(
+        &self,
+        current: Secret,
+        version: u64,
+        input: SecretInput,
+    ) -> Result<(), CoreError> {
+        let mut replacement = SecretInput {
+            name: current.spec.name.clone(),
+            ..input
+        };
+        replacement.driver = current.spec.driver.clone();
+        replacement.templating = current.spec.templating.clone();
+        validate_create(&replacement)?;
+        self.check_space(replacement.data.as_ref().map_or(0, SecretBytes::len))?;
+        let now = crate::manager::now();
+        let new = Secret {
+            id: lockbox_types::new_id(),
+            meta: Meta {
+                version: 0,
+                created_at: now,
+                updated_at: now,
+            },
+            spec: SecretSpec {
+                name: replacement.name,
+                labels: replacement.labels,
+                data: replacement.data.unwrap_or_default(),
+                driver: replacement.driver,
+                templating: replacement.templating,
+            },
+        };
+        let new_id = new.id.clone();
+        let retired_name = retired_name(&current.spec.name, &current.id);
+        let cmd = Command::SupersedeSecret {
+            id: current.id.clone(),
+            expected_version: version,
+            retired_name: retired_name.clone(),
+            replacement: Box::new(new),
+            now,
+        };
+        match self.store.propose(cmd).await? {
+            Outcome::Applied { .. } => {
+                tracing::info!(secret = %current.id, replacement = %new_id, "stack secret superseded by a new object");
+                self.emit(Event {
+                    kind: "secret",
+                    action: "update",
+                    id: current.id,
+                    name: retired_name,
+                    time: now,
+                });
+                self.emit(Event {
+                    kind: "secret",
+                    action: "create",
+                    id: new_id,
+                    name: current.spec.name,
+                    time: now,
+                });
+                Ok(())
+            }
+            Outcome::Rejected(r) => Err(r.into()),
+        }
+    }
+
+    /// Superseded secrets that nothing uses any more: no service spec and no task that may
+    /// still start or run. (A service's previous spec does not keep one: `service rollback`
+    /// after it was collected fails with "secret not found", as after `secret rm` in Swarm.)
+    pub(crate) fn unused_superseded_secrets(&self) -> Vec<String> {
+        self.store.read(|st| {
+            let superseded: Vec<&Secret> = st
+                .secrets
+                .values()
+                .filter(|s| s.spec.labels.contains_key(SUPERSEDED_BY_LABEL))
+                .collect();
+            if superseded.is_empty() {
+                return Vec::new();
+            }
+            superseded
+                .into_iter()
+                .filter(|s| {
+                    let in_service = st.services.values().any(|svc| {
+                        svc.spec.task.secrets.iter().any(|r| r.secret_id == s.id)
+                    });
+                    let in_task = st.tasks.values().any(|t| {
+                        t.status.state <= lockbox_types::TaskState::Running
+                            && t.spec.secrets.iter().any(|r| r.secret_id == s.id)
+                    });
+                    !in_service && !in_task
+                })
+                .map(|s| s.id.clone())
+                .collect()
+        })
     }
 
     pub(crate) async fn remove_secret(&self, key: &str) -> Result<(), CoreError> {
@@ -279,6 +407,21 @@ mod tests {
             data: Some(SecretBytes::new(vec![b'x'; len])),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn retired_names_are_valid_names() {
+        let id = lockbox_types::new_id();
+        for name in ["app_db", &"x".repeat(64), &format!("{}-y", "a".repeat(50))] {
+            let r = retired_name(name, &id);
+            assert!(validate_name(&r).is_ok(), "{r}");
+            assert!(r.len() <= lockbox_types::MAX_NAME_LEN, "{r}");
+            assert!(r.contains(&id[..12]), "{r}");
+        }
+        assert_eq!(
+            retired_name("app_db", "abcdefghijklmnopqrstuvwxy"),
+            "app_db.superseded-abcdefghijkl"
+        );
     }
 
     #[test]

@@ -4,13 +4,15 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountBindOptions, MountBindOptionsPropagationEnum,
-    MountType, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountBindOptions,
+    MountBindOptionsPropagationEnum, MountType, NetworkingConfig, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use lockbox_core::Launch;
 use serde_json::Value;
 
 use crate::mounts::SecretFile;
+use crate::network::EngineNetwork;
 
 /// The daemon instance (one per data directory) that owns the container.
 pub const LABEL_INSTANCE: &str = "com.lockbox.instance";
@@ -83,11 +85,14 @@ fn nonempty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
-/// The create request for the task's container, with its secrets bind-mounted read-only.
+/// The create request for the task's container, with its secrets bind-mounted read-only, on
+/// its first network (the others are connected before it starts) or, without one, on the
+/// engine's default network.
 pub(crate) fn create_body(
     l: &Launch,
     instance: &str,
     secrets: &[SecretFile],
+    network: Option<&EngineNetwork>,
 ) -> ContainerCreateBody {
     let s = &l.spec;
     // Fields lockbox does not model are read from the template as the client sent it.
@@ -138,8 +143,18 @@ pub(crate) fn create_body(
             name: Some(RestartPolicyNameEnum::NO),
             maximum_retry_count: None,
         }),
+        network_mode: network.map(|n| n.name.clone()),
         ..Default::default()
     };
+    let networking_config = network.map(|n| NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            n.name.clone(),
+            EndpointSettings {
+                aliases: Some(n.aliases.clone()),
+                ..Default::default()
+            },
+        )])),
+    });
     ContainerCreateBody {
         hostname: nonempty(&s.hostname),
         user: nonempty(&s.user),
@@ -156,6 +171,7 @@ pub(crate) fn create_body(
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         host_config: Some(host_config),
+        networking_config,
         ..Default::default()
     }
 }
@@ -222,7 +238,7 @@ mod tests {
             host: PathBuf::from("/run/lockbox/docker/i/t1/0"),
             target: "/run/secrets/x".into(),
         }];
-        let b = create_body(&l, "inst", &files);
+        let b = create_body(&l, "inst", &files, None);
         assert_eq!(b.entrypoint, Some(vec!["sh".to_owned(), "-c".to_owned()]));
         assert_eq!(b.cmd, Some(vec!["sleep 1".to_owned()]));
         assert_eq!(b.user.as_deref(), Some("1000:1000"));

@@ -65,6 +65,7 @@
 
 mod container;
 mod mounts;
+mod network;
 mod task;
 
 use std::path::{Path, PathBuf};
@@ -86,8 +87,10 @@ pub use container::{
     LABEL_INSTANCE, LABEL_NODE_ID, LABEL_SERVICE_ID, LABEL_SERVICE_NAME, LABEL_TASK_ID,
     LABEL_TASK_NAME,
 };
+pub use network::LABEL_NETWORK_ID;
 
 use crate::mounts::SecretDir;
+use crate::network::{EngineNetwork, Networks};
 use crate::task::DockerTask;
 
 /// Where the per-task secret tmpfs mounts live, by default.
@@ -198,6 +201,7 @@ struct Inner {
     cfg: DockerConfig,
     addr: HostAddr,
     client: tokio::sync::OnceCell<Docker>,
+    networks: Arc<Networks>,
 }
 
 impl Inner {
@@ -276,6 +280,29 @@ impl Inner {
         }
     }
 
+    /// The engine networks of the task's attachments (each lockbox network once, in the
+    /// order of the spec), made when missing, with the container's aliases on each. Call with
+    /// the network lock held.
+    async fn ensure_networks(
+        &self,
+        docker: &Docker,
+        launch: &Launch,
+        out: &mut Vec<EngineNetwork>,
+    ) -> Result<(), String> {
+        for (i, att) in launch.networks.iter().enumerate() {
+            if launch.networks[..i].iter().any(|a| a.id == att.id) {
+                continue;
+            }
+            let id = network::ensure(docker, &self.cfg.instance, att).await?;
+            out.push(EngineNetwork {
+                id,
+                name: att.name.clone(),
+                aliases: network::aliases(att, &launch.service_name),
+            });
+        }
+        Ok(())
+    }
+
     async fn start(self: Arc<Self>, launch: Launch) -> Result<DockerTask, String> {
         let docker = self.client().await?;
         self.ensure_image(&docker, &launch.spec.image).await?;
@@ -294,8 +321,27 @@ impl Inner {
         .map_err(|e| format!("preparing secrets: {e}"))?
         .map_err(|e| format!("preparing secrets: {e}"))?;
 
-        // 2. The container.
-        let body = container::create_body(&launch, &self.cfg.instance, &sd.files);
+        // 2. The container, on its networks. The network lock is held from making sure the
+        //    networks exist until the container refers to all of them, so that no ending task
+        //    removes one in between.
+        let guard = if launch.networks.is_empty() {
+            None
+        } else {
+            Some(self.networks.lock().await)
+        };
+        let mut nets = Vec::new();
+        if let Err(e) = self.ensure_networks(&docker, &launch, &mut nets).await {
+            drop(guard);
+            task::remove_secrets(Some(sd)).await;
+            task::TaskNetworks {
+                lock: self.networks.clone(),
+                list: nets,
+            }
+            .remove_unused(&docker)
+            .await;
+            return Err(e);
+        }
+        let body = container::create_body(&launch, &self.cfg.instance, &sd.files, nets.first());
         let name = container::container_name(&launch);
         let created = {
             let opts = CreateContainerOptionsBuilder::new().name(&name).build();
@@ -313,19 +359,36 @@ impl Inner {
                 other => other,
             }
         };
-        let id = match created {
+        let mut connected = created.map_err(|e| engine_error(&e));
+        if let Ok(c) = &connected {
+            for n in nets.iter().skip(1) {
+                if let Err(e) = network::connect(&docker, &c.id, n).await {
+                    task::remove_container(&docker, &c.id).await;
+                    connected = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(guard);
+        let task_nets = task::TaskNetworks {
+            lock: self.networks.clone(),
+            list: nets,
+        };
+        let id = match connected {
             Ok(c) => c.id,
             Err(e) => {
                 task::remove_secrets(Some(sd)).await;
-                return Err(engine_error(&e));
+                task_nets.remove_unused(&docker).await;
+                return Err(e);
             }
         };
-        let fail = |sd: SecretDir, msg: String| {
+        let fail = |sd: SecretDir, nets: task::TaskNetworks, msg: String| {
             let docker = docker.clone();
             let id = id.clone();
             async move {
                 task::remove_container(&docker, &id).await;
                 task::remove_secrets(Some(sd)).await;
+                nets.remove_unused(&docker).await;
                 msg
             }
         };
@@ -338,7 +401,7 @@ impl Inner {
             .build();
         let attached = match docker.attach_container(&id, Some(attach)).await {
             Ok(a) => a,
-            Err(e) => return Err(fail(sd, engine_error(&e)).await),
+            Err(e) => return Err(fail(sd, task_nets, engine_error(&e)).await),
         };
         let (stdout, stderr, pump_done) = task::pump(attached.output);
 
@@ -347,7 +410,7 @@ impl Inner {
             .start_container(&id, None::<StartContainerOptions>)
             .await
         {
-            return Err(fail(sd, engine_error(&e)).await);
+            return Err(fail(sd, task_nets, engine_error(&e)).await);
         }
         let pid = docker
             .inspect_container(&id, None::<InspectContainerOptions>)
@@ -366,6 +429,7 @@ impl Inner {
             stderr: Some(stderr),
             pump_done: Some(pump_done),
             secrets: Some(sd),
+            networks: Some(task_nets),
             finished: false,
         })
     }
@@ -407,6 +471,7 @@ impl DockerExecutor {
                 cfg,
                 addr,
                 client: tokio::sync::OnceCell::new(),
+                networks: Arc::new(Networks::default()),
             }),
         })
     }

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::engine_error;
 use crate::mounts::SecretDir;
+use crate::network::{self, EngineNetwork, Networks};
 
 /// How long the output pump may take to deliver what is left after the container exited.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -29,7 +30,36 @@ pub(crate) struct DockerTask {
     pub(crate) stderr: Option<Output>,
     pub(crate) pump_done: Option<oneshot::Receiver<()>>,
     pub(crate) secrets: Option<SecretDir>,
+    pub(crate) networks: Option<TaskNetworks>,
     pub(crate) finished: bool,
+}
+
+/// The engine networks a task's container is attached to, removed after it when no other
+/// container uses them.
+pub(crate) struct TaskNetworks {
+    pub(crate) lock: std::sync::Arc<Networks>,
+    pub(crate) list: Vec<EngineNetwork>,
+}
+
+impl TaskNetworks {
+    /// Removes those of the networks that no container uses any more (call after removing the
+    /// task's container).
+    pub(crate) async fn remove_unused(self, docker: &Docker) {
+        if self.list.is_empty() {
+            return;
+        }
+        let _guard = self.lock.lock().await;
+        for n in &self.list {
+            network::remove_if_unused(docker, &n.id, &n.name).await;
+        }
+    }
+}
+
+/// Removes a task's networks if unused (after its container).
+async fn remove_networks(docker: &Docker, nets: Option<TaskNetworks>) {
+    if let Some(n) = nets {
+        n.remove_unused(docker).await;
+    }
 }
 
 /// Copies the attach stream into two pipes the agent reads; they end when the stream does.
@@ -173,6 +203,7 @@ impl DockerTask {
         }
         remove_container(&self.docker, &self.container).await;
         remove_secrets(self.secrets.take()).await;
+        remove_networks(&self.docker, self.networks.take()).await;
         self.finished = true;
         Exit { code }
     }
@@ -199,6 +230,7 @@ impl TaskHandle for DockerTask {
                 Err(e) => {
                     remove_container(&self.docker, &self.container).await;
                     remove_secrets(self.secrets.take()).await;
+                    remove_networks(&self.docker, self.networks.take()).await;
                     self.finished = true;
                     Err(e)
                 }
@@ -245,10 +277,12 @@ impl Drop for DockerTask {
         let docker = self.docker.clone();
         let id = self.container.clone();
         let secrets = self.secrets.take();
+        let networks = self.networks.take();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 remove_container(&docker, &id).await;
                 remove_secrets(secrets).await;
+                remove_networks(&docker, networks).await;
             });
         }
     }

@@ -83,7 +83,12 @@ impl State {
             let ok = self
                 .secrets
                 .get(&r.secret_id)
-                .is_some_and(|s| s.spec.name == r.secret_name);
+                .is_some_and(|s| {
+                    s.spec.name == r.secret_name
+                        // A superseded secret was renamed; specs made before still name it
+                        // by its old name (a rollback, tasks of the previous spec).
+                        || s.spec.labels.contains_key(lockbox_types::SUPERSEDED_BY_LABEL)
+                });
             if !ok && !missing.contains(&r.secret_name) {
                 missing.push(r.secret_name.clone());
             }
@@ -178,6 +183,52 @@ impl State {
                 secret.spec.labels = labels.clone();
                 secret.meta.version = index;
                 secret.meta.updated_at = *now;
+                Ok(())
+            }
+            Command::SupersedeSecret {
+                id,
+                expected_version,
+                retired_name,
+                replacement,
+                now,
+            } => {
+                let old = self.secrets.get(id).ok_or_else(|| Rejection::NotFound {
+                    kind: "secret".into(),
+                    id: id.clone(),
+                })?;
+                if old.meta.version != *expected_version {
+                    return Err(Rejection::SequenceConflict);
+                }
+                let key = old.spec.name.to_lowercase();
+                let retired_key = retired_name.to_lowercase();
+                if replacement.spec.name.to_lowercase() != key
+                    || self.secrets.contains_key(&replacement.id)
+                {
+                    return Err(Rejection::NameConflict {
+                        kind: "secret".into(),
+                        name: replacement.spec.name.clone(),
+                    });
+                }
+                if self.secret_names.contains_key(&retired_key) {
+                    return Err(Rejection::NameConflict {
+                        kind: "secret".into(),
+                        name: retired_name.clone(),
+                    });
+                }
+                if let Some(old) = self.secrets.get_mut(id) {
+                    old.spec.name = retired_name.clone();
+                    old.spec.labels.insert(
+                        lockbox_types::SUPERSEDED_BY_LABEL.to_owned(),
+                        replacement.id.clone(),
+                    );
+                    old.meta.version = index;
+                    old.meta.updated_at = *now;
+                }
+                let mut new = (**replacement).clone();
+                new.meta.version = index;
+                self.secret_names.insert(retired_key, id.clone());
+                self.secret_names.insert(key, new.id.clone());
+                self.secrets.insert(new.id.clone(), new);
                 Ok(())
             }
             Command::RemoveSecret { id } => {

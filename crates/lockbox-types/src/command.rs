@@ -119,7 +119,26 @@ pub enum Command {
     },
     /// No change; used to make sure every earlier entry is applied.
     Noop,
+    /// Replace a secret's value by a new secret object under the same name (a redeployed
+    /// stack's `file:` secret whose content changed). The old object keeps its ID, is renamed
+    /// to `retired_name` and labelled [`SUPERSEDED_BY_LABEL`], so services still using it keep
+    /// running until they roll; it is removed once nothing uses it.
+    SupersedeSecret {
+        /// The secret being replaced.
+        id: String,
+        /// The version the caller read.
+        expected_version: u64,
+        /// The old object's new name.
+        retired_name: String,
+        /// The new object (same name; meta.version is set by apply).
+        replacement: Box<Secret>,
+        /// Time of the change.
+        now: Timestamp,
+    },
 }
+
+/// Label set on a secret that [`Command::SupersedeSecret`] replaced: the ID of its replacement.
+pub const SUPERSEDED_BY_LABEL: &str = "com.lockbox.superseded-by";
 
 impl Command {
     /// A short name for logs; never includes values.
@@ -130,6 +149,7 @@ impl Command {
             Command::CreateSecret { .. } => "create-secret",
             Command::UpdateSecretLabels { .. } => "update-secret-labels",
             Command::RemoveSecret { .. } => "remove-secret",
+            Command::SupersedeSecret { .. } => "supersede-secret",
             Command::CreateService { .. } => "create-service",
             Command::UpdateService { .. } => "update-service",
             Command::SetUpdateStatus { .. } => "set-update-status",

@@ -12,7 +12,7 @@ mod name;
 mod object;
 mod service;
 
-pub use command::{Command, Outcome, Rejection};
+pub use command::{Command, Outcome, Rejection, SUPERSEDED_BY_LABEL};
 pub use id::{ID_LEN, is_id, new_id};
 pub use name::{MAX_NAME_LEN, NameError, validate_name};
 pub use object::{

@@ -459,6 +459,80 @@ fn docker_stack_deploy_against_lockbox() {
 }
 
 #[test]
+fn docker_redeploy_after_a_secret_file_changed_rolls_the_service() {
+    if !ready("docker_redeploy_after_a_secret_file_changed_rolls_the_service") {
+        return;
+    }
+    let d = Daemon::start();
+    let p = Project::new();
+    let compose = p.file("compose.yml", &seed_002(SHOW));
+    p.file("secrets/db_password.txt", "one");
+    ok(&d.docker(&["secret", "create", "api_key", "-"], Some(b"k")));
+    ok(&d.docker(&["stack", "deploy", "-c", &compose, "app"], None));
+    wait_for("the first task", Duration::from_secs(30), || {
+        let l = logs(&d, "app_api");
+        l.contains("VIA_FILE one").then_some(l)
+    });
+    let id_of = |name: &str| {
+        ok(&d.docker(&["secret", "inspect", "-f", "{{.ID}}", name], None))
+            .trim()
+            .to_owned()
+    };
+    let old_id = id_of("app_db_password");
+
+    // Swarm answers "only updates to Labels are allowed" here; lockbox swaps in a new object.
+    p.file("secrets/db_password.txt", "two");
+    let out = ok(&d.docker(&["stack", "deploy", "-c", &compose, "app"], None));
+    assert!(out.contains("Updating service app_api (id: "), "{out}");
+    let new_id = id_of("app_db_password");
+    assert_ne!(new_id, old_id);
+    let log = wait_for("the rolled task", Duration::from_secs(40), || {
+        let l = logs(&d, "app_api");
+        last_block(&l)
+            .filter(|b| b.contains("VIA_FILE two"))
+            .map(|_| l)
+    });
+    assert!(
+        last_block(&log)
+            .unwrap_or_default()
+            .contains("FILE /run/secrets/database_password 400 1000 1000 two"),
+        "{log}"
+    );
+    let refs = ok(&d.docker(
+        &[
+            "service",
+            "inspect",
+            "-f",
+            "{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}}={{.SecretID}} {{end}}",
+            "app_api",
+        ],
+        None,
+    ));
+    assert!(refs.contains(&format!("app_db_password={new_id}")), "{refs}");
+    // The old object is removed once no task uses it.
+    wait_for("the superseded secret to go", Duration::from_secs(30), || {
+        (names(&d, "secret") == vec!["api_key", "app_db_password"]).then(String::new)
+    });
+    assert!(
+        !d.docker(&["secret", "inspect", &old_id], None).status.success(),
+        "the superseded secret is still there"
+    );
+    // Secrets outside stacks keep Swarm's rule.
+    let version = ok(&d.docker(&["secret", "inspect", "-f", "{{.Version.Index}}", "api_key"], None));
+    let body = r#"{"Name":"api_key","Data":"bmV3"}"#;
+    let (status, _, resp) = d.http(
+        "POST",
+        &format!("/v1.47/secrets/api_key/update?version={}", version.trim()),
+        Some(body.as_bytes()),
+        Some("application/json"),
+    );
+    let resp = String::from_utf8_lossy(&resp);
+    assert_eq!(status, 400, "{resp}");
+    assert!(resp.contains("only updates to Labels are allowed"), "{resp}");
+    ok(&d.docker(&["stack", "rm", "app"], None));
+}
+
+#[test]
 fn docker_redeploys_a_lockbox_stack_and_back() {
     if !ready("docker_redeploys_a_lockbox_stack_and_back") {
         return;

@@ -338,8 +338,12 @@ async fn deploy_secrets(
                 (name.clone(), id)
             }
             Some(cur) => {
-                // Keep lockbox's bookkeeping labels (version, family, rotation schedule).
+                // Keep lockbox's bookkeeping labels (version, family, rotation schedule). A
+                // secret that `docker stack deploy` created joins the family here: with the
+                // family label the daemon refuses new data (Swarm's answer) instead of
+                // superseding the object, and that refusal is how a changed value is seen.
                 let mut refreshed = labels.clone();
+                refreshed.extend(version_labels(&cur.family, cur.version.max(1)));
                 refreshed.extend(
                     cur.labels
                         .iter()
