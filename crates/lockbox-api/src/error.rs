@@ -71,6 +71,7 @@ impl From<CoreError> for ApiError {
                 S::INTERNAL_SERVER_ERROR,
                 rpc("Unknown", "update out of sequence"),
             ),
+            CoreError::PermissionDenied(m) => Self::new(S::FORBIDDEN, m),
             e @ CoreError::NoSpace(_) => Self::new(S::INSUFFICIENT_STORAGE, e.to_string()),
             CoreError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");

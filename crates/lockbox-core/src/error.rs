@@ -59,6 +59,10 @@ pub enum CoreError {
     /// A failure swarmkit reports as gRPC `Unknown` (HTTP 500 with an `rpc error` prefix).
     #[error("{0}")]
     Unknown(String),
+    /// The caller lacks a permission (HTTP 403). The text names the permission and the object
+    /// as the caller named it, never whether an out-of-scope object exists.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// Storage, Raft or key-file failure.
     #[error("{0}")]
     Internal(String),
@@ -99,6 +103,8 @@ impl From<Rejection> for CoreError {
             Rejection::InUse { .. } | Rejection::SecretsNotFound { .. } => {
                 CoreError::InvalidArgument(r.to_string())
             }
+            Rejection::Conflict(m) => CoreError::Conflict(m),
+            Rejection::Missing(m) => CoreError::NotFound(m),
         }
     }
 }

@@ -193,6 +193,8 @@ pub struct CleanupReport {
     pub containers: usize,
     /// Secret tmpfs directories of a previous run unmounted and removed.
     pub mounts: usize,
+    /// Engine networks of a previous run that no container used, removed.
+    pub networks: usize,
     /// What could not be done (the engine unreachable, a mount busy, ...).
     pub problems: Vec<String>,
 }
@@ -487,7 +489,8 @@ impl DockerExecutor {
     }
 
     /// Removes what a previous run of this daemon left: its containers (they ran tasks the
-    /// agent no longer tracks), then its secret tmpfs mounts. Call before any task starts.
+    /// agent no longer tracks), its engine networks that no container uses, then its secret
+    /// tmpfs mounts. Call before any task starts.
     pub async fn cleanup(&self) -> CleanupReport {
         let mut report = CleanupReport::default();
         match self.inner.client().await {
@@ -517,6 +520,19 @@ impl DockerExecutor {
                     Err(e) => report
                         .problems
                         .push(format!("listing containers: {}", engine_error(&e))),
+                }
+                // Then its networks that no container uses any more.
+                match network::of_instance(&docker, &self.inner.cfg.instance).await {
+                    Ok(list) => {
+                        let _guard = self.inner.networks.lock().await;
+                        for (id, name) in list {
+                            if network::remove_if_unused(&docker, &id, &name).await {
+                                tracing::info!(network = %name, "removed a network of a previous run");
+                                report.networks += 1;
+                            }
+                        }
+                    }
+                    Err(e) => report.problems.push(e),
                 }
             }
             Err(e) => report.problems.push(e),

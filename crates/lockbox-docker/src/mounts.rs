@@ -4,14 +4,32 @@
 //! /run/lockbox/docker/                 0700 root   (DockerConfig::secrets_root)
 //!   <instance>/                        0700 root   one per daemon (its data directory)
 //!     <task id>/                       tmpfs, ro after filling: nosuid,nodev,noexec,noswap
-//!       0  1  2 ...                    one file per secret reference, its uid/gid/mode
+//!       secrets/                       0755: targets under /run/secrets, by name
+//!         db_password  sub/dir/x       (subdirectories 0755), each its uid/gid/mode
+//!       files/                         0700: every other (absolute) target
+//!         0  1 ...                     one file per secret reference, its uid/gid/mode
+//!       new/                           0700: where live updates are written first
 //! ```
 //!
-//! Each file is bind-mounted read-only into the container at its target. The tmpfs is never
-//! swapped (`noswap`, when the kernel knows it), nothing is written before the directory is
-//! checked to be a tmpfs, and the directory is unmounted and removed when the task ends, so a
-//! secret's bytes are never on a disk. Only root can reach the directory.
-
+//! `secrets/` is bind-mounted read-only, as a directory, at `/run/secrets`; each file of
+//! `files/` is bind-mounted read-only at its target. The tmpfs is never swapped (`noswap`,
+//! when the kernel knows it), nothing is written before the directory is checked to be a
+//! tmpfs, and the directory is unmounted and removed when the task ends, so a secret's bytes
+//! are never on a disk. Only root can reach the directory.
+//!
+//! # Live updates
+//!
+//! [`SecretDir::update`] replaces files while the container runs: the tmpfs is remounted
+//! read-write (the container's bind mounts stay read-only: that flag is theirs), each new
+//! value is written to a file in `new/`, given its owner and mode, and renamed over the old
+//! file; then the tmpfs is made read-only again. A rename is atomic, and the container sees it
+//! through its mount of the `secrets/` *directory*: a reader opens the old file or the new one,
+//! never a mix, and a file it has open keeps the old value. A bind mount of a single file
+//! cannot show that: it pins the file (the inode) it was made of, and a rename in the
+//! directory on the host does not reach it. So a target outside `/run/secrets`, bind-mounted
+//! alone, is rewritten in place (truncated, then written): a reader that reads at that moment
+//! can see it empty or partly written. Targets under `/run/secrets`, the default, do not
+//! have that problem.
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -27,11 +45,23 @@ const TMPFS_MAGIC: i128 = 0x0102_1994;
 /// Where secrets with a relative target appear in the container.
 pub(crate) const SECRETS_DIR: &str = "/run/secrets";
 
-/// One secret file of a task: its place on the host and in the container.
+/// A bind mount of a task's secrets: the directory of those under `/run/secrets` or one file
+/// with another target; its place on the host and in the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SecretFile {
     pub(crate) host: PathBuf,
     pub(crate) target: String,
+}
+
+/// Where a secret target's file is, for live updates.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// The container path.
+    target: String,
+    /// The file on the host.
+    host: PathBuf,
+    /// Seen by the container through the directory mount (replaceable by a rename).
+    in_dir: bool,
 }
 
 /// A task's secrets tmpfs. [`SecretDir::remove`] unmounts and removes it; dropping it without
@@ -40,7 +70,9 @@ pub(crate) struct SecretFile {
 #[derive(Debug)]
 pub(crate) struct SecretDir {
     dir: PathBuf,
+    /// The bind mounts for the container.
     pub(crate) files: Vec<SecretFile>,
+    entries: Vec<Entry>,
     removed: bool,
 }
 
@@ -142,13 +174,26 @@ fn remount_ro(dir: &Path) -> io::Result<()> {
     }
 }
 
-fn write_secret(path: &Path, m: &SecretMount) -> io::Result<()> {
+/// Remounts `dir` read-write for a live update.
+fn remount_rw(dir: &Path) -> io::Result<()> {
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    rustix::mount::mount_remount(dir, flags, c"")?;
+    Ok(())
+}
+
+fn check_owner(m: &SecretMount) -> io::Result<()> {
     if m.uid == u32::MAX || m.gid == u32::MAX {
         return Err(invalid(format!(
             "invalid owner {}:{} for secret {}",
             m.uid, m.gid, m.target
         )));
     }
+    Ok(())
+}
+
+/// Writes a new file at `path` (which must not exist) with the secret's value, owner and mode.
+fn write_secret(path: &Path, m: &SecretMount) -> io::Result<()> {
+    check_owner(m)?;
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -157,6 +202,52 @@ fn write_secret(path: &Path, m: &SecretMount) -> io::Result<()> {
     f.write_all(m.data.expose())?;
     rustix::fs::fchown(&f, Some(Uid::from_raw(m.uid)), Some(Gid::from_raw(m.gid)))?;
     rustix::fs::fchmod(&f, Mode::from_raw_mode(m.mode & 0o7777))?;
+    Ok(())
+}
+
+/// Rewrites the existing file at `path` in place (its inode is bind-mounted alone): owner and
+/// mode first, so that the new value is never readable by whom the new mode excludes; then
+/// truncated and written (not atomic: see the module docs).
+fn rewrite_secret(path: &Path, m: &SecretMount) -> io::Result<()> {
+    check_owner(m)?;
+    let mut f = OpenOptions::new().write(true).truncate(false).open(path)?;
+    rustix::fs::fchown(&f, Some(Uid::from_raw(m.uid)), Some(Gid::from_raw(m.gid)))?;
+    rustix::fs::fchmod(&f, Mode::from_raw_mode(m.mode & 0o7777))?;
+    f.set_len(0)?;
+    f.write_all(m.data.expose())?;
+    Ok(())
+}
+
+/// The path of `target` (a container path under /run/secrets) inside `secrets/`, when it is
+/// one.
+fn under_secrets_dir(target: &str) -> Option<&str> {
+    target
+        .strip_prefix(SECRETS_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+        .filter(|r| !r.is_empty())
+}
+
+/// Creates the directories between `root` and `file` (0755, root).
+fn make_parents(root: &Path, file: &Path) -> io::Result<()> {
+    let Some(parent) = file.parent() else {
+        return Ok(());
+    };
+    let mut at = root.to_path_buf();
+    for c in parent.strip_prefix(root).map_err(io::Error::other)?.components() {
+        at.push(c);
+        match fs::create_dir(&at) {
+            Ok(()) => fs::set_permissions(&at, fs::Permissions::from_mode(0o755))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if !fs::symlink_metadata(&at)?.is_dir() {
+                    return Err(invalid(format!(
+                        "secret target {} is both a file and a directory",
+                        at.display()
+                    )));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }
 
@@ -194,6 +285,7 @@ impl SecretDir {
         let mut sd = SecretDir {
             dir: dir.clone(),
             files: Vec::new(),
+            entries: Vec::new(),
             removed: false,
         };
         if secrets.is_empty() {
@@ -206,7 +298,7 @@ impl SecretDir {
         }
         fs::create_dir(&dir)?;
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
-        let filled = (|| -> io::Result<Vec<SecretFile>> {
+        let filled = (|| -> io::Result<(Vec<SecretFile>, Vec<Entry>)> {
             mount_tmpfs(&dir)?;
             if !is_tmpfs(&dir)? {
                 return Err(io::Error::other(format!(
@@ -214,21 +306,59 @@ impl SecretDir {
                     dir.display()
                 )));
             }
+            let in_dir = dir.join("secrets");
+            let alone = dir.join("files");
+            for (d, mode) in [(&in_dir, 0o755), (&alone, 0o700), (&dir.join("new"), 0o700)] {
+                fs::create_dir(d)?;
+                fs::set_permissions(d, fs::Permissions::from_mode(mode))?;
+            }
             let mut files = Vec::new();
+            let mut entries = Vec::new();
             for (i, m) in secrets.iter().enumerate() {
-                let host = dir.join(i.to_string());
-                write_secret(&host, m)?;
-                files.push(SecretFile {
+                let target = container_target(&m.target);
+                let (host, inside) = match under_secrets_dir(&target) {
+                    Some(rel) => {
+                        let host = in_dir.join(rel);
+                        make_parents(&in_dir, &host)?;
+                        (host, true)
+                    }
+                    None => (alone.join(i.to_string()), false),
+                };
+                write_secret(&host, m).map_err(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        invalid(format!("two secrets have the target {target}"))
+                    } else {
+                        e
+                    }
+                })?;
+                if !inside {
+                    files.push(SecretFile {
+                        host: host.clone(),
+                        target: target.clone(),
+                    });
+                }
+                entries.push(Entry {
+                    target,
                     host,
-                    target: container_target(&m.target),
+                    in_dir: inside,
                 });
             }
+            if entries.iter().any(|e| e.in_dir) {
+                files.insert(
+                    0,
+                    SecretFile {
+                        host: in_dir,
+                        target: SECRETS_DIR.to_owned(),
+                    },
+                );
+            }
             remount_ro(&dir)?;
-            Ok(files)
+            Ok((files, entries))
         })();
         match filled {
-            Ok(files) => {
+            Ok((files, entries)) => {
                 sd.files = files;
+                sd.entries = entries;
                 Ok(sd)
             }
             Err(e) => {
@@ -239,6 +369,58 @@ impl SecretDir {
                 Err(e)
             }
         }
+    }
+
+    /// Replaces the value, owner and mode of existing secret files (live update; see the
+    /// module docs): each target under `/run/secrets` atomically, by a rename, any other in
+    /// place. Every target must be one of the task's; nothing is changed otherwise.
+    pub(crate) fn update(&mut self, secrets: &[SecretMount]) -> io::Result<()> {
+        let mut plan: Vec<(&Entry, &SecretMount)> = Vec::with_capacity(secrets.len());
+        for m in secrets {
+            let target = container_target(&m.target);
+            let entry = self
+                .entries
+                .iter()
+                .find(|e| e.target == target)
+                .filter(|_| !self.removed)
+                .ok_or_else(|| invalid(format!("the task has no secret at {target}")))?;
+            check_owner(m)?;
+            plan.push((entry, m));
+        }
+        if plan.is_empty() {
+            return Ok(());
+        }
+        remount_rw(&self.dir)?;
+        let written = (|| -> io::Result<()> {
+            if !is_tmpfs(&self.dir)? {
+                return Err(io::Error::other(format!(
+                    "{} is no longer a tmpfs: refusing to write secrets",
+                    self.dir.display()
+                )));
+            }
+            let staging = self.dir.join("new");
+            for (i, (entry, m)) in plan.iter().enumerate() {
+                if entry.in_dir {
+                    let tmp = staging.join(i.to_string());
+                    match fs::remove_file(&tmp) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                    write_secret(&tmp, m)?;
+                    if let Err(e) = fs::rename(&tmp, &entry.host) {
+                        let _ = fs::remove_file(&tmp);
+                        return Err(e);
+                    }
+                } else {
+                    rewrite_secret(&entry.host, m)?;
+                }
+            }
+            Ok(())
+        })();
+        let ro = remount_ro(&self.dir);
+        written?;
+        ro
     }
 
     /// Unmounts the tmpfs and removes its directory. Call after the container is removed.

@@ -11,7 +11,7 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use lockbox_core::{Exit, Output, TaskHandle};
+use lockbox_core::{Exit, Output, SecretMount, TaskHandle};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
@@ -264,6 +264,35 @@ impl TaskHandle for DockerTask {
                 .unwrap_or(137);
             Ok(self.finish(code).await)
         })
+    }
+
+    fn update_secrets(&mut self, secrets: Vec<SecretMount>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.update(secrets))
+    }
+}
+
+impl DockerTask {
+    /// Live update of the task's secret files (see `mounts`), off the async threads.
+    async fn update(&mut self, secrets: Vec<SecretMount>) -> Result<(), String> {
+        if self.finished {
+            return Err("the task's container has ended".into());
+        }
+        let Some(mut sd) = self.secrets.take() else {
+            return Err("the task has no secrets to update".into());
+        };
+        let res = tokio::task::spawn_blocking(move || {
+            let r = sd.update(&secrets);
+            (sd, r)
+        })
+        .await;
+        match res {
+            Ok((sd, r)) => {
+                self.secrets = Some(sd);
+                r.map_err(|e| format!("updating the task's secrets: {e}"))
+            }
+            // The tmpfs is left to the next start's cleanup.
+            Err(e) => Err(format!("updating the task's secrets: {e}")),
+        }
     }
 }
 

@@ -77,3 +77,22 @@ impl std::fmt::Debug for SecretKeyPair {
         f.write_str("SecretKeyPair([redacted])")
     }
 }
+
+/// Encodes `der` as one PEM block with 64-character lines.
+pub(crate) fn encode(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
+    out.push_str("-----BEGIN ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    // Base64 output is ASCII, so every 64-byte chunk is valid UTF-8.
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    out
+}

@@ -34,6 +34,10 @@ pub struct State {
     service_names: HashMap<String, String>,
     /// The highest log index applied: the store version.
     pub version: u64,
+    /// Users, roles and grants.
+    pub access: lockbox_types::AccessModel,
+    /// The cluster CA and audit key, once set.
+    pub keys: Option<lockbox_types::ClusterKeys>,
 }
 
 impl State {
@@ -229,6 +233,17 @@ impl State {
                 self.secret_names.insert(retired_key, id.clone());
                 self.secret_names.insert(key, new.id.clone());
                 self.secrets.insert(new.id.clone(), new);
+                Ok(())
+            }
+            Command::Access { change } => {
+                self.access.apply(index, change)?;
+                Ok(())
+            }
+            Command::SetClusterKeys { keys } => {
+                if self.keys.is_some() {
+                    return Err(Rejection::Conflict("cluster keys are set already".into()));
+                }
+                self.keys = Some((**keys).clone());
                 Ok(())
             }
             Command::RemoveSecret { id } => {

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::object::{Cluster, ClusterSpec, JoinTokens, Network, Node, NodeSpec, Secret, Timestamp};
+use crate::access::AccessChange;
+use crate::object::{Cluster, ClusterKeys, ClusterSpec, JoinTokens, Network, Node, NodeSpec, Secret, Timestamp};
 use crate::service::{Service, ServiceSpec, TaskChange, UpdateStatus};
 
 /// A change to the replicated state.
@@ -135,6 +136,17 @@ pub enum Command {
         /// Time of the change.
         now: Timestamp,
     },
+    /// A change to users, roles or grants.
+    Access {
+        /// The change.
+        change: AccessChange,
+    },
+    /// Set the cluster's certificate authority and audit fingerprint key, once. Rejected if
+    /// they are set already.
+    SetClusterKeys {
+        /// The keys.
+        keys: Box<ClusterKeys>,
+    },
 }
 
 /// Label set on a secret that [`Command::SupersedeSecret`] replaced: the ID of its replacement.
@@ -150,6 +162,8 @@ impl Command {
             Command::UpdateSecretLabels { .. } => "update-secret-labels",
             Command::RemoveSecret { .. } => "remove-secret",
             Command::SupersedeSecret { .. } => "supersede-secret",
+            Command::Access { .. } => "access",
+            Command::SetClusterKeys { .. } => "set-cluster-keys",
             Command::CreateService { .. } => "create-service",
             Command::UpdateService { .. } => "update-service",
             Command::SetUpdateStatus { .. } => "set-update-status",
@@ -207,6 +221,21 @@ pub enum Rejection {
         /// Names of the services that use it.
         services: Vec<String>,
     },
+    /// An access-model change conflicts with what exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// An access-model change names something that does not exist.
+    #[error("{0}")]
+    Missing(String),
+}
+
+impl From<crate::access::AccessError> for Rejection {
+    fn from(e: crate::access::AccessError) -> Self {
+        match e {
+            crate::access::AccessError::Conflict(m) => Rejection::Conflict(m),
+            crate::access::AccessError::NotFound(m) => Rejection::Missing(m),
+        }
+    }
 }
 
 fn secrets_not_found(names: &[String]) -> String {

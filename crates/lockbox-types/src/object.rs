@@ -259,3 +259,26 @@ pub struct Network {
     /// The IPAM block as sent (JSON).
     pub ipam: String,
 }
+
+/// Cluster-wide key material, replicated (sealed at rest like every object): the certificate
+/// authority that issues client and node certificates, and the key of the audit trail's value
+/// fingerprints. `Debug` shows neither private key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterKeys {
+    /// CA certificate, PEM.
+    pub ca_cert_pem: String,
+    /// CA private key, PEM.
+    pub ca_key_pem: SecretBytes,
+    /// HMAC key for audit value fingerprints (32 bytes).
+    pub audit_key: SecretBytes,
+}
+
+impl std::fmt::Debug for ClusterKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterKeys")
+            .field("ca_cert_pem", &format_args!("<{} bytes>", self.ca_cert_pem.len()))
+            .field("ca_key_pem", &self.ca_key_pem)
+            .field("audit_key", &self.audit_key)
+            .finish()
+    }
+}
