@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
 mod agent;
 mod error;
 mod events;
@@ -19,6 +20,7 @@ mod secrets;
 mod services;
 mod tokens;
 
+pub use access::{CertPeer, Identity, IdentityKind, Permissions, RoleInfo, UnixPeer, UserInfo};
 pub use agent::{LogLine, Logs};
 pub use error::CoreError;
 pub use events::Event;

@@ -435,7 +435,7 @@ impl Manager {
         Ok(active)
     }
 
-    async fn active(&self) -> Result<Arc<Active>, CoreError> {
+    pub(crate) async fn active(&self) -> Result<Arc<Active>, CoreError> {
         match &*self.phase.read().await {
             Phase::Active(a) => Ok(a.clone()),
             Phase::Locked => Err(CoreError::Locked),

@@ -174,7 +174,19 @@ fn remount_ro(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Remounts `dir` read-write for a live update.
+/// Makes the mount at `dir` read-only without the superblock (which cannot be while a file
+/// unlinked from it is still open).
+fn remount_bind_ro(dir: &Path) -> io::Result<()> {
+    let flags = MountFlags::BIND
+        | MountFlags::RDONLY
+        | MountFlags::NOSUID
+        | MountFlags::NODEV
+        | MountFlags::NOEXEC;
+    rustix::mount::mount_remount(dir, flags, c"")?;
+    Ok(())
+}
+
+/// Remounts `dir` (the superblock and the mount) read-write for a live update.
 fn remount_rw(dir: &Path) -> io::Result<()> {
     let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     rustix::mount::mount_remount(dir, flags, c"")?;
@@ -233,7 +245,11 @@ fn make_parents(root: &Path, file: &Path) -> io::Result<()> {
         return Ok(());
     };
     let mut at = root.to_path_buf();
-    for c in parent.strip_prefix(root).map_err(io::Error::other)?.components() {
+    for c in parent
+        .strip_prefix(root)
+        .map_err(io::Error::other)?
+        .components()
+    {
         at.push(c);
         match fs::create_dir(&at) {
             Ok(()) => fs::set_permissions(&at, fs::Permissions::from_mode(0o755))?,
@@ -418,7 +434,16 @@ impl SecretDir {
             }
             Ok(())
         })();
-        let ro = remount_ro(&self.dir);
+        let ro = match remount_ro(&self.dir) {
+            // A reader still holds a file the update replaced: the kernel keeps the tmpfs
+            // writable until it is closed. Its mount on the host is made read-only instead, so
+            // that, with the container's read-only bind mounts, no mount of it can be written.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+                tracing::debug!(dir = %self.dir.display(), "secrets tmpfs busy (a replaced file is still open): its host mount is made read-only instead");
+                remount_bind_ro(&self.dir)
+            }
+            other => other,
+        };
         written?;
         ro
     }
@@ -585,12 +610,18 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         assert!(is_tmpfs(sd.dir()).unwrap());
+        // The directory of /run/secrets, then the file of the absolute target.
         assert_eq!(sd.files.len(), 2);
-        assert_eq!(sd.files[0].target, "/run/secrets/a");
+        assert_eq!(sd.files[0].target, "/run/secrets");
+        assert_eq!(sd.files[0].host, sd.dir().join("secrets"));
         assert_eq!(sd.files[1].target, "/etc/b");
         let m = fs::metadata(&sd.files[0].host).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, 0, 0o755));
+        let a = sd.files[0].host.join("a");
+        let m = fs::metadata(&a).unwrap();
         assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1000, 1001, 0o400));
-        assert_eq!(fs::read(&sd.files[0].host).unwrap(), b"hunter2");
+        assert_eq!(fs::read(&a).unwrap(), b"hunter2");
+        assert_eq!(fs::read(&sd.files[1].host).unwrap(), b"x");
         // Read-only now.
         assert!(fs::write(sd.dir().join("new"), b"x").is_err());
         let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -613,5 +644,120 @@ mod tests {
         assert!(!dir2.exists());
         let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(!info.contains(&*base.to_string_lossy()));
+    }
+
+    fn mount(target: &str, value: &[u8], uid: u32, mode: u32) -> SecretMount {
+        SecretMount {
+            target: target.into(),
+            data: lockbox_crypto::SecretBytes::new(value.to_vec()),
+            uid,
+            gid: uid,
+            mode,
+        }
+    }
+
+    /// Needs root (mount); skipped otherwise.
+    #[test]
+    fn tmpfs_layout_and_live_update() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIPPED tmpfs_layout_and_live_update: needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("base");
+        ensure_private_dir(&base).unwrap();
+        let secrets = vec![
+            mount("a", b"old-a", 0, 0o444),
+            mount("sub/dir/x", b"old-x", 1000, 0o400),
+            mount("/etc/app/key", b"old-key", 0, 0o444),
+        ];
+        let mut sd = match SecretDir::create(&base, "task3", &secrets) {
+            Ok(sd) => sd,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
+                eprintln!("SKIPPED tmpfs_layout_and_live_update: mount not permitted here");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let inside = sd.dir().join("secrets");
+        let sub = inside.join("sub/dir");
+        assert_eq!(fs::metadata(&sub).unwrap().mode() & 0o7777, 0o755);
+        let a_before = fs::metadata(inside.join("a")).unwrap().ino();
+        // A reader that opened the old file before the update keeps the old value.
+        let mut held = fs::File::open(inside.join("a")).unwrap();
+        let mut held_x = fs::File::open(sub.join("x")).unwrap();
+
+        sd.update(&[
+            mount("a", b"new value of a", 5, 0o440),
+            mount("/run/secrets/sub/dir/x", b"new-x", 1000, 0o400),
+            mount("/etc/app/key", b"k2", 7, 0o400),
+        ])
+        .unwrap();
+        let m = fs::metadata(inside.join("a")).unwrap();
+        assert_ne!(m.ino(), a_before, "replaced by a rename");
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (5, 5, 0o440));
+        assert_eq!(fs::read(inside.join("a")).unwrap(), b"new value of a");
+        assert_eq!(fs::read(sub.join("x")).unwrap(), b"new-x");
+        let mut old = String::new();
+        std::io::Read::read_to_string(&mut held, &mut old).unwrap();
+        assert_eq!(old, "old-a");
+        // While a replaced file is open the superblock stays writable, but the host mount is
+        // read-only; once closed, a further update makes the whole tmpfs read-only again.
+        assert!(fs::write(sd.dir().join("y"), b"x").is_err());
+        drop((held, held_x));
+        sd.update(&[mount("sub/dir/x", b"newer-x", 1000, 0o400)])
+            .unwrap();
+        assert_eq!(fs::read(sub.join("x")).unwrap(), b"newer-x");
+        // The absolute target's file, bind-mounted alone, keeps its inode.
+        let key = &sd.files[1].host;
+        let m = fs::metadata(key).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (7, 7, 0o400));
+        assert_eq!(fs::read(key).unwrap(), b"k2");
+        // Nothing left in the staging directory; read-only again.
+        assert_eq!(fs::read_dir(sd.dir().join("new")).unwrap().count(), 0);
+        assert!(fs::write(sd.dir().join("y"), b"x").is_err());
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let line = info
+            .lines()
+            .find(|l| l.contains(&*sd.dir().to_string_lossy()))
+            .unwrap()
+            .to_owned();
+        assert!(line.contains(" ro,nosuid,nodev,noexec"), "{line}");
+
+        // A target the task does not have: an error, and nothing changed.
+        let err = sd
+            .update(&[
+                mount("a", b"zzz", 0, 0o444),
+                mount("nope", b"zzz", 0, 0o444),
+            ])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the task has no secret at /run/secrets/nope"
+        );
+        assert_eq!(fs::read(inside.join("a")).unwrap(), b"new value of a");
+
+        // Two secrets at one target, or a file where a directory is needed: refused.
+        assert!(
+            SecretDir::create(
+                &base,
+                "task4",
+                &[
+                    mount("a", b"1", 0, 0o444),
+                    mount("/run/secrets/a", b"2", 0, 0o444)
+                ]
+            )
+            .is_err()
+        );
+        assert!(
+            SecretDir::create(
+                &base,
+                "task5",
+                &[mount("a", b"1", 0, 0o444), mount("a/b", b"2", 0, 0o444)]
+            )
+            .is_err()
+        );
+        assert!(!base.join("task4").exists() && !base.join("task5").exists());
+        sd.remove().unwrap();
     }
 }

@@ -193,7 +193,10 @@ pub(crate) async fn ensure(
         }
         if let Some(n) = in_use {
             if n.internal == att.internal {
-                tracing::info!(network = name, "sharing the engine network of an earlier lockbox network of that name, still in use");
+                tracing::info!(
+                    network = name,
+                    "sharing the engine network of an earlier lockbox network of that name, still in use"
+                );
                 return Ok(n.id.clone());
             }
             return Err(format!(
@@ -373,9 +376,18 @@ mod tests {
     fn owners() {
         let l = network_labels(&att(), "inst");
         assert_eq!(owner(Some(&l), Some("bridge"), "inst", "n1"), Owner::This);
-        assert_eq!(owner(Some(&l), Some("bridge"), "inst", "n2"), Owner::Earlier);
-        assert_eq!(owner(Some(&l), Some("bridge"), "other", "n1"), Owner::Foreign);
-        assert_eq!(owner(Some(&l), Some("overlay"), "inst", "n1"), Owner::Foreign);
+        assert_eq!(
+            owner(Some(&l), Some("bridge"), "inst", "n2"),
+            Owner::Earlier
+        );
+        assert_eq!(
+            owner(Some(&l), Some("bridge"), "other", "n1"),
+            Owner::Foreign
+        );
+        assert_eq!(
+            owner(Some(&l), Some("overlay"), "inst", "n1"),
+            Owner::Foreign
+        );
         assert_eq!(owner(None, Some("bridge"), "inst", "n1"), Owner::Foreign);
     }
 }

@@ -86,7 +86,7 @@ impl Validity {
         let not_after = not_after.min(cap);
         if not_after <= not_before {
             return Err(PkiError::InvalidValidity(
-                "not_after is not later than not_before (or than the CA's not_before)",
+                "not_after is not later than not_before",
             ));
         }
         Ok((not_before, not_after))
@@ -165,7 +165,6 @@ pub struct Ca {
     cert_der: CertificateDer<'static>,
     key: SecretKeyPair,
     cluster: Option<String>,
-    not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     digest: String,
 }
@@ -230,7 +229,6 @@ impl Ca {
             .next()
             .and_then(|o| o.as_str().ok())
             .map(str::to_owned);
-        let not_before = cert.validity().not_before.to_datetime();
         let not_after = cert.validity().not_after.to_datetime();
         // Fail now rather than at the first issuance.
         Issuer::from_ca_cert_der(&cert_der, &key.0).map_err(PkiError::Generate)?;
@@ -241,7 +239,6 @@ impl Ca {
             cert_der,
             key,
             cluster,
-            not_before,
             not_after,
         })
     }
@@ -372,11 +369,6 @@ impl Ca {
         valid: Validity,
     ) -> Result<Issued> {
         let (not_before, not_after) = valid.resolve(OffsetDateTime::now_utc(), self.not_after)?;
-        if not_after <= self.not_before {
-            return Err(PkiError::InvalidValidity(
-                "the certificate would expire before the CA becomes valid",
-            ));
-        }
         let mut params = CertificateParams::default();
         params.not_before = not_before;
         params.not_after = not_after;
