@@ -214,6 +214,50 @@ fn os_groups(peer: &UnixPeer) -> Vec<String> {
 }
 
 impl Active {
+    /// Creates the cluster CA and the audit key when the state has none yet.
+    pub(crate) async fn ensure_keys(&self) -> Result<(), CoreError> {
+        if self.store.read(|st| st.keys.is_some()) {
+            return Ok(());
+        }
+        let name = self
+            .store
+            .read(|st| st.cluster.as_ref().map(|c| c.id.clone()))
+            .unwrap_or_default();
+        let ca = lockbox_pki::Ca::generate(&name)
+            .map_err(|e| CoreError::Internal(format!("creating the cluster CA: {e}")))?;
+        let mut audit_key = vec![0u8; 32];
+        getrandom::fill(&mut audit_key).map_err(|e| CoreError::Internal(e.to_string()))?;
+        let keys = lockbox_types::ClusterKeys {
+            ca_cert_pem: ca.cert_pem().to_owned(),
+            ca_key_pem: lockbox_crypto::SecretBytes::new(ca.key_pem().as_bytes().to_vec()),
+            audit_key: lockbox_crypto::SecretBytes::new(audit_key),
+        };
+        match self
+            .store
+            .propose(Command::SetClusterKeys {
+                keys: Box::new(keys),
+            })
+            .await?
+        {
+            Outcome::Applied { .. } | Outcome::Rejected(_) => Ok(()),
+        }
+    }
+
+    fn ca(&self) -> Result<lockbox_pki::Ca, CoreError> {
+        let (cert, key) = self
+            .store
+            .read(|st| {
+                st.keys
+                    .as_ref()
+                    .map(|k| (k.ca_cert_pem.clone(), k.ca_key_pem.clone()))
+            })
+            .ok_or_else(|| CoreError::Internal("the cluster has no CA yet".into()))?;
+        let key = std::str::from_utf8(key.expose())
+            .map_err(|_| CoreError::Internal("the stored CA key is malformed".into()))?;
+        lockbox_pki::Ca::from_pem(&cert, key)
+            .map_err(|e| CoreError::Internal(format!("the stored CA: {e}")))
+    }
+
     fn identify_unix(&self, peer: &UnixPeer) -> Identity {
         let source = match peer.pid {
             Some(pid) => format!("unix uid={} pid={pid}", peer.uid),
@@ -426,6 +470,65 @@ impl Manager {
             }
         }
         Ok(())
+    }
+
+    /// Issues a client certificate for user `name`, valid `days` days, and records it.
+    /// Returns the CA certificate and the issued certificate with its key.
+    pub async fn issue_user_cert(
+        &self,
+        name: &str,
+        days: u32,
+    ) -> Result<(String, lockbox_pki::Issued), CoreError> {
+        if !(1..=3650).contains(&days) {
+            return Err(CoreError::InvalidParameter(
+                "a certificate is valid for 1 to 3650 days".into(),
+            ));
+        }
+        let a = self.active().await?;
+        if a.store.read(|st| !st.access.users.contains_key(name)) {
+            return Err(CoreError::NotFound(format!("user {name} not found")));
+        }
+        let ca = a.ca()?;
+        let issued = ca
+            .issue_client(
+                name,
+                std::time::Duration::from_secs(u64::from(days) * 86_400),
+            )
+            .map_err(|e| CoreError::Internal(format!("issuing a certificate: {e}")))?;
+        let not_after = lockbox_types::Timestamp(
+            i64::try_from(issued.not_after.unix_timestamp_nanos()).unwrap_or(i64::MAX),
+        );
+        a.access_change(AccessChange::AddCert {
+            name: name.to_owned(),
+            cert: lockbox_types::UserCert {
+                serial: issued.serial.clone(),
+                not_after,
+                revoked: false,
+            },
+            now: now(),
+        })
+        .await?;
+        Ok((ca.cert_pem().to_owned(), issued))
+    }
+
+    /// A server certificate for this node's TLS listener, naming `hostnames` and `ips`, and
+    /// the CA certificate clients must trust.
+    pub async fn issue_server_cert(
+        &self,
+        hostnames: &[String],
+        ips: &[std::net::IpAddr],
+    ) -> Result<(String, lockbox_pki::Issued), CoreError> {
+        let a = self.active().await?;
+        let ca = a.ca()?;
+        let issued = ca
+            .issue_server(
+                &a.node_id,
+                hostnames,
+                ips,
+                std::time::Duration::from_secs(365 * 86_400),
+            )
+            .map_err(|e| CoreError::Internal(format!("issuing the server certificate: {e}")))?;
+        Ok((ca.cert_pem().to_owned(), issued))
     }
 
     /// A copy of the access model.

@@ -8,6 +8,7 @@
 
 mod access;
 mod agent;
+mod audit;
 mod error;
 mod events;
 mod executor;
@@ -22,6 +23,7 @@ mod tokens;
 
 pub use access::{CertPeer, Identity, IdentityKind, Permissions, RoleInfo, UnixPeer, UserInfo};
 pub use agent::{LogLine, Logs};
+pub use audit::{AuditEntry, AuditFilter, AuditObject, AuditReport};
 pub use error::CoreError;
 pub use events::Event;
 pub use executor::{Executor, Exit, Launch, NetworkAttachment, Output, SecretMount, TaskHandle};

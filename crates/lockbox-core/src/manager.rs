@@ -50,6 +50,8 @@ pub struct ManagerConfig {
     pub advertise_addr: String,
     /// Log entries between snapshots.
     pub snapshot_interval: u64,
+    /// Where this node's audit trail lives; `None` turns auditing off.
+    pub audit_dir: Option<PathBuf>,
 }
 
 /// Options of `swarm init`.
@@ -305,6 +307,7 @@ pub struct RotateReport {
 /// The manager of one node.
 pub struct Manager {
     cfg: ManagerConfig,
+    audit: Option<crate::audit::AuditTrail>,
     _lock: DirLock,
     phase: tokio::sync::RwLock<Phase>,
     events: broadcast::Sender<Event>,
@@ -361,7 +364,12 @@ impl Manager {
         restrict_dir(&cfg.data_dir)?;
         let lock = DirLock::acquire(&cfg.data_dir)?;
         let (events, _) = broadcast::channel(1024);
+        let audit = match &cfg.audit_dir {
+            Some(dir) => Some(crate::audit::AuditTrail::open(dir)?),
+            None => None,
+        };
         let mgr = Manager {
+            audit,
             cfg,
             _lock: lock,
             phase: tokio::sync::RwLock::new(Phase::Inactive),
@@ -431,6 +439,9 @@ impl Manager {
                 active.protect(want, false)?;
             }
         }
+        if active.store.read(|st| st.cluster.is_some()) {
+            active.ensure_keys().await?;
+        }
         active.start_control();
         Ok(active)
     }
@@ -459,6 +470,10 @@ impl Manager {
             Phase::Locked => read_node_file(&self.cfg.data_dir).map(|n| n.node_id),
             Phase::Inactive => None,
         }
+    }
+
+    pub(crate) fn audit_log(&self) -> Option<&crate::audit::AuditTrail> {
+        self.audit.as_ref()
     }
 
     /// The configuration the manager runs with.
@@ -550,6 +565,7 @@ impl Manager {
             Outcome::Applied { .. } => {}
             Outcome::Rejected(r) => return Err(r.into()),
         }
+        active.ensure_keys().await?;
         write_node_file(
             &self.cfg.data_dir,
             &NodeFile {
@@ -809,6 +825,9 @@ impl Manager {
             if let Err(e) = a.store.shutdown().await {
                 tracing::warn!(error = %e, "store shutdown");
             }
+        }
+        if let Some(t) = self.audit_log() {
+            t.close().await;
         }
     }
 }

@@ -66,6 +66,10 @@ pub(crate) struct DaemonArgs {
     /// Do not initialize a one-node swarm on first start; wait for `swarm init`
     #[arg(long)]
     pub(crate) no_auto_init: bool,
+    /// Keep no audit trail (by default every request and every delivery of a secret is
+    /// recorded under DATA_DIR/audit)
+    #[arg(long)]
+    pub(crate) no_audit: bool,
     /// Address advertised to other nodes
     #[arg(long, default_value = "127.0.0.1:2377")]
     pub(crate) advertise_addr: String,

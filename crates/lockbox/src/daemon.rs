@@ -73,6 +73,7 @@ pub(crate) async fn run(a: DaemonArgs, hosts: &[String]) -> anyhow::Result<ExitC
             hostname,
             advertise_addr: a.advertise_addr.clone(),
             snapshot_interval: a.snapshot_interval,
+            audit_dir: (!a.no_audit).then(|| data_dir.join("audit")),
         },
         executors,
     )
