@@ -86,6 +86,8 @@ impl IntoResponse for ApiError {
         let mut body = serde_json::json!({ "message": self.message }).to_string();
         body.push('\n');
         let mut resp = (self.status, body).into_response();
+        resp.extensions_mut()
+            .insert(crate::access::ErrorText(self.message));
         resp.headers_mut().insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),

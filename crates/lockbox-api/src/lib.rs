@@ -9,6 +9,8 @@
 
 #![forbid(unsafe_code)]
 
+mod access;
+mod admin;
 mod body;
 mod error;
 mod events;
@@ -35,7 +37,8 @@ use axum::routing::{MethodRouter, get, post};
 use http::HeaderValue;
 use lockbox_core::Manager;
 
-pub use serve::{Listen, ServeError, serve};
+pub use access::Peer;
+pub use serve::{Listen, ServeError, TlsConfig, serve};
 
 /// The lockbox version reported as the engine version.
 pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -68,6 +71,7 @@ pub struct AppState {
     manager: Arc<Manager>,
     host: Arc<wire::HostFacts>,
     events: Arc<events::EventLog>,
+    revocations: lockbox_pki::Revocations,
 }
 
 impl fmt::Debug for AppState {
@@ -85,7 +89,13 @@ impl AppState {
             manager,
             host,
             events,
+            revocations: lockbox_pki::Revocations::new(),
         }
+    }
+
+    /// The revocation list the TLS listener checks; kept in step with the store.
+    pub fn revocations(&self) -> lockbox_pki::Revocations {
+        self.revocations.clone()
     }
 }
 
@@ -150,8 +160,13 @@ pub fn router(state: AppState) -> Router {
     r = dual(r, "/tasks/{id}/logs", get(services::task_logs));
     r = dual(r, "/lockbox/v1/swarm/rotate-key", post(swarm::rotate_key));
     r = dual(r, "/lockbox/v1/run", post(run::run));
+    r = admin::routes(r);
     r.fallback(not_found)
         .method_not_allowed_fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::access_layer,
+        ))
         .layer(axum::middleware::from_fn(version_layer))
         .with_state(state)
 }

@@ -127,6 +127,7 @@ async fn one_off_spec(app: &AppState, spec: &mut Value) -> ApiResult<()> {
 
 pub(crate) async fn run(
     State(app): State<AppState>,
+    axum::Extension(crate::access::Caller(caller)): axum::Extension<crate::access::Caller>,
     headers: HeaderMap,
     req_body: Body,
 ) -> ApiResult<Response> {
@@ -137,6 +138,9 @@ pub(crate) async fn run(
     let mut spec = body::field(obj, "Spec").cloned().unwrap_or(Value::Null);
     one_off_spec(&app, &mut spec).await?;
     let spec = crate::services::service_spec(&spec)?;
+    app.manager
+        .authorize_secret_refs(&caller, &spec.task.secrets)
+        .await?;
     let mut session = app
         .manager
         .clone()

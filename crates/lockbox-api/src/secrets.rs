@@ -8,12 +8,13 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use base64::Engine as _;
 use http::{HeaderMap, StatusCode};
-use lockbox_core::{SecretFilter, SecretInput};
+use lockbox_core::{AuditObject, SecretFilter, SecretInfo, SecretInput};
 use lockbox_crypto::SecretBytes;
 use lockbox_types::Driver;
 use serde_json::{Map, Value};
 use zeroize::Zeroize;
 
+use crate::access::{Audited, Caller, audited};
 use crate::body::{self, json, read_json};
 use crate::error::{ApiError, ApiResult};
 use crate::filters::Filters;
@@ -23,8 +24,16 @@ fn id_param(p: &HashMap<String, String>) -> &str {
     p.get("id").map_or("", String::as_str)
 }
 
+fn secret_audit(s: &SecretInfo) -> Audited {
+    Audited {
+        objects: vec![AuditObject::new("secret", s.id.clone(), s.name.clone())],
+        details: Vec::new(),
+    }
+}
+
 pub(crate) async fn list(
     State(app): State<AppState>,
+    Extension(Caller(caller)): Extension<Caller>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let filters = Filters::parse(q.get("filters").map(String::as_str))?;
@@ -35,7 +44,12 @@ pub(crate) async fn list(
         id_prefixes: filters.values("id"),
         labels: filters.labels("label"),
     };
-    let secrets = app.manager.list_secrets(&filter).await?;
+    let mut secrets = app.manager.list_secrets(&filter).await?;
+    let perms = app.manager.permissions(&caller).await;
+    if !perms.has("secret.list") {
+        // A scoped caller sees only the secrets in its scopes.
+        secrets.retain(|s| perms.covers("secret.list", &s.name, &s.labels));
+    }
     Ok(body::json_array_stream(
         StatusCode::OK,
         secrets,
@@ -136,29 +150,56 @@ fn go_base64_error(text: &str) -> String {
 pub(crate) async fn create(
     State(app): State<AppState>,
     Extension(version): Extension<ApiVersion>,
+    Extension(Caller(caller)): Extension<Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     let input = secret_input(read_json(&headers, body).await?)?;
+    app.manager
+        .authorize_new_secret(&caller, "secret.create", &input.name, &input.labels)
+        .await?;
+    let fingerprint = match &input.data {
+        Some(d) => app.manager.value_fingerprint(d).await,
+        None => None,
+    };
+    let name = input.name.clone();
     if input.templating.is_some() && version < ApiVersion(1, 37) {
         return Err(ApiError::bad_request(format!(
             "secret templating is not supported on the specified API version: {version}"
         )));
     }
     let id = app.manager.create_secret(input).await?;
-    Ok(json(StatusCode::CREATED, &serde_json::json!({ "ID": id })))
+    let mut a = Audited {
+        objects: vec![AuditObject::new("secret", id.clone(), name)],
+        details: Vec::new(),
+    };
+    if let Some(fp) = fingerprint {
+        a.details.push(("value_hmac".into(), fp));
+    }
+    Ok(audited(
+        json(StatusCode::CREATED, &serde_json::json!({ "ID": id })),
+        a,
+    ))
 }
 
 pub(crate) async fn inspect(
     State(app): State<AppState>,
+    Extension(Caller(caller)): Extension<Caller>,
     Path(p): Path<HashMap<String, String>>,
 ) -> ApiResult<Response> {
+    app.manager
+        .authorize_secret(&caller, "secret.inspect", id_param(&p))
+        .await?;
     let s = app.manager.inspect_secret(id_param(&p)).await?;
-    Ok(json(StatusCode::OK, &crate::wire::SecretJson(&s)))
+    Ok(audited(
+        json(StatusCode::OK, &crate::wire::SecretJson(&s)),
+        secret_audit(&s),
+    ))
 }
 
 pub(crate) async fn update(
     State(app): State<AppState>,
+    Extension(Caller(caller)): Extension<Caller>,
     Path(p): Path<HashMap<String, String>>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -166,20 +207,51 @@ pub(crate) async fn update(
 ) -> ApiResult<Response> {
     // dockerd decodes the body before it looks at the version.
     let input = secret_input(read_json(&headers, body).await?)?;
+    app.manager
+        .authorize_secret(&caller, "secret.update", id_param(&p))
+        .await?;
+    // The new labels must keep the secret in the caller's scope.
+    app.manager
+        .authorize_new_secret(&caller, "secret.update", &input.name, &input.labels)
+        .await?;
     let version = q
         .get("version")
         .and_then(|v| v.parse::<u64>().ok())
         .ok_or_else(|| ApiError::bad_request("invalid secret version"))?;
+    let before = app.manager.inspect_secret(id_param(&p)).await?;
+    let fingerprint = match &input.data {
+        Some(d) => app.manager.value_fingerprint(d).await,
+        None => None,
+    };
     app.manager
         .update_secret(id_param(&p), version, input)
         .await?;
-    Ok(body::empty(StatusCode::OK))
+    let mut a = secret_audit(&before);
+    // A stack secret's new value is a new object under the same name.
+    if let Ok(now) = app.manager.inspect_secret(&before.name).await
+        && now.id != before.id
+    {
+        a.objects
+            .push(AuditObject::new("secret", now.id.clone(), now.name.clone()));
+        if let Some(fp) = fingerprint {
+            a.details.push(("value_hmac".into(), fp));
+        }
+    }
+    Ok(audited(body::empty(StatusCode::OK), a))
 }
 
 pub(crate) async fn delete(
     State(app): State<AppState>,
+    Extension(Caller(caller)): Extension<Caller>,
     Path(p): Path<HashMap<String, String>>,
 ) -> ApiResult<Response> {
+    app.manager
+        .authorize_secret(&caller, "secret.remove", id_param(&p))
+        .await?;
+    let before = app.manager.inspect_secret(id_param(&p)).await?;
     app.manager.remove_secret(id_param(&p)).await?;
-    Ok(body::empty(StatusCode::NO_CONTENT))
+    Ok(audited(
+        body::empty(StatusCode::NO_CONTENT),
+        secret_audit(&before),
+    ))
 }

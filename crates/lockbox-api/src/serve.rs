@@ -15,9 +15,27 @@ pub enum Listen {
     Unix(PathBuf),
     /// Plain TCP: loopback addresses only.
     Tcp(SocketAddr),
+    /// TLS with client certificates required: any address.
+    Tls(SocketAddr),
 }
 
 impl Listen {
+    /// Parses `unix:///path` or `tcp://host:port` (TLS with client certificates when `tls`).
+    pub fn parse_tls(s: &str, tls: bool) -> Result<Listen, ServeError> {
+        if tls && let Some(a) = s.strip_prefix("tcp://") {
+            use std::net::ToSocketAddrs;
+            let addr = a
+                .parse()
+                .ok()
+                .or_else(|| a.to_socket_addrs().ok().and_then(|mut i| i.next()))
+                .ok_or_else(|| {
+                    ServeError::Address(s.to_owned(), "expected tcp://HOST:PORT".into())
+                })?;
+            return Ok(Listen::Tls(addr));
+        }
+        Self::parse(s)
+    }
+
     /// Parses `unix:///path` or `tcp://host:port`.
     pub fn parse(s: &str) -> Result<Listen, ServeError> {
         if let Some(p) = s.strip_prefix("unix://") {
@@ -62,6 +80,7 @@ impl std::fmt::Display for Listen {
         match self {
             Listen::Unix(p) => write!(f, "unix://{}", p.display()),
             Listen::Tcp(a) => write!(f, "tcp://{a}"),
+            Listen::Tls(a) => write!(f, "tcp://{a} (TLS, client certificates required)"),
         }
     }
 }
@@ -80,13 +99,27 @@ pub enum ServeError {
     Io(String, #[source] std::io::Error),
 }
 
+/// TLS settings for [`Listen::Tls`] addresses.
+#[derive(Clone)]
+pub struct TlsConfig {
+    /// The server configuration (certificate, client verification, revocations).
+    pub server: std::sync::Arc<lockbox_pki::rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig").finish_non_exhaustive()
+    }
+}
+
 /// A bound listener ready to serve.
 pub(crate) enum Bound {
     Unix(UnixListener, PathBuf),
     Tcp(TcpListener),
+    Tls(TcpListener),
 }
 
-async fn bind(l: &Listen) -> Result<Bound, ServeError> {
+async fn bind(l: &Listen, socket_gid: Option<u32>) -> Result<Bound, ServeError> {
     match l {
         Listen::Unix(path) => {
             if let Some(dir) = path.parent() {
@@ -104,6 +137,10 @@ async fn bind(l: &Listen) -> Result<Bound, ServeError> {
                 .map_err(|e| ServeError::Io(path.display().to_string(), e))?;
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
                 .map_err(|e| ServeError::Io(path.display().to_string(), e))?;
+            if let Some(gid) = socket_gid {
+                std::os::unix::fs::chown(path, None, Some(gid))
+                    .map_err(|e| ServeError::Io(path.display().to_string(), e))?;
+            }
             Ok(Bound::Unix(listener, path.clone()))
         }
         Listen::Tcp(addr) => {
@@ -112,6 +149,79 @@ async fn bind(l: &Listen) -> Result<Bound, ServeError> {
                 .map_err(|e| ServeError::Io(l.to_string(), e))?;
             Ok(Bound::Tcp(listener))
         }
+        Listen::Tls(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| ServeError::Io(l.to_string(), e))?;
+            Ok(Bound::Tls(listener))
+        }
+    }
+}
+
+/// Serves one TLS listener: handshake (client certificate verified against the cluster CA
+/// and the revocation list), then HTTP/1.1 or HTTP/2 with the peer's identity on every
+/// request.
+async fn serve_tls(
+    listener: TcpListener,
+    tls: TlsConfig,
+    router: Router,
+    mut stop: tokio::sync::broadcast::Receiver<()>,
+) {
+    let acceptor = lockbox_pki::acceptor(tls.server);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "TLS accept");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.recv() => return,
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let conn = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(tcp),
+            )
+            .await
+            {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::info!(peer = %remote, error = %e, "TLS handshake refused");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let Some(id) = lockbox_pki::peer_identity(&conn) else {
+                return;
+            };
+            let peer = crate::access::Peer::Tls(lockbox_core::CertPeer {
+                common_name: id.common_name,
+                org_unit: id.org_unit.unwrap_or_default(),
+                serial: id.serial,
+                addr: remote.to_string(),
+            });
+            let svc = tower::ServiceBuilder::new()
+                .map_request(move |mut req: http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(peer.clone());
+                    req
+                })
+                .service(router);
+            let svc = hyper_util::service::TowerToHyperService::new(svc);
+            let builder = hyper_util::server::conn::auto::Builder::new(
+                hyper_util::rt::TokioExecutor::new(),
+            );
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(conn), svc)
+                .await
+            {
+                tracing::debug!(peer = %remote, error = %e, "TLS connection");
+            }
+        });
     }
 }
 
@@ -120,11 +230,19 @@ async fn bind(l: &Listen) -> Result<Bound, ServeError> {
 pub async fn serve(
     router: Router,
     listen: &[Listen],
+    tls: Option<TlsConfig>,
+    socket_gid: Option<u32>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let mut bound = Vec::new();
     for l in listen {
-        bound.push(bind(l).await?);
+        if matches!(l, Listen::Tls(_)) && tls.is_none() {
+            return Err(ServeError::Address(
+                l.to_string(),
+                "TLS listener without a TLS configuration".into(),
+            ));
+        }
+        bound.push(bind(l, socket_gid).await?);
     }
     let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut tasks = tokio::task::JoinSet::new();
@@ -136,20 +254,35 @@ pub async fn serve(
             Bound::Unix(listener, path) => {
                 sockets.push(path);
                 tasks.spawn(async move {
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(async move {
-                            let _ = rx.recv().await;
-                        })
-                        .await
+                    axum::serve(
+                        listener,
+                        router.into_make_service_with_connect_info::<crate::access::Peer>(),
+                    )
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.recv().await;
+                    })
+                    .await
                 });
             }
             Bound::Tcp(listener) => {
                 tasks.spawn(async move {
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(async move {
-                            let _ = rx.recv().await;
-                        })
-                        .await
+                    axum::serve(
+                        listener,
+                        router.into_make_service_with_connect_info::<crate::access::Peer>(),
+                    )
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.recv().await;
+                    })
+                    .await
+                });
+            }
+            Bound::Tls(listener) => {
+                let tls = tls.clone().ok_or_else(|| {
+                    ServeError::Address("tls".into(), "no TLS configuration".into())
+                })?;
+                tasks.spawn(async move {
+                    serve_tls(listener, tls, router, rx).await;
+                    Ok(())
                 });
             }
         }

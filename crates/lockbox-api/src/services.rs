@@ -483,11 +483,16 @@ pub(crate) fn task_json(t: &Task) -> Value {
 pub(crate) async fn create(
     State(app): State<AppState>,
     axum::Extension(version): axum::Extension<crate::ApiVersion>,
+    axum::Extension(crate::access::Caller(caller)): axum::Extension<crate::access::Caller>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
     let v = read_json(&headers, body).await?;
     let spec = service_spec(&v)?;
+    // Attaching a secret needs `secret.use` on it.
+    app.manager
+        .authorize_secret_refs(&caller, &spec.task.secrets)
+        .await?;
     let image = spec.task.image.clone();
     let id = app.manager.create_service(spec).await?;
     if version < crate::ApiVersion(1, 30) {
@@ -566,6 +571,7 @@ pub(crate) async fn inspect(
 
 pub(crate) async fn update(
     State(app): State<AppState>,
+    axum::Extension(crate::access::Caller(caller)): axum::Extension<crate::access::Caller>,
     Path(p): Path<HashMap<String, String>>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -602,6 +608,29 @@ pub(crate) async fn update(
     } else {
         Some(service_spec(&v)?)
     };
+    // Secrets the update attaches (not those the service has already) need `secret.use`.
+    if let Ok(current) = app.manager.inspect_service(id_param(&p)).await {
+        let target = match (&spec, &current.previous_spec) {
+            (Some(s), _) => Some(&s.task.secrets),
+            (None, Some(prev)) => Some(&prev.task.secrets),
+            (None, None) => None,
+        };
+        if let Some(refs) = target {
+            let added: Vec<SecretRef> = refs
+                .iter()
+                .filter(|r| {
+                    !current
+                        .spec
+                        .task
+                        .secrets
+                        .iter()
+                        .any(|c| c.secret_id == r.secret_id)
+                })
+                .cloned()
+                .collect();
+            app.manager.authorize_secret_refs(&caller, &added).await?;
+        }
+    }
     app.manager
         .update_service(id_param(&p), version, spec, rollback)
         .await?;

@@ -44,7 +44,10 @@ mod tests {
         // Computed independently with Python's `hmac` module:
         // hmac.new(bytes(range(32)), b"hunter2", "sha256").hexdigest()
         let key: [u8; 32] = std::array::from_fn(|i| i as u8);
-        assert_eq!(value_hmac(&key, b"hunter2"), format!("{PREFIX}{}", EXPECTED));
+        assert_eq!(
+            value_hmac(&key, b"hunter2"),
+            format!("{PREFIX}{}", EXPECTED)
+        );
     }
     const EXPECTED: &str = "8629d712da366318588317f3f98c728c71d4819f843d95db8803c019c561c1e7";
 

@@ -85,6 +85,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 mod error;
 mod fingerprint;
 mod log;

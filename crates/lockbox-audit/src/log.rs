@@ -131,7 +131,9 @@ impl AuditLog {
             ));
         }
         if options.max_segments == Some(0) {
-            return Err(AuditError::InvalidOptions("max_segments must be at least 1".into()));
+            return Err(AuditError::InvalidOptions(
+                "max_segments must be at least 1".into(),
+            ));
         }
         segment::ensure_dir(dir)?;
         let lock = lock_dir(dir)?;
@@ -229,7 +231,12 @@ impl AuditLog {
 
     #[cfg(test)]
     pub(crate) fn inject(&self, f: impl FnOnce(&mut Faults)) {
-        f(&mut self.inner.shared.faults.lock().unwrap_or_else(PoisonError::into_inner));
+        f(&mut self
+            .inner
+            .shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner));
     }
 }
 
@@ -440,7 +447,12 @@ impl Writer {
 
     /// Adds one record to the batch, committing first and rotating if the
     /// record does not fit in the current segment.
-    fn add(&mut self, batch: &mut Batch, body: Vec<u8>, reply: oneshot::Sender<Result<u64, AuditError>>) {
+    fn add(
+        &mut self,
+        batch: &mut Batch,
+        body: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, AuditError>>,
+    ) {
         if let Some(e) = &self.failed {
             let _ = reply.send(Err(AuditError::Failed { source: e.clone() }));
             return;
@@ -480,7 +492,11 @@ impl Writer {
             Ok(()) => {
                 self.seg_len += batch.buf.len() as u64;
                 self.head = new_head;
-                *self.shared.head.lock().unwrap_or_else(PoisonError::into_inner) = new_head;
+                *self
+                    .shared
+                    .head
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = new_head;
                 #[cfg(test)]
                 self.shared
                     .commits
@@ -519,7 +535,11 @@ impl Writer {
         self.file.write_all(buf)?;
         #[cfg(test)]
         {
-            let mut faults = self.shared.faults.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut faults = self
+                .shared
+                .faults
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if faults.fail_sync > 0 {
                 faults.fail_sync -= 1;
                 return Err(io::Error::other("injected sync failure"));
@@ -577,7 +597,10 @@ impl Writer {
             Ok(None) => 0,
             Err(AnchorError::Io(e)) => return Err(e),
             Err(AnchorError::Invalid(reason)) => {
-                return Err(AuditError::corrupt(&self.dir.join(segment::ANCHOR_FILE), reason));
+                return Err(AuditError::corrupt(
+                    &self.dir.join(segment::ANCHOR_FILE),
+                    reason,
+                ));
             }
         };
         let keep = self.options.max_segments.unwrap_or(usize::MAX);

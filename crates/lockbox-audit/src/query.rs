@@ -42,10 +42,13 @@ impl Filter {
             && self.since.is_none_or(|t| rec.time >= t)
             && self.until.is_none_or(|t| rec.time < t)
             && self.actor.as_ref().is_none_or(|a| rec.actor == *a)
-            && self.action.as_ref().is_none_or(|a| match a.strip_suffix('*') {
-                Some(prefix) => rec.action.starts_with(prefix),
-                None => rec.action == *a,
-            })
+            && self
+                .action
+                .as_ref()
+                .is_none_or(|a| match a.strip_suffix('*') {
+                    Some(prefix) => rec.action.starts_with(prefix),
+                    None => rec.action == *a,
+                })
             && self.object.as_ref().is_none_or(|o| {
                 rec.objects
                     .iter()
@@ -207,7 +210,9 @@ impl Lines {
                     self.current = None;
                     continue;
                 }
-                return Some(Err(malformed("truncated line: no newline at the end".into())));
+                return Some(Err(malformed(
+                    "truncated line: no newline at the end".into(),
+                )));
             }
             let rec = match parse_line(&line[..line.len() - 1]) {
                 Ok(r) => r,

@@ -54,9 +54,9 @@ pub struct Outcome {
 
 /// One audit event, as submitted by a caller.
 ///
-/// The time is stored in UTC as RFC 3339 with nine fractional digits; a
-/// record read back compares equal to the one appended (the offset of
-/// [`OffsetDateTime`] equality is irrelevant, only the instant counts).
+/// The time is stored in UTC as RFC 3339 with nine fractional digits. A
+/// record read back has its time in UTC and compares equal to the one
+/// appended ([`OffsetDateTime`] equality compares instants).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// When the action happened (years 0000 to 9999).
@@ -103,11 +103,13 @@ pub struct StoredRecord {
 /// Encodes `record` as the part of the line prefix after `{"seq":N,`:
 /// `"time":…,"details":{…}` (no braces around it).
 pub(crate) fn encode_body(record: &Record) -> Result<Vec<u8>, AuditError> {
-    let mut json = serde_json::to_vec(record)
-        .map_err(|e| AuditError::InvalidRecord(e.to_string()))?;
+    let mut json =
+        serde_json::to_vec(record).map_err(|e| AuditError::InvalidRecord(e.to_string()))?;
     // `to_vec` of a struct always yields `{…}`; strip the braces.
     if json.first() != Some(&b'{') || json.last() != Some(&b'}') || json.len() < 2 {
-        return Err(AuditError::InvalidRecord("record did not encode as an object".into()));
+        return Err(AuditError::InvalidRecord(
+            "record did not encode as an object".into(),
+        ));
     }
     json.pop();
     json.remove(0);
@@ -202,10 +204,10 @@ mod rfc3339_nanos {
     use time::{OffsetDateTime, UtcOffset};
 
     pub(super) fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
-        let utc = t.to_offset(UtcOffset::UTC);
-        if !(0..=9999).contains(&utc.year()) {
-            return Err(ser::Error::custom("time is outside years 0000-9999"));
-        }
+        let utc = t
+            .checked_to_offset(UtcOffset::UTC)
+            .filter(|u| (0..=9999).contains(&u.year()))
+            .ok_or_else(|| ser::Error::custom("time is outside years 0000-9999 UTC"))?;
         let text = utc
             .format(format_description!(
                 "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z"

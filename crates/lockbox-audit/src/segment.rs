@@ -39,7 +39,9 @@ pub(crate) fn segment_name(first: u64) -> String {
 }
 
 fn parse_segment_name(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix(SEGMENT_PREFIX)?.strip_suffix(SEGMENT_SUFFIX)?;
+    let digits = name
+        .strip_prefix(SEGMENT_PREFIX)?
+        .strip_suffix(SEGMENT_SUFFIX)?;
     if digits.len() != SEQ_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -119,12 +121,17 @@ pub(crate) fn write_anchor(dir: &Path, anchor: &Anchor) -> Result<(), AuditError
     let target = dir.join(ANCHOR_FILE);
     let tmp = dir.join(format!(".{ANCHOR_FILE}.tmp"));
     let mut data = serde_json::to_vec(anchor).map_err(|e| {
-        AuditError::io("encode", &target, io::Error::new(io::ErrorKind::InvalidData, e))
+        AuditError::io(
+            "encode",
+            &target,
+            io::Error::new(io::ErrorKind::InvalidData, e),
+        )
     })?;
     data.push(b'\n');
     let _ = fs::remove_file(&tmp);
     let mut f = create_file(&tmp)?;
-    f.write_all(&data).map_err(|e| AuditError::io("write", &tmp, e))?;
+    f.write_all(&data)
+        .map_err(|e| AuditError::io("write", &tmp, e))?;
     f.sync_all().map_err(|e| AuditError::io("sync", &tmp, e))?;
     drop(f);
     fs::rename(&tmp, &target).map_err(|e| AuditError::io("rename", &target, e))?;
@@ -215,7 +222,10 @@ pub(crate) fn first_prev(path: &Path) -> Result<[u8; 32], AuditError> {
         .read_until(b'\n', &mut line)
         .map_err(|e| AuditError::io("read", path, e))?;
     if line.pop() != Some(b'\n') {
-        return Err(AuditError::corrupt(path, "segment has no complete first line"));
+        return Err(AuditError::corrupt(
+            path,
+            "segment has no complete first line",
+        ));
     }
     split_line(&line)
         .map(|s| s.prev)

@@ -63,7 +63,10 @@ pub struct BadRecord {
 /// Returns an error only if the files cannot be read; every finding is in
 /// the report. Verifying while a log appends is safe but may report the line
 /// being written as truncated.
-pub fn verify(dir: &Path, expected_head: Option<(u64, [u8; 32])>) -> Result<VerifyReport, AuditError> {
+pub fn verify(
+    dir: &Path,
+    expected_head: Option<(u64, [u8; 32])>,
+) -> Result<VerifyReport, AuditError> {
     let segments = list_segments(dir)?;
     let mut v = Verifier {
         report: VerifyReport {
@@ -112,7 +115,9 @@ pub fn verify(dir: &Path, expected_head: Option<(u64, [u8; 32])>) -> Result<Veri
         && h != prev
     {
         return Ok(v.fail(BadRecord {
-            file: kept.first().map_or_else(|| ANCHOR_FILE.into(), Segment::name),
+            file: kept
+                .first()
+                .map_or_else(|| ANCHOR_FILE.into(), Segment::name),
             line: 1,
             expected_seq: next,
             found_seq: None,

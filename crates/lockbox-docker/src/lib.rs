@@ -9,31 +9,78 @@
 //! prepare   the image: used when the engine has it, pulled otherwise; neither → rejected,
 //!           "No such image: <image>" (as swarm)
 //! start     1. a tmpfs for the task on the host (see below), one file per secret reference
-//!           2. POST /containers/create  name <service>.<slot>.<task id>, the template's image,
+//!           2. the task's networks on the engine (see below), made when missing
+//!           3. POST /containers/create  name <service>.<slot>.<task id>, the template's image,
 //!              command (entrypoint), args (cmd), env, user, groups, workdir, hostname,
 //!              labels, stop signal, init, tty, read-only rootfs, capabilities, sysctls,
-//!              limits; each secret file bind-mounted read-only at its target; restart "no"
-//!           3. attach (stdout, stderr) → the agent's in-memory logs; 4. start
+//!              limits; the secrets bind-mounted read-only; restart "no"; on its first
+//!              network (none: the engine's default), then connected to the others
+//!           4. attach (stdout, stderr) → the agent's in-memory logs; 5. start
 //!           a failed start → the engine's error in the task status ("starting container
-//!           failed: …"); the container and the tmpfs are removed
+//!           failed: …"); the container, the tmpfs and networks nobody uses are removed
+//! update    live secret update (TaskHandle::update_secrets): see "Secrets on the host"
 //! wait      /containers/{id}/wait → exit code (128+signal when killed; an OOM kill is 137)
 //! stop      /containers/{id}/stop with the grace period (the container's stop signal,
 //!           then SIGKILL)
 //! end       the container is removed (with its anonymous volumes), then the tmpfs is
-//!           unmounted and its directory removed
+//!           unmounted and its directory removed, then its networks if no container uses
+//!           them
 //! ```
 //!
 //! # Secrets on the host
 //!
 //! `<secrets_root>/<instance>/<task id>` (default root `/run/lockbox/docker`, directories
 //! 0700 root) is a tmpfs mounted `nosuid,nodev,noexec,noswap` and checked to be one before a
-//! byte is written; each secret becomes a file there with its uid, gid and mode, then the tmpfs
-//! is remounted read-only and each file bind-mounted (`ro`, `rprivate`) into the container.
-//! That is how dockerd does it for swarm tasks (a tmpfs under the container's directory,
-//! bind-mounted per secret), so inside the container `ls -la /run/secrets` and
-//! `mount | grep secrets` show the same thing; the one visible difference is lockbox's
-//! `noswap` option. Secret values travel only from the agent's memory into that tmpfs: never
-//! through the engine's API, an argument, an environment variable, a label or a log line.
+//! byte is written. The secrets whose target is under `/run/secrets` (every relative target)
+//! become files of its `secrets/` directory, by target name (subdirectories 0755), with their
+//! uid, gid and mode; each other (absolute) target becomes a file of its own. Then the tmpfs is
+//! remounted read-only, `secrets/` is bind-mounted (`ro`, `rprivate`) at `/run/secrets` and
+//! each other file at its target. dockerd does the same for swarm tasks (a tmpfs under the
+//! container's directory, bind-mounted), except that it mounts every file on its own: inside
+//! the container `ls -la` of the secrets shows the same names, owners, modes and sizes, but
+//! `mount` shows one read-only tmpfs at `/run/secrets` (with lockbox's `noswap`) where swarm
+//! shows one per file, and the image's own files under `/run/secrets`, if any, are hidden.
+//! Secret values travel only from the agent's memory into that tmpfs: never through the
+//! engine's API, an argument, an environment variable, a label or a log line.
+//!
+//! Why the directory: a live update (`TaskHandle::update_secrets`) remounts the tmpfs
+//! read-write (the container's mounts stay read-only: that flag is per mount), writes each
+//! new value to a file outside what the container sees, gives it its owner and mode, renames
+//! it over the old file and makes the tmpfs read-only again. A rename is atomic, and a mount
+//! of the directory shows it: a reader in the container opens the old file or the new one,
+//! never a mix (a file it holds open keeps the old value). A bind mount of a single file
+//! pins that file (its inode), so a rename beside it would never reach the container; the
+//! files of absolute targets, mounted one by one, are therefore rewritten in place
+//! (truncated, then written), which a reader at that instant can see empty or partly
+//! written. While a reader still holds a replaced file open the kernel refuses to make the
+//! tmpfs read-only again (EBUSY); the host's mount of it is made read-only instead, so that
+//! no mount of it is writable, and the next update retries.
+//!
+//! # Networks
+//!
+//! Each lockbox network a task is attached to (its `TaskTemplate.Networks`: a stack's
+//! networks, `docker service create --network`) becomes a local `bridge` network on the
+//! engine, whatever the lockbox network's driver (`overlay` included): the engine is one host.
+//! It has the lockbox network's name (`app_default`), is `internal` when that one is
+//! (`attachable` means nothing for a bridge) and carries its labels plus
+//! `com.lockbox.instance` and `com.lockbox.network.id` (the lockbox network's ID). The
+//! container is created on the first network and connected to the others before it starts,
+//! with these DNS aliases on each: the attachment's (`docker stack deploy` gives the short
+//! service name, `web`), then the service name (`app_web`); the engine's DNS also resolves the
+//! container's name. So a stack's containers reach each other by service name, as on swarm,
+//! though by the containers' own addresses (no virtual IP, no `tasks.<service>` name, no
+//! routing mesh).
+//!
+//! An engine network of that name that this daemon did not make (no `com.lockbox.instance`
+//! label of its own: a user's network, another daemon's) is never used: the task fails,
+//! naming it. One made for an earlier lockbox network of that name (a stack removed and
+//! deployed again while its old containers were still stopping) is removed when unused and
+//! shared with the old containers otherwise. Networks are made and removed under one lock per
+//! executor, held from the check that a network exists until the new container refers to it,
+//! so an ending task never removes a network a starting one is about to use; and as the engine
+//! (before API 1.44) may let two networks share a name, a creator looks for twins afterwards
+//! and keeps the smallest ID. When a task's container has been removed, each of its networks
+//! that no container (in any state) refers to is removed.
 //!
 //! # Containers and labels
 //!
@@ -47,19 +94,26 @@
 //!
 //! # After a crash
 //!
-//! A daemon that stops cleanly stops and removes its containers and unmounts their secrets. A
-//! daemon that was killed leaves them running; [`DockerExecutor::cleanup`], called at the next
-//! start before any task runs, removes every container labelled with this instance and
-//! unmounts and removes every tmpfs under this instance's directory. The agent then reports
-//! those tasks lost, and the orchestrator replaces them as its restart policy says.
+//! A daemon that stops cleanly stops and removes its containers, their networks and unmounts
+//! their secrets. A daemon that was killed leaves them; [`DockerExecutor::cleanup`], called at
+//! the next start before any task runs, removes every container labelled with this instance,
+//! then every network labelled with it that no container uses, and unmounts and removes every
+//! tmpfs under this instance's directory. The agent then reports those tasks lost, and the
+//! orchestrator replaces them as its restart policy says.
 //!
 //! # Limits
 //!
 //! * The engine must run on this host (its bind mounts come from this host's tmpfs): a unix
 //!   socket, or TCP on a loopback address.
 //! * Needs root (mounting the tmpfs, owning files for any uid).
-//! * No networks, published ports, volumes or configs are set up; no registry credentials
-//!   are sent when pulling.
+//! * Networks are local bridges: no virtual IPs (a service name resolves to its containers'
+//!   addresses), no `tasks.<service>` name, no encryption, no ingress; network names are the
+//!   lockbox names, so two lockbox daemons on one engine cannot both use a network named
+//!   alike (the second one's tasks fail), nor can lockbox use a name the user already took.
+//! * A live update of a secret whose target is outside `/run/secrets` is not atomic (see
+//!   "Secrets on the host").
+//! * No published ports, volumes or configs are set up; no registry credentials are sent
+//!   when pulling.
 
 #![forbid(unsafe_code)]
 

@@ -685,7 +685,7 @@ mod tests {
         let a_before = fs::metadata(inside.join("a")).unwrap().ino();
         // A reader that opened the old file before the update keeps the old value.
         let mut held = fs::File::open(inside.join("a")).unwrap();
-        let mut held_x = fs::File::open(sub.join("x")).unwrap();
+        let held_x = fs::File::open(sub.join("x")).unwrap();
 
         sd.update(&[
             mount("a", b"new value of a", 5, 0o440),

@@ -191,7 +191,7 @@ async fn live_update_is_atomic_under_run_secrets() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    wait("reads of the old value", &|t| t.lines().count() >= 50);
+    tokio::task::block_in_place(|| wait("reads of the old value", &|t| t.lines().count() >= 50));
 
     // A target the task does not have: refused, nothing changed, no value in the error.
     let err = handle
@@ -232,6 +232,7 @@ async fn live_update_is_atomic_under_run_secrets() {
             );
         }
     }
+    eprintln!("{n_old} reads of the old value, then {n_new} of the new one");
     assert!(n_old >= 50 && n_new == 300, "{n_old} old, {n_new} new");
     let after: Vec<&str> = after.lines().collect();
     // The absolute target, bind-mounted alone, is rewritten in place.

@@ -110,7 +110,7 @@ pub fn identity_of(cert_der: &[u8]) -> Result<PeerIdentity> {
 
 pub(crate) fn parse<'a>(what: &'static str, der: &'a [u8]) -> Result<X509Certificate<'a>> {
     match x509_parser::parse_x509_certificate(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err(PkiError::cert(what, "trailing data after the certificate")),
         Err(e) => Err(PkiError::cert(what, format!("cannot parse: {e}"))),
     }

@@ -60,6 +60,9 @@
 //! # Ok::<(), lockbox_pki::PkiError>(())
 //! ```
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 mod bundle;
 mod ca;
 mod error;

@@ -56,6 +56,20 @@ pub(crate) enum Command {
     Env(EnvArgs),
     /// Run a one-off task with secrets, its output attached and its exit code
     Run(Box<RunArgs>),
+    /// Show who the daemon takes you for, and what you may do
+    Whoami(FormatArg),
+    /// Manage users and their client certificates
+    #[command(subcommand)]
+    User(crate::commands::access::UserCmd),
+    /// Manage roles (named sets of permissions)
+    #[command(subcommand)]
+    Role(crate::commands::access::RoleCmd),
+    /// Manage grants (a role given to a user or a group, on a scope)
+    #[command(subcommand)]
+    Grant(crate::commands::access::GrantCmd),
+    /// List, export and verify the audit trail
+    #[command(subcommand)]
+    Audit(crate::commands::audit::AuditCmd),
 }
 
 #[derive(Debug, ClapArgs)]
@@ -83,6 +97,16 @@ pub(crate) struct DaemonArgs {
     /// (unix:///var/run/docker.sock or tcp://127.0.0.1:PORT)
     #[arg(long, value_name = "URL")]
     pub(crate) docker_host: Option<String>,
+    /// Serve `-H tcp://` addresses over TLS, requiring client certificates issued by the
+    /// cluster CA (`lockbox user bundle`); then any address may be used, not only loopback
+    #[arg(long)]
+    pub(crate) tlsverify: bool,
+    /// Extra host name or IP address for the TLS server certificate (repeatable)
+    #[arg(long = "tls-san", value_name = "NAME")]
+    pub(crate) tls_san: Vec<String>,
+    /// Group that may connect to the unix socket (mode 0660); by default only root can
+    #[arg(long, value_name = "GROUP")]
+    pub(crate) socket_group: Option<String>,
 }
 
 #[derive(Debug, ClapArgs)]

@@ -27,8 +27,12 @@ pub(crate) async fn run(a: DaemonArgs, hosts: &[String]) -> anyhow::Result<ExitC
     } else {
         hosts
             .iter()
-            .map(|h| Listen::parse(h))
+            .map(|h| Listen::parse_tls(h, a.tlsverify))
             .collect::<Result<_, _>>()?
+    };
+    let socket_gid = match &a.socket_group {
+        Some(g) => Some(group_id(g).with_context(|| format!("--socket-group {g}"))?),
+        None => None,
     };
     let hostname = rustix::system::uname()
         .nodename()
@@ -81,6 +85,24 @@ pub(crate) async fn run(a: DaemonArgs, hosts: &[String]) -> anyhow::Result<ExitC
     .with_context(|| format!("cannot start lockbox on {}", data_dir.display()))?;
     let manager = Arc::new(manager);
     let state = AppState::new(manager.clone());
+    let revocations = state.revocations();
+    revocations.replace(manager.revoked_serials().await);
+    let tls = if listens.iter().any(|l| matches!(l, Listen::Tls(_))) {
+        Some(tls_config(&manager, &data_dir, &listens, &a.tls_san, revocations.clone()).await?)
+    } else {
+        None
+    };
+    // Keep the TLS revocation list in step with the replicated one (changes on other
+    // managers, and the list of a store unlocked after start).
+    {
+        let manager = manager.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                revocations.replace(manager.revoked_serials().await);
+            }
+        });
+    }
     let router = lockbox_api::router(state);
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -110,9 +132,126 @@ pub(crate) async fn run(a: DaemonArgs, hosts: &[String]) -> anyhow::Result<ExitC
         eprintln!("Point docker at it:  export DOCKER_HOST={first}");
     }
 
-    let served = lockbox_api::serve(router, &listens, shutdown).await;
+    let served = lockbox_api::serve(router, &listens, tls, socket_gid, shutdown).await;
     manager.shutdown().await;
     served?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The gid of a group name (or a number), from `/etc/group`.
+fn group_id(name: &str) -> anyhow::Result<u32> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Ok(n);
+    }
+    let table = std::fs::read_to_string("/etc/group").context("reading /etc/group")?;
+    table
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split(':');
+            (f.next() == Some(name))
+                .then(|| f.nth(1).and_then(|g| g.parse().ok()))
+                .flatten()
+        })
+        .ok_or_else(|| anyhow::anyhow!("no group named {name} in /etc/group"))
+}
+
+/// The TLS listener's configuration: a server certificate from the cluster CA naming this
+/// host, its listen addresses and `--tls-san`s. It is kept in DATA_DIR/tls (key 0600) so the
+/// listener also works while the store is locked (for `swarm unlock`), as dockerd keeps its
+/// `key.pem`.
+async fn tls_config(
+    manager: &Manager,
+    data_dir: &std::path::Path,
+    listens: &[Listen],
+    extra: &[String],
+    revocations: lockbox_pki::Revocations,
+) -> anyhow::Result<lockbox_api::TlsConfig> {
+    use std::net::IpAddr;
+    let dir = data_dir.join("tls");
+    let (ca, server) = if manager.local_state().await == LocalState::Active {
+        let mut names: Vec<String> = vec!["localhost".into()];
+        names.push(
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned(),
+        );
+        names.extend(extra.iter().cloned());
+        let mut ips: Vec<IpAddr> = vec![
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        ];
+        for l in listens {
+            if let Listen::Tls(addr) = l
+                && !addr.ip().is_unspecified()
+                && !ips.contains(&addr.ip())
+            {
+                ips.push(addr.ip());
+            }
+        }
+        names.retain(|n| {
+            !n.is_empty()
+                && n.parse::<IpAddr>()
+                    .map(|ip| {
+                        if !ips.contains(&ip) {
+                            ips.push(ip);
+                        }
+                        false
+                    })
+                    .unwrap_or(true)
+        });
+        names.dedup();
+        let (ca, issued) = manager
+            .issue_server_cert(&names, &ips)
+            .await
+            .context("issuing the TLS server certificate")?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+        write_private(&dir.join("ca.pem"), ca.as_bytes())?;
+        write_private(&dir.join("server-cert.pem"), issued.cert_pem.as_bytes())?;
+        write_private(&dir.join("server-key.pem"), issued.key_pem.as_bytes())?;
+        (ca, issued)
+    } else {
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f)).with_context(|| {
+                format!(
+                    "the store is locked and there is no TLS certificate from an earlier start in {}; unlock over the unix socket first",
+                    dir.display()
+                )
+            })
+        };
+        let ca = read("ca.pem")?;
+        let cert = read("server-cert.pem")?;
+        let key = zeroize::Zeroizing::new(read("server-key.pem")?);
+        let issued = lockbox_pki::Issued::from_pem(&cert, &key)
+            .context("the stored TLS server certificate")?;
+        (ca, issued)
+    };
+    let server = lockbox_pki::server_config(&ca, &server, revocations)
+        .context("the TLS server configuration")?;
+    Ok(lockbox_api::TlsConfig { server })
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }

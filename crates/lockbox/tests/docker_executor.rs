@@ -6,8 +6,8 @@
 //!
 //! Needs root (dockerd, the secrets tmpfs). Skips, saying why, when that or the engine is not
 //! available. `matches_a_real_swarm` also needs the reference swarm at
-//! `/tmp/reference-swarm/docker.sock` (`reference-swarm start`); it creates `lbxdx-*` objects
-//! there only and removes them.
+//! `/tmp/reference-swarm/docker.sock` (`reference-swarm start`; `LOCKBOX_REFERENCE_SWARM`
+//! names another socket); it creates `lbxdx-*` objects there only and removes them.
 
 mod common;
 
@@ -18,7 +18,11 @@ use std::time::{Duration, Instant};
 
 use common::{Daemon, Endpoint};
 
-const REFERENCE_SWARM: &str = "/tmp/reference-swarm/docker.sock";
+/// The reference swarm's socket; `LOCKBOX_REFERENCE_SWARM` overrides it.
+fn reference_swarm() -> String {
+    std::env::var("LOCKBOX_REFERENCE_SWARM")
+        .unwrap_or_else(|_| "/tmp/reference-swarm/docker.sock".to_owned())
+}
 
 /// `../shared/tools/reference-swarm`, beside the repository.
 fn tool() -> PathBuf {
@@ -107,6 +111,24 @@ impl Engine {
         let filter = format!("label=com.lockbox.task.id={task_id}");
         let o = self.docker(&["ps", "-aq", "--no-trunc", "--filter", &filter]);
         lines(&out(&o))
+    }
+
+    /// The IDs of the engine's networks named exactly `name`.
+    fn network_ids(&self, name: &str) -> Vec<String> {
+        let o = self.docker(&[
+            "network",
+            "ls",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Name}}",
+        ]);
+        lines(&out(&o))
+            .into_iter()
+            .filter_map(|l| {
+                let (id, n) = l.split_once(' ')?;
+                (n == name).then(|| id.to_owned())
+            })
+            .collect()
     }
 
     fn all_containers(&self) -> Vec<String> {
@@ -273,9 +295,12 @@ fn secret(d: &Daemon, name: &str, value: &[u8]) {
     out(&d.docker(&["secret", "create", name, "-"], Some(value)));
 }
 
-/// `ls -la` without dates and sizes of directories, for comparing two engines.
+/// `ls -la` without dates, sizes of directories and block totals (lockbox's /run/secrets is
+/// a tmpfs directory, swarm's one of the container's root filesystem), for comparing two
+/// engines.
 fn ls_shape(s: &str) -> String {
     s.lines()
+        .filter(|l| !l.starts_with("total "))
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             if f.len() >= 9 {
@@ -351,11 +376,18 @@ fn service_secrets_rotation_and_removal() {
         "/run/secrets/lbxdx-s1 444 0 0 7\n/etc/app/key 400 1000 1001 4\n/run/secrets/sub/dir/x 444 0 0 7\n"
     );
     assert_eq!(parts[3], "hunter2abc\nhunter2");
-    for target in [
-        "/etc/app/key",
-        "/run/secrets/lbxdx-s1",
-        "/run/secrets/sub/dir/x",
-    ] {
+    // /run/secrets is one read-only mount of the task's directory of secrets (so that a live
+    // update's rename shows through it); other targets are files mounted one by one.
+    assert_eq!(
+        lines(parts[1])
+            .iter()
+            .map(|l| l.split(" type ").next().unwrap_or(""))
+            .collect::<Vec<_>>(),
+        ["tmpfs on /etc/app/key", "tmpfs on /run/secrets"],
+        "{}",
+        parts[1]
+    );
+    for target in ["/etc/app/key", "/run/secrets"] {
         assert!(
             parts[1].contains(&format!("tmpfs on {target} type tmpfs (ro,")),
             "{}",
@@ -374,6 +406,9 @@ fn service_secrets_rotation_and_removal() {
     assert!(mnt.contains("/run/lockbox/docker/"), "{mnt}");
     assert!(mnt.contains(" ro,nosuid,nodev,noexec"), "{mnt}");
     assert!(mnt.ends_with("ro,noswap"), "{mnt}");
+    // The staging directory of live updates is not in the container.
+    let inside = engine.exec(&c1, "ls -a /run/secrets | sort | tr '\\n' ' '");
+    assert_eq!(inside.trim(), ". .. lbxdx-s1 sub");
 
     // Rotation: a new task with the new secret at the same target; the old one goes away.
     secret(&d, "lbxdx-s3", b"rotated");
@@ -467,6 +502,7 @@ fn failures_and_crash_cleanup() {
     // A killed daemon leaves its containers; the next start removes them and their mounts,
     // and the orchestrator replaces the lost task.
     secret(&d, "lbxdx-s1", b"hunter2");
+    out(&d.docker(&["network", "create", "-d", "overlay", "lbxdx-net"], None));
     out(&d.docker(
         &[
             "service",
@@ -474,6 +510,8 @@ fn failures_and_crash_cleanup() {
             "-d",
             "--name",
             "lbxdx-crash",
+            "--network",
+            "lbxdx-net",
             "--secret",
             "lbxdx-s1",
             "busybox:local",
@@ -484,6 +522,8 @@ fn failures_and_crash_cleanup() {
     ));
     let t1 = running_task(&d, "lbxdx-crash", &[]);
     assert_eq!(engine.containers_of(&t1).len(), 1);
+    let net1 = engine.network_ids("lbxdx-net");
+    assert_eq!(net1.len(), 1, "{net1:?}");
     d.kill9();
     assert_eq!(
         engine.containers_of(&t1).len(),
@@ -493,17 +533,28 @@ fn failures_and_crash_cleanup() {
     assert!(!host_traces(&t1).is_empty());
     d.restart();
     wait_for(
-        "the stale container and tmpfs to go",
+        "the stale container, tmpfs and network to go",
         Duration::from_secs(30),
-        || (engine.containers_of(&t1).is_empty() && host_traces(&t1).is_empty()).then_some(()),
+        || {
+            (engine.containers_of(&t1).is_empty()
+                && host_traces(&t1).is_empty()
+                && engine.network_ids("lbxdx-net") != net1)
+                .then_some(())
+        },
     );
     let t2 = running_task(&d, "lbxdx-crash", std::slice::from_ref(&t1));
     assert_eq!(engine.containers_of(&t2).len(), 1);
+    // The replacement is on a network made afresh.
+    let net2 = engine.network_ids("lbxdx-net");
+    assert_eq!(net2.len(), 1, "{net2:?}");
+    assert_ne!(net2, net1);
 
-    // A clean stop stops and removes the containers and unmounts their secrets.
+    // A clean stop stops and removes the containers and their networks and unmounts their
+    // secrets.
     let st = d.sigterm();
     assert!(st.success(), "{st:?}");
     assert!(engine.all_containers().is_empty());
+    assert!(engine.network_ids("lbxdx-net").is_empty());
     assert!(host_traces(&t2).is_empty());
 }
 
@@ -589,17 +640,18 @@ fn lockbox_run_on_docker() {
 #[test]
 fn matches_a_real_swarm() {
     let test = "matches_a_real_swarm";
-    if !Path::new(REFERENCE_SWARM).exists() {
+    let reference_sock = reference_swarm();
+    if !Path::new(&reference_sock).exists() {
         common::skip(
             test,
-            &format!("no reference swarm at {REFERENCE_SWARM} (reference-swarm start)"),
+            &format!("no reference swarm at {reference_sock} (reference-swarm start)"),
         );
         return;
     }
     let Some(engine) = Engine::start(test) else {
         return;
     };
-    let reference = Endpoint::parse(&format!("unix://{REFERENCE_SWARM}")).unwrap();
+    let reference = Endpoint::parse(&format!("unix://{reference_sock}")).unwrap();
     let cfg = tempfile::tempdir().unwrap();
     let swarm = |args: &[&str], stdin: Option<&[u8]>| {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -681,8 +733,21 @@ fn matches_a_real_swarm() {
     let o_parts: Vec<&str> = ours.split("---\n").collect();
     eprintln!("--- real swarm ---\n{theirs}\n--- lockbox ---\n{ours}");
     assert_eq!(ls_shape(t_parts[0]), ls_shape(o_parts[0]), "ls -la");
-    // lockbox's tmpfs adds `noswap` (never swapped out); otherwise the same mounts.
-    assert_eq!(t_parts[1], o_parts[1].replace(",noswap", ""), "mount");
+    // lockbox's tmpfs adds `noswap` (never swapped out), and mounts the directory of the
+    // secrets under /run/secrets there as one (swarm mounts each file; lockbox needs the
+    // directory for live updates); otherwise the same mounts.
+    let under = |l: &str| l.starts_with("tmpfs on /run/secrets");
+    let mine: Vec<String> = lines(&o_parts[1].replace(",noswap", ""));
+    let theirs_lines: Vec<String> = lines(t_parts[1]);
+    let (t_dir, t_other): (Vec<&String>, Vec<&String>) =
+        theirs_lines.iter().partition(|l| under(l));
+    let (o_dir, o_other): (Vec<&String>, Vec<&String>) = mine.iter().partition(|l| under(l));
+    assert_eq!(t_other, o_other, "mount (other targets)");
+    assert_eq!(o_dir.len(), 1, "{mine:?}");
+    let opts = |l: &str| l.split_once(" type ").map(|(_, o)| o.to_owned());
+    for t in &t_dir {
+        assert_eq!(opts(t), opts(o_dir[0]), "mount options of {t}");
+    }
     assert_eq!(t_parts[2], o_parts[2], "stat");
     assert_eq!(t_parts[3], o_parts[3], "contents");
 }

@@ -110,13 +110,13 @@ pub(crate) fn ellipsis(s: &str, max: usize) -> String {
 /// A list in docker's formatter style: `-q` prints `quiet_field` of each row, no format (or
 /// `table`) uses `default`, `json` prints `{{json .}}` of each row, anything else is a (`table`)
 /// Go template over the rows' fields.
-fn print_list(
+fn list_text(
     format: Option<&str>,
     quiet: Option<&str>,
     default: &str,
     headers: &[(&str, &str)],
     rows: &[Value],
-) -> anyhow::Result<()> {
+) -> Result<String, lockbox_format::FormatError> {
     let quiet_format;
     let format = match (quiet, format) {
         (Some(field), _) => {
@@ -130,8 +130,7 @@ fn print_list(
         .iter()
         .map(|(k, v)| ((*k).to_owned(), json!(v)))
         .collect();
-    print!("{}", lockbox_format::table(format, &headers, rows)?);
-    Ok(())
+    lockbox_format::table(format, &headers, rows)
 }
 
 /// `inspect` of named objects from a list answer: prints the found ones like `docker inspect`
@@ -225,10 +224,11 @@ fn whoami_text(me: &Value) -> anyhow::Result<String> {
         return Ok(out);
     }
     out.push('\n');
-    let headers: serde_json::Map<String, Value> = [("Scope", "SCOPE"), ("Permissions", "PERMISSIONS")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), json!(v)))
-        .collect();
+    let headers: serde_json::Map<String, Value> =
+        [("Scope", "SCOPE"), ("Permissions", "PERMISSIONS")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), json!(v)))
+            .collect();
     out.push_str(&lockbox_format::table(
         "table {{.Scope}}\t{{.Permissions}}",
         &headers,
@@ -279,7 +279,10 @@ mod tests {
 
     #[test]
     fn daemon_errors_read_docker_json() {
-        let e = daemon_error(http::StatusCode::CONFLICT, br#"{"message":"user alice exists"}"#);
+        let e = daemon_error(
+            http::StatusCode::CONFLICT,
+            br#"{"message":"user alice exists"}"#,
+        );
         assert_eq!(
             e.to_string(),
             "Error response from daemon: user alice exists"

@@ -1,5 +1,7 @@
 //! The CLI verbs. Data goes to stdout, messages and errors to stderr.
 
+pub(crate) mod access;
+pub(crate) mod audit;
 mod env;
 mod node;
 mod run;
@@ -36,6 +38,11 @@ pub(crate) async fn run(g: &Global, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run::run(&client, &a).await,
         Command::Version(f) => system::version(&client, f.format.as_deref()).await,
         Command::Info(f) => system::info(&client, f.format.as_deref()).await,
+        Command::Whoami(f) => access::whoami(&client, f.format.as_deref()).await,
+        Command::User(c) => access::user(&client, c).await,
+        Command::Role(c) => access::role(&client, c).await,
+        Command::Grant(c) => access::grant(&client, c).await,
+        Command::Audit(c) => audit::run(&client, c).await,
         Command::Daemon(_) | Command::Env(_) => unreachable!("handled before"),
     }
 }

@@ -12,7 +12,7 @@ use lockbox_client::{Client, Endpoint};
 use serde_json::{Value, json};
 use zeroize::{Zeroize as _, Zeroizing};
 
-use super::{send, seg, str_of};
+use super::{seg, send, str_of};
 
 /// The files of a bundle: name, answer field, mode.
 const FILES: [(&str, &str, u32); 3] = [
@@ -108,10 +108,7 @@ pub(super) async fn run(
         }
     };
     println!("{}", bundle.serial);
-    eprint!(
-        "{}",
-        usage_text(name, &bundle, &dir, client.endpoint())
-    );
+    eprint!("{}", usage_text(name, &bundle, &dir, client.endpoint()));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -261,11 +258,8 @@ mod tests {
         assert!(err.contains("ca.pem already exists"), "{err}");
         assert!(err.contains("--force"), "{err}");
         // --force replaces, and a loose mode left on the old key does not survive.
-        std::fs::set_permissions(
-            dir.join("key.pem"),
-            std::fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
+        std::fs::set_permissions(dir.join("key.pem"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
         check_target(&dir, true).unwrap();
         write_files(&dir, &b, true).unwrap();
         assert_eq!(mode(&dir.join("key.pem")), 0o600);
@@ -308,7 +302,9 @@ mod tests {
             &Endpoint::Unix("/run/lockbox.sock".into()),
         );
         assert!(
-            unix.contains("DOCKER_HOST='tcp://<host>:<port>' DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=/b"),
+            unix.contains(
+                "DOCKER_HOST='tcp://<host>:<port>' DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=/b"
+            ),
             "{unix}"
         );
     }

@@ -92,7 +92,12 @@ pub(super) async fn run(client: &Client, cmd: RoleCmd) -> anyhow::Result<ExitCod
         }
         RoleCmd::Permissions => {
             let list = get(client, "/lockbox/v1/permissions").await?;
-            for p in list.as_array().into_iter().flatten().filter_map(Value::as_str) {
+            for p in list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
                 println!("{p}");
             }
             Ok(ExitCode::SUCCESS)

@@ -8,7 +8,7 @@ use http::Method;
 use lockbox_client::Client;
 use serde_json::{Map, Value, json};
 
-use super::{ago, get, inspect_named, print_list, remove_each, send, seg, str_of, strings_of};
+use super::{ago, get, inspect_named, list_text, remove_each, seg, send, str_of, strings_of};
 
 /// `lockbox user`.
 #[derive(Debug, Subcommand)]
@@ -112,13 +112,16 @@ pub(super) async fn run(client: &Client, cmd: UserCmd) -> anyhow::Result<ExitCod
         UserCmd::Ls { quiet, format } => {
             let list = get(client, "/lockbox/v1/users").await?;
             let rows = ls_rows(&list, time::OffsetDateTime::now_utc());
-            print_list(
-                format.as_deref(),
-                quiet.then_some("Name"),
-                LS_FORMAT,
-                LS_HEADERS,
-                &rows,
-            )?;
+            print!(
+                "{}",
+                list_text(
+                    format.as_deref(),
+                    quiet.then_some("Name"),
+                    LS_FORMAT,
+                    LS_HEADERS,
+                    &rows
+                )?
+            );
             Ok(ExitCode::SUCCESS)
         }
         UserCmd::Create { uid, groups, name } => {
@@ -282,10 +285,10 @@ mod tests {
 
     #[test]
     fn create_flags() {
-        let UserCmd::Create { uid, groups, name } =
-            parse(&["create", "alice", "--uid", "1001", "--group", "devs,ops", "--group", "qa"])
-                .unwrap()
-        else {
+        let UserCmd::Create { uid, groups, name } = parse(&[
+            "create", "alice", "--uid", "1001", "--group", "devs,ops", "--group", "qa",
+        ])
+        .unwrap() else {
             panic!("not create")
         };
         assert_eq!(
@@ -361,25 +364,23 @@ mod tests {
     fn render(format: Option<&str>, quiet: bool) -> String {
         let now = time::macros::datetime!(2026-11-23 12:00 UTC);
         let rows = ls_rows(&sample(), now);
-        let format = match (quiet, format) {
-            (true, _) => "{{.Name}}",
-            (false, None) => LS_FORMAT,
-            (false, Some(f)) => f,
-        };
-        let headers: serde_json::Map<String, Value> = LS_HEADERS
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), json!(v)))
-            .collect();
-        lockbox_format::table(format, &headers, &rows).unwrap()
+        list_text(
+            format,
+            quiet.then_some("Name"),
+            LS_FORMAT,
+            LS_HEADERS,
+            &rows,
+        )
+        .unwrap()
     }
 
     #[test]
     fn ls_table_and_formats() {
         assert_eq!(
             render(None, false),
-            "NAME    UID    GROUPS     CERTIFICATES   CREATED          UPDATED\n\
-             alice   1001   devs,ops   1              2 hours ago      30 minutes ago\n\
-             ci                        0              3 days ago       3 days ago\n"
+            "NAME      UID       GROUPS     CERTIFICATES   CREATED       UPDATED\n\
+             alice     1001      devs,ops   1              2 hours ago   30 minutes ago\n\
+             ci                             0              3 days ago    3 days ago\n"
         );
         assert_eq!(render(None, true), "alice\nci\n");
         assert_eq!(
