@@ -241,6 +241,54 @@ impl Agent {
         Ok(out)
     }
 
+    /// Records the delivery of each of the task's secrets before any byte of them is written
+    /// for it; a record that cannot be written keeps the task from starting.
+    async fn audit_deliveries(active: &Active, task: &Task, service_name: &str) -> Result<(), String> {
+        let Some(trail) = &active.audit else {
+            return Ok(());
+        };
+        for r in &task.spec.secrets {
+            let Some(file) = &r.file else { continue };
+            let fingerprint = active
+                .store
+                .read(|s| s.secrets.get(&r.secret_id).map(|s| s.spec.data.clone()))
+                .and_then(|d| active.value_fingerprint(&d));
+            let mut details = std::collections::BTreeMap::new();
+            details.insert("target".to_owned(), file.name.clone());
+            details.insert("node".to_owned(), task.node_id.clone());
+            details.insert("uid".to_owned(), file.uid.clone());
+            details.insert("gid".to_owned(), file.gid.clone());
+            details.insert("mode".to_owned(), format!("{:o}", file.mode));
+            if let Some(fp) = fingerprint {
+                details.insert("value_hmac".to_owned(), fp);
+            }
+            let entry = crate::AuditEntry {
+                actor: "daemon".into(),
+                source: "agent".into(),
+                action: "secret.deliver".into(),
+                method: None,
+                path: None,
+                objects: vec![
+                    crate::AuditObject::new("secret", r.secret_id.clone(), r.secret_name.clone()),
+                    crate::AuditObject::new("task", task.id.clone(), String::new()),
+                    crate::AuditObject::new(
+                        "service",
+                        task.service_id.clone(),
+                        service_name.to_owned(),
+                    ),
+                ],
+                status: 0,
+                error: None,
+                details,
+            };
+            trail
+                .record(entry)
+                .await
+                .map_err(|e| format!("secret {} not delivered: {e}", r.secret_name))?;
+        }
+        Ok(())
+    }
+
     /// The task's `TaskTemplate.Networks`, resolved against the stored networks (by ID, then
     /// name). Unknown targets are skipped: the service was validated when it was created, and a
     /// network removed since then has nothing to attach to.
@@ -323,6 +371,7 @@ impl Agent {
                     .map(|s| s.spec.name.clone())
             })
             .unwrap_or_default();
+        Self::audit_deliveries(active, task, &service_name).await?;
         let launch = Launch {
             task_id: task.id.clone(),
             service_id: task.service_id.clone(),

@@ -116,6 +116,8 @@ pub(crate) struct Active {
     stopping: std::sync::atomic::AtomicBool,
     pub(crate) agent: Arc<Agent>,
     control: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The node's audit trail, for deliveries of secrets to tasks.
+    pub(crate) audit: Option<crate::audit::AuditTrail>,
 }
 
 impl Active {
@@ -427,6 +429,7 @@ impl Manager {
             stopping: std::sync::atomic::AtomicBool::new(false),
             agent: Arc::new(Agent::new(self.executors.clone())),
             control: Mutex::new(None),
+            audit: self.audit.clone(),
         });
         // Bring key protection in line with the replicated autolock setting.
         if let Ok(cluster) = active.cluster() {

@@ -65,7 +65,7 @@ pub(crate) struct RecordFilter {
     /// Only records about this secret (name or ID)
     #[arg(long, value_name = "SECRET")]
     secret: Option<String>,
-    /// Only records of this actor
+    /// Only records of this user (the actor)
     #[arg(long, value_name = "USER")]
     user: Option<String>,
     /// Only this action; a trailing * matches a prefix (e.g. secret.*)
@@ -454,7 +454,14 @@ async fn verify(client: &Client, dir: Option<&Path>) -> anyhow::Result<ExitCode>
             result.retired
         );
     }
-    if dir.is_some() && result.ok {
+    if let Some(d) = dir
+        && result.files == 0
+    {
+        eprintln!(
+            "warning: {} holds no audit trail files (audit-*.jsonl)",
+            d.display()
+        );
+    } else if dir.is_some() && result.ok {
         eprintln!(
             "(offline verification cannot tell whether records were cut from the end; \
              `lockbox audit verify` through the daemon can)"

@@ -72,7 +72,7 @@ pub(crate) enum UserCmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Issue a client certificate and write ca.pem, cert.pem and key.pem for docker's --tlsverify
+    /// Issue a client certificate: write ca.pem, cert.pem and key.pem for docker --tlsverify
     Bundle {
         /// Directory to write the files to [default: ./NAME-bundle]
         #[arg(short = 'o', long, value_name = "DIR")]
