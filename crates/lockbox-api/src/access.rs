@@ -130,6 +130,9 @@ fn classify(method: &Method, path: &str) -> (&'static str, Need) {
         ["networks", ..] if post || del => ("network.write", Perm("network.manage")),
         ["lockbox", "v1", "swarm", "rotate-key"] => ("swarm.rotate-key", Perm("swarm.manage")),
         ["lockbox", "v1", "run"] => ("service.run", Perm("service.manage")),
+        ["lockbox", "v1", "services", _, "secrets", "swap"] => {
+            ("service.secret-swap", Perm("service.manage"))
+        }
         ["lockbox", "v1", "whoami"] => ("access.whoami", Open),
         ["lockbox", "v1", "permissions"] => ("access.permissions", Open),
         ["lockbox", "v1", "users", ..] => (access_action("user", method), Perm("access.manage")),

@@ -34,6 +34,7 @@ pub(crate) fn routes(mut r: Router<AppState>) -> Router<AppState> {
     r = dual(r, "/lockbox/v1/roles/{name}", delete(remove_role));
     r = dual(r, "/lockbox/v1/grants", get(grants).post(create_grant));
     r = dual(r, "/lockbox/v1/grants/{id}", delete(remove_grant));
+    r = dual(r, "/lockbox/v1/services/{id}/secrets/swap", post(swap));
     r = dual(r, "/lockbox/v1/audit", get(audit_list));
     r = dual(r, "/lockbox/v1/audit/verify", get(audit_verify));
     r = dual(r, "/lockbox/v1/audit/check-value", post(audit_check));
@@ -337,6 +338,60 @@ async fn remove_grant(
     Ok(audited(
         body::empty(StatusCode::NO_CONTENT),
         grant_audit(&grant),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct SwapBody {
+    from: String,
+    to: String,
+}
+
+/// Live update: re-point a service from one secret to another in its running tasks, without
+/// restarting them (the service must allow it with `lockbox.live-update.targets`).
+async fn swap(
+    State(app): State<AppState>,
+    Extension(Caller(caller)): Extension<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    b: Body,
+) -> ApiResult<Response> {
+    let req: SwapBody = parse(read_json(&headers, b).await?)?;
+    app.manager
+        .authorize_secret(&caller, "secret.use", &req.to)
+        .await?;
+    let r = app.manager.swap_service_secret(&id, &req.from, &req.to).await?;
+    let a = Audited {
+        objects: vec![
+            AuditObject::new("service", r.service_id.clone(), id.clone()),
+            AuditObject::new("secret", "", req.from.clone()),
+            AuditObject::new("secret", r.secret_id.clone(), req.to.clone()),
+        ],
+        details: vec![
+            ("updated".into(), r.updated.join(",")),
+            (
+                "replaced".into(),
+                r.replaced
+                    .iter()
+                    .map(|(t, _)| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        ],
+    };
+    Ok(audited(
+        json(
+            StatusCode::OK,
+            &json!({
+                "Service": r.service_id,
+                "Secret": r.secret_id,
+                "Signal": r.signal,
+                "Updated": r.updated,
+                "Replaced": r.replaced.iter().map(|(t, e)| json!({"Task": t, "Error": e})).collect::<Vec<_>>(),
+            }),
+        ),
+        a,
     ))
 }
 

@@ -90,6 +90,15 @@ impl Logs {
 
 struct Running {
     stop: Option<oneshot::Sender<Duration>>,
+    control: tokio::sync::mpsc::Sender<Control>,
+}
+
+/// A live update for a running task: new contents for some of its secret files, then an
+/// optional signal.
+pub(crate) struct Control {
+    pub(crate) secrets: Vec<SecretMount>,
+    pub(crate) signal: Option<String>,
+    pub(crate) reply: oneshot::Sender<Result<(), String>>,
 }
 
 /// The agent of this node.
@@ -158,11 +167,18 @@ impl Agent {
                     && !tracked
                 {
                     let (tx, rx) = oneshot::channel();
-                    running.insert(t.id.clone(), Running { stop: Some(tx) });
+                    let (ctx, crx) = tokio::sync::mpsc::channel(4);
+                    running.insert(
+                        t.id.clone(),
+                        Running {
+                            stop: Some(tx),
+                            control: ctx,
+                        },
+                    );
                     let agent = self.clone();
                     let active = active.clone();
                     let task = t.clone();
-                    tokio::spawn(async move { agent.run(active, task, rx).await });
+                    tokio::spawn(async move { agent.run(active, task, rx, crx).await });
                 } else if t.desired_state > TaskState::Running && tracked {
                     if let Some(r) = running.get_mut(&t.id)
                         && let Some(stop) = r.stop.take()
@@ -185,6 +201,30 @@ impl Agent {
         }
         let ids: std::collections::HashSet<String> = mine.iter().map(|t| t.id.clone()).collect();
         self.logs.forget_except(&|id| ids.contains(id));
+    }
+
+    /// Sends a live update to a running task of this node and waits for its answer.
+    pub(crate) async fn live_update(
+        &self,
+        task_id: &str,
+        secrets: Vec<SecretMount>,
+        signal: Option<String>,
+    ) -> Result<(), String> {
+        let tx = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|r| r.get(task_id).map(|r| r.control.clone()))
+            .ok_or_else(|| format!("task {task_id} is not running on this node"))?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(Control {
+            secrets,
+            signal,
+            reply,
+        })
+        .await
+        .map_err(|_| format!("task {task_id} ended"))?;
+        rx.await.map_err(|_| format!("task {task_id} ended"))?
     }
 
     /// Stops every task and waits (at most `grace` plus a little) for them to end.
@@ -335,9 +375,10 @@ impl Agent {
         active: Arc<Active>,
         task: Task,
         stop: oneshot::Receiver<Duration>,
+        control: tokio::sync::mpsc::Receiver<Control>,
     ) {
         let id = task.id.clone();
-        let result = self.run_inner(&active, &task, stop).await;
+        let result = self.run_inner(&active, &task, stop, control).await;
         if let Err(err) = result {
             let mut st = status(TaskState::Failed, "starting");
             st.err = err;
@@ -354,6 +395,7 @@ impl Agent {
         active: &Arc<Active>,
         task: &Task,
         mut stop: oneshot::Receiver<Duration>,
+        mut control: tokio::sync::mpsc::Receiver<Control>,
     ) -> Result<(), String> {
         report(active, &task.id, status(TaskState::Preparing, "preparing")).await;
         let image = task.spec.image.clone();
@@ -422,12 +464,23 @@ impl Agent {
             }
         }
         let stopped;
-        let exit = tokio::select! {
-            exit = handle.wait() => { stopped = false; exit }
-            grace = &mut stop => {
-                stopped = true;
-                handle.stop(grace.unwrap_or(Duration::from_secs(10))).await
+        let exit = loop {
+            let update = tokio::select! {
+                exit = handle.wait() => { stopped = false; break exit }
+                grace = &mut stop => {
+                    stopped = true;
+                    break handle.stop(grace.unwrap_or(Duration::from_secs(10))).await
+                }
+                Some(c) = control.recv() => c,
+            };
+            // `wait` is cancel-safe: apply the update, then wait again.
+            let mut result = handle.update_secrets(update.secrets).await;
+            if result.is_ok()
+                && let Some(sig) = &update.signal
+            {
+                result = handle.signal(sig).await;
             }
+            let _ = update.reply.send(result);
         };
         let mut st = match (exit, stopped) {
             (_, true) => status(TaskState::Shutdown, "shutdown"),

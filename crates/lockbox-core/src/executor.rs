@@ -81,7 +81,8 @@ pub trait TaskHandle: Send {
     fn container_id(&self) -> String;
     /// Stdout and stderr, once.
     fn take_output(&mut self) -> (Option<Output>, Option<Output>);
-    /// Waits for the task to end.
+    /// Waits for the task to end. Must be cancel-safe: the agent drops the future to apply a
+    /// live update and then waits again.
     fn wait(&mut self) -> BoxFuture<'_, Result<Exit, String>>;
     /// Stops the task: its stop signal, then SIGKILL after `grace`.
     fn stop(&mut self, grace: Duration) -> BoxFuture<'_, Result<Exit, String>>;
@@ -91,6 +92,11 @@ pub trait TaskHandle: Send {
     /// mode as given. The error must never contain a secret value.
     fn update_secrets(&mut self, _secrets: Vec<SecretMount>) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async { Err("this executor cannot update secrets in place".to_owned()) })
+    }
+    /// Sends `signal` (a name such as `SIGHUP` or `HUP`, or a number) to the task's main
+    /// process. Used after a live update.
+    fn signal(&mut self, _signal: &str) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async { Err("this executor cannot signal tasks".to_owned()) })
     }
 }
 

@@ -12,6 +12,7 @@ mod audit;
 mod error;
 mod events;
 mod executor;
+mod live;
 mod lockfile;
 mod manager;
 mod networks;
@@ -23,6 +24,7 @@ mod tokens;
 
 pub use access::{CertPeer, Identity, IdentityKind, Permissions, RoleInfo, UnixPeer, UserInfo};
 pub use agent::{LogLine, Logs};
+pub use live::{LIVE_SIGNAL_LABEL, LIVE_TARGETS_LABEL, SwapReport, allows_live_update};
 pub use audit::{AuditEntry, AuditFilter, AuditObject, AuditReport};
 pub use error::CoreError;
 pub use events::Event;

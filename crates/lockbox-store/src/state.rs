@@ -239,6 +239,37 @@ impl State {
                 self.access.apply(index, change)?;
                 Ok(())
             }
+            Command::SwapTemplate {
+                service_id,
+                expected_version,
+                task,
+                tasks,
+                now,
+            } => {
+                self.check_secret_refs(&task.secrets)?;
+                let svc = self
+                    .services
+                    .get_mut(service_id)
+                    .ok_or_else(|| Rejection::NotFound {
+                        kind: "service".into(),
+                        id: service_id.clone(),
+                    })?;
+                if svc.meta.version != *expected_version {
+                    return Err(Rejection::SequenceConflict);
+                }
+                svc.spec.task = (**task).clone();
+                svc.meta.version = index;
+                svc.meta.updated_at = *now;
+                for id in tasks {
+                    if let Some(t) = self.tasks.get_mut(id)
+                        && t.service_id == *service_id
+                    {
+                        t.spec = (**task).clone();
+                        t.service_version = index;
+                    }
+                }
+                Ok(())
+            }
             Command::SetClusterKeys { keys } => {
                 if self.keys.is_some() {
                     return Err(Rejection::Conflict("cluster keys are set already".into()));

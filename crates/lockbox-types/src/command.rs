@@ -141,6 +141,20 @@ pub enum Command {
         /// The change.
         change: AccessChange,
     },
+    /// Replace a service's task template without a rolling update (a live secret swap): the
+    /// listed tasks (those running the old template) take the new template in place.
+    SwapTemplate {
+        /// Service ID.
+        service_id: String,
+        /// The version the caller read.
+        expected_version: u64,
+        /// The new template.
+        task: Box<crate::service::TaskSpec>,
+        /// Tasks whose template is replaced too.
+        tasks: Vec<String>,
+        /// Time of the change.
+        now: Timestamp,
+    },
     /// Set the cluster's certificate authority and audit fingerprint key, once. Rejected if
     /// they are set already.
     SetClusterKeys {
@@ -163,6 +177,7 @@ impl Command {
             Command::RemoveSecret { .. } => "remove-secret",
             Command::SupersedeSecret { .. } => "supersede-secret",
             Command::Access { .. } => "access",
+            Command::SwapTemplate { .. } => "swap-template",
             Command::SetClusterKeys { .. } => "set-cluster-keys",
             Command::CreateService { .. } => "create-service",
             Command::UpdateService { .. } => "update-service",

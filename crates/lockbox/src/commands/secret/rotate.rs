@@ -382,6 +382,7 @@ async fn move_services(
     users.sort_by(|a, b| a.1.cmp(&b.1));
     let mut done = Vec::new();
     for (id, name, spec) in users {
+        let live = live_update_allowed(&spec, family);
         let mut target = spec.clone();
         let replaced = repoint(&mut target, family, new_id, new_name);
         let from: BTreeSet<&str> = replaced
@@ -393,16 +394,83 @@ async fn move_services(
             name: name.clone(),
             original: spec,
         });
-        opts.say(format!(
-            "updating service {name}: {} -> {new_name}",
-            from.into_iter().collect::<Vec<_>>().join(", ")
-        ));
+        let from_names = from.into_iter().collect::<Vec<_>>().join(", ");
+        if live {
+            opts.say(format!(
+                "live-updating service {name}: {from_names} -> {new_name} (no restart)"
+            ));
+            for old_id in replaced.iter().collect::<BTreeSet<_>>() {
+                let body = json!({ "From": old_id, "To": new_id });
+                let r = match api
+                    .send(
+                        Method::POST,
+                        &format!("/lockbox/v1/services/{}/secrets/swap", path_escape(&id)),
+                        Some(&body),
+                    )
+                    .await
+                    .and_then(|r| r.json())
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Err((
+                            touched,
+                            anyhow::Error::from(e).context(format!("service {name}")),
+                        ));
+                    }
+                };
+                let updated = r["Updated"].as_array().map_or(0, Vec::len);
+                let replaced_tasks = r["Replaced"].as_array().map_or(0, Vec::len);
+                let signal = r["Signal"].as_str().unwrap_or("no signal");
+                opts.say(format!(
+                    "service {name}: {updated} task(s) updated in place ({signal}){}",
+                    if replaced_tasks > 0 {
+                        format!(", {replaced_tasks} could not be and are being replaced")
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+            done.push(name);
+            continue;
+        }
+        opts.say(format!("updating service {name}: {from_names} -> {new_name}"));
         if let Err(e) = apply_spec(api, &id, &name, &target, opts.quiet).await {
             return Err((touched, e.context(format!("service {name}"))));
         }
         done.push(name);
     }
     Ok(done)
+}
+
+/// Whether the service asks for live updates (`lockbox.live-update.targets`) of every file
+/// target at which it mounts a version of `family`.
+fn live_update_allowed(spec: &Value, family: &Family) -> bool {
+    let labels: std::collections::BTreeMap<String, String> = spec
+        .get("Labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let targets: Vec<String> = spec
+        .pointer("/TaskTemplate/ContainerSpec/Secrets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|r| super::versions::ref_is_member(r, family))
+        .map(|r| {
+            r.pointer("/File/Name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    !targets.is_empty()
+        && targets
+            .iter()
+            .all(|t| lockbox_core::allows_live_update(&labels, t))
 }
 
 /// Puts the touched services back (last first), removes the new version, and returns the

@@ -200,7 +200,7 @@ pub(crate) fn secret_refs(spec: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn ref_is_member(r: &Value, family: &Family) -> bool {
+pub(crate) fn ref_is_member(r: &Value, family: &Family) -> bool {
     let id = r.get("SecretID").and_then(Value::as_str).unwrap_or("");
     let name = r.get("SecretName").and_then(Value::as_str).unwrap_or("");
     family.by_id(id).is_some() || (id.is_empty() && family.versions.iter().any(|v| v.name == name))
