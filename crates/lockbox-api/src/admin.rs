@@ -2,13 +2,13 @@
 //! `whoami`, `permissions`, `users`, `roles`, `grants`, `audit`. The permission each needs
 //! is checked by the access layer (`access.manage`, `audit.read`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use axum::Extension;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use base64::Engine as _;
 use http::{HeaderMap, StatusCode};
@@ -420,6 +420,12 @@ async fn audit_list(
                 .map_err(|_| ApiError::bad_request(format!("invalid limit {v:?}")))?,
         );
     }
+    if app.manager.audit_dir().is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "auditing is off on this node",
+        ));
+    }
     let manager = app.manager.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
     // The files are read on a blocking thread and streamed line by line.
@@ -438,12 +444,6 @@ async fn audit_list(
             }
         }
     });
-    if app.manager.audit_dir().is_none() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "auditing is off on this node",
-        ));
-    }
     let stream = tokio_stream_from(rx);
     let mut resp = Response::new(Body::from_stream(stream));
     resp.headers_mut().insert(
@@ -482,6 +482,7 @@ async fn audit_verify(State(app): State<AppState>) -> ApiResult<Response> {
             "Files": report.files,
             "Retired": report.retired,
             "FirstBad": first_bad,
+            "Head": app.manager.audit_head().map(|(seq, hash)| json!({"Seq": seq, "Hash": hash})),
         }),
     ))
 }
@@ -510,6 +511,3 @@ async fn audit_check(
     a.details.push(("match".into(), matched.to_string()));
     Ok(audited(json(StatusCode::OK, &json!({ "Match": matched })), a))
 }
-
-#[allow(dead_code)]
-fn _unused(_: BTreeMap<(), ()>) -> impl IntoResponse {}

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use http::{HeaderMap, StatusCode};
 use lockbox_core::{AuditObject, SecretFilter, SecretInfo, SecretInput};
@@ -155,9 +155,20 @@ pub(crate) async fn create(
     body: Body,
 ) -> ApiResult<Response> {
     let input = secret_input(read_json(&headers, body).await?)?;
-    app.manager
+    if let Err(e) = app
+        .manager
         .authorize_new_secret(&caller, "secret.create", &input.name, &input.labels)
-        .await?;
+        .await
+    {
+        // The denial names the secret in the audit trail, so it can be found by name.
+        return Ok(audited(
+            ApiError::from(e).into_response(),
+            Audited {
+                objects: vec![AuditObject::new("secret", "", input.name.clone())],
+                details: Vec::new(),
+            },
+        ));
+    }
     let fingerprint = match &input.data {
         Some(d) => app.manager.value_fingerprint(d).await,
         None => None,

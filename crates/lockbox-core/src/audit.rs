@@ -121,6 +121,14 @@ impl Manager {
         self.audit_log().map(|t| t.dir.as_path())
     }
 
+    /// The last record this daemon wrote: its seq and hash (hex), to verify a copy later.
+    pub fn audit_head(&self) -> Option<(u64, String)> {
+        self.audit_log().map(|t| {
+            let (seq, hash) = t.log.head();
+            (seq, hash.iter().map(|b| format!("{b:02x}")).collect())
+        })
+    }
+
     /// Verifies the audit trail's files, also against the head this process wrote last (so a
     /// cut-off tail is found too).
     pub fn verify_audit(&self) -> Result<AuditReport, CoreError> {
