@@ -400,10 +400,11 @@ impl Verified {
     }
 
     fn from_report(r: &lockbox_audit::VerifyReport) -> Verified {
-        let first_bad = r
-            .first_bad
-            .as_ref()
-            .map(|b| (b.file.clone(), b.line, b.expected_seq, b.reason.clone()));
+        // The seq as the daemon reports it: the one found on the line, else the one expected.
+        let first_bad = r.first_bad.as_ref().map(|b| {
+            let seq = b.found_seq.unwrap_or(b.expected_seq);
+            (b.file.clone(), b.line, seq, b.reason.clone())
+        });
         Verified {
             ok: r.ok && first_bad.is_none(),
             records: r.records,

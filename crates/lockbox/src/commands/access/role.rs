@@ -7,7 +7,7 @@ use http::Method;
 use lockbox_client::Client;
 use serde_json::{Value, json};
 
-use super::{get, inspect_named, list_text, remove_each, send, str_of, strings_of};
+use super::{ellipsis, get, inspect_named, list_text, remove_each, send, str_of, strings_of};
 
 /// `lockbox role`.
 #[derive(Debug, Subcommand)]
@@ -18,6 +18,9 @@ pub(crate) enum RoleCmd {
         /// Only display names
         #[arg(short, long)]
         quiet: bool,
+        /// Do not truncate the list of permissions
+        #[arg(long)]
+        no_trunc: bool,
         /// Format output using a custom template ('json' or a Go template)
         #[arg(long)]
         format: Option<String>,
@@ -59,7 +62,11 @@ const LS_HEADERS: &[(&str, &str)] = &[
 
 pub(super) async fn run(client: &Client, cmd: RoleCmd) -> anyhow::Result<ExitCode> {
     match cmd {
-        RoleCmd::Ls { quiet, format } => {
+        RoleCmd::Ls {
+            quiet,
+            no_trunc,
+            format,
+        } => {
             let list = get(client, "/lockbox/v1/roles").await?;
             print!(
                 "{}",
@@ -68,7 +75,7 @@ pub(super) async fn run(client: &Client, cmd: RoleCmd) -> anyhow::Result<ExitCod
                     quiet.then_some("Name"),
                     LS_FORMAT,
                     LS_HEADERS,
-                    &ls_rows(&list),
+                    &ls_rows(&list, !no_trunc),
                 )?
             );
             Ok(ExitCode::SUCCESS)
@@ -126,17 +133,25 @@ pub(super) fn parse_permissions(values: &[String]) -> anyhow::Result<Vec<String>
     Ok(out)
 }
 
+/// Width of the `PERMISSIONS` column unless `--no-trunc`.
+const PERMISSIONS_WIDTH: usize = 60;
+
 /// The formatter contexts of `role ls`.
-fn ls_rows(list: &Value) -> Vec<Value> {
+fn ls_rows(list: &Value, trunc: bool) -> Vec<Value> {
     list.as_array()
         .into_iter()
         .flatten()
         .map(|r| {
             let builtin = r.get("Builtin").and_then(Value::as_bool).unwrap_or(false);
+            let permissions = strings_of(r, "Permissions").join(",");
             json!({
                 "Name": str_of(r, "Name"),
                 "Builtin": if builtin { "yes" } else { "no" },
-                "Permissions": strings_of(r, "Permissions").join(","),
+                "Permissions": if trunc {
+                    ellipsis(&permissions, PERMISSIONS_WIDTH)
+                } else {
+                    permissions
+                },
             })
         })
         .collect()
@@ -196,7 +211,7 @@ mod tests {
                 quiet.then_some("Name"),
                 LS_FORMAT,
                 LS_HEADERS,
-                &ls_rows(&list),
+                &ls_rows(&list, true),
             )
             .unwrap()
         };
@@ -210,6 +225,18 @@ mod tests {
         assert_eq!(
             table(Some("{{.Name}} {{.Builtin}}"), false),
             "admin yes\ndeployer no\n"
+        );
+        let all: Vec<String> = (0..12).map(|i| format!("perm.number{i}")).collect();
+        let long = json!([{"Name": "admin", "Permissions": all, "Builtin": true}]);
+        let cut = ls_rows(&long, true)[0]["Permissions"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(cut.chars().count(), PERMISSIONS_WIDTH);
+        assert!(cut.ends_with('…'), "{cut}");
+        assert_eq!(
+            ls_rows(&long, false)[0]["Permissions"],
+            json!(all.join(","))
         );
     }
 }
