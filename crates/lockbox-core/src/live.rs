@@ -44,8 +44,7 @@ fn rewrite_raw(raw: &str, from: &str, to_id: &str, to_name: &str) -> String {
         return raw.to_owned();
     };
     let get = |m: &mut serde_json::Map<String, serde_json::Value>, key: &str| {
-        let k = m.keys().find(|k| k.eq_ignore_ascii_case(key)).cloned();
-        k
+        m.keys().find(|k| k.eq_ignore_ascii_case(key)).cloned()
     };
     if let Some(tt) = v.as_object_mut()
         && let Some(ck) = get(tt, "ContainerSpec")

@@ -486,6 +486,7 @@ impl Inner {
             pump_done: Some(pump_done),
             secrets: Some(sd),
             networks: Some(task_nets),
+            exited: None,
             finished: false,
         })
     }

@@ -29,7 +29,10 @@
 //! directory on the host does not reach it. So a target outside `/run/secrets`, bind-mounted
 //! alone, is rewritten in place (truncated, then written): a reader that reads at that moment
 //! can see it empty or partly written. Targets under `/run/secrets`, the default, do not
-//! have that problem.
+//! have that problem. While a reader still holds a replaced file open, the kernel refuses to
+//! make the tmpfs read-only again (EBUSY: an unlinked file is still open); then the host's
+//! mount of it is made read-only instead, so that no mount of it can be written, and the next
+//! update (which remounts it read-write first) tries again.
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};

@@ -6,8 +6,8 @@ use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{
-    InspectContainerOptions, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    InspectContainerOptions, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -31,6 +31,9 @@ pub(crate) struct DockerTask {
     pub(crate) pump_done: Option<oneshot::Receiver<()>>,
     pub(crate) secrets: Option<SecretDir>,
     pub(crate) networks: Option<TaskNetworks>,
+    /// How the container ended, once known (so that a `wait` dropped while it cleaned up
+    /// picks up where it was).
+    pub(crate) exited: Option<Result<i64, String>>,
     pub(crate) finished: bool,
 }
 
@@ -222,9 +225,18 @@ impl TaskHandle for DockerTask {
         (self.stdout.take(), self.stderr.take())
     }
 
+    /// Cancel-safe: waiting has no effect until the container ended; after that, its end is
+    /// kept and each cleanup step is idempotent, so a dropped `wait` is finished by the next.
     fn wait(&mut self) -> BoxFuture<'_, Result<Exit, String>> {
         Box::pin(async move {
-            let code = wait_exit(&self.docker, &self.container).await;
+            let code = match self.exited.clone() {
+                Some(c) => c,
+                None => {
+                    let c = wait_exit(&self.docker, &self.container).await;
+                    self.exited = Some(c.clone());
+                    c
+                }
+            };
             match code {
                 Ok(code) => Ok(self.finish(code).await),
                 Err(e) => {
@@ -268,6 +280,24 @@ impl TaskHandle for DockerTask {
 
     fn update_secrets(&mut self, secrets: Vec<SecretMount>) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(self.update(secrets))
+    }
+
+    fn signal(&mut self, signal: &str) -> BoxFuture<'_, Result<(), String>> {
+        let signal = signal.to_owned();
+        Box::pin(async move {
+            // The engine takes `SIGHUP`, `HUP` or a number, as `docker kill --signal`.
+            if signal.is_empty() || !signal.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(format!("invalid signal {signal:?}"));
+            }
+            if self.finished {
+                return Err("the task's container has ended".into());
+            }
+            let opts = KillContainerOptionsBuilder::new().signal(&signal).build();
+            self.docker
+                .kill_container(&self.container, Some(opts))
+                .await
+                .map_err(|e| format!("signalling the task's container: {}", engine_error(&e)))
+        })
     }
 }
 

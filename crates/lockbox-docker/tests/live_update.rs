@@ -201,6 +201,12 @@ async fn live_update_is_atomic_under_run_secrets() {
     assert!(err.contains("no secret at /run/secrets/nope"), "{err}");
     assert!(!err.contains("zzz"));
 
+    // The agent drops a pending `wait` to apply an update, then waits again.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), handle.wait())
+            .await
+            .is_err()
+    );
     handle
         .update_secrets(vec![
             secret("x", new.as_bytes(), 1000, 0o440),
@@ -242,8 +248,12 @@ async fn live_update_is_atomic_under_run_secrets() {
     // Nothing but the secret in /run/secrets (the staging file never shows).
     assert_eq!(after[3].trim(), ". .. x");
 
+    // Signals reach the container's main process.
+    let err = handle.signal("HUP; rm").await.unwrap_err();
+    assert_eq!(err, r#"invalid signal "HUP; rm""#);
+    handle.signal("SIGKILL").await.unwrap();
     // The task ends: container and tmpfs gone.
-    let exit = handle.stop(Duration::from_secs(1)).await.unwrap();
+    let exit = handle.wait().await.unwrap();
     assert_eq!(exit.code, 137);
     let dir = cfg.instance_dir().join(task_id);
     assert!(!dir.exists(), "{} left behind", dir.display());

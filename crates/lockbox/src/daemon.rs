@@ -50,10 +50,11 @@ pub(crate) async fn run(a: DaemonArgs, hosts: &[String]) -> anyhow::Result<ExitC
         let docker = lockbox_docker::DockerExecutor::new(cfg).map_err(anyhow::Error::msg)?;
         // Before any task runs: containers and secret mounts a killed daemon left behind.
         let report = docker.cleanup().await;
-        if report.containers + report.mounts > 0 {
+        if report.containers + report.mounts + report.networks > 0 {
             tracing::info!(
                 containers = report.containers,
                 mounts = report.mounts,
+                networks = report.networks,
                 "removed the docker tasks of a previous run"
             );
         }
