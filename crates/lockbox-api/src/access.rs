@@ -222,7 +222,11 @@ async fn identify(app: &AppState, peer: Option<Peer>) -> Identity {
 }
 
 /// The middleware: identify, authorize, hand over, audit.
-pub(crate) async fn access_layer(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn access_layer(
+    State(app): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<Peer>>()
@@ -249,7 +253,11 @@ pub(crate) async fn access_layer(State(app): State<AppState>, mut req: Request, 
         return resp;
     }
     let status = resp.status().as_u16();
-    let audited = resp.extensions().get::<Audited>().cloned().unwrap_or_default();
+    let audited = resp
+        .extensions()
+        .get::<Audited>()
+        .cloned()
+        .unwrap_or_default();
     let objects = if audited.objects.is_empty() {
         path_objects(&path)
     } else {
@@ -365,7 +373,10 @@ mod tests {
     fn routes() {
         let g = Method::GET;
         let p = Method::POST;
-        assert_eq!(classify(&g, "/secrets"), ("secret.list", Need::Perm("secret.list")));
+        assert_eq!(
+            classify(&g, "/secrets"),
+            ("secret.list", Need::Perm("secret.list"))
+        );
         assert_eq!(
             classify(&p, "/secrets/create"),
             ("secret.create", Need::Perm("secret.create"))
@@ -375,9 +386,18 @@ mod tests {
             ("secret.remove", Need::Perm("secret.remove"))
         );
         assert_eq!(classify(&p, "/swarm/unlock").1, Need::Open);
-        assert_eq!(classify(&g, "/swarm/unlockkey").1, Need::Perm("swarm.manage"));
-        assert_eq!(classify(&p, "/services/x/update").1, Need::Perm("service.manage"));
-        assert_eq!(classify(&g, "/lockbox/v1/audit").1, Need::Perm("audit.read"));
+        assert_eq!(
+            classify(&g, "/swarm/unlockkey").1,
+            Need::Perm("swarm.manage")
+        );
+        assert_eq!(
+            classify(&p, "/services/x/update").1,
+            Need::Perm("service.manage")
+        );
+        assert_eq!(
+            classify(&g, "/lockbox/v1/audit").1,
+            Need::Perm("audit.read")
+        );
         assert_eq!(unversioned("/v1.47/secrets/x"), "/secrets/x");
         assert_eq!(unversioned("/version"), "/version");
         assert_eq!(unversioned("/volumes"), "/volumes");

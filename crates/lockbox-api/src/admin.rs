@@ -99,8 +99,9 @@ async fn users(State(app): State<AppState>) -> ApiResult<Response> {
 
 async fn user(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    Path(p): Path<HashMap<String, String>>,
 ) -> ApiResult<Response> {
+    let name = p.get("name").cloned().unwrap_or_default();
     let m = app.manager.access_model().await?;
     let u = m
         .users
@@ -156,10 +157,11 @@ mod double_option {
 
 async fn update_user(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    Path(p): Path<HashMap<String, String>>,
     headers: HeaderMap,
     b: Body,
 ) -> ApiResult<Response> {
+    let name = p.get("name").cloned().unwrap_or_default();
     let u: UserUpdate = parse(read_json(&headers, b).await?)?;
     app.manager.update_user(&name, u.uid, u.groups).await?;
     Ok(audited(body::empty(StatusCode::OK), on("user", &name)))
@@ -167,10 +169,14 @@ async fn update_user(
 
 async fn remove_user(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    Path(p): Path<HashMap<String, String>>,
 ) -> ApiResult<Response> {
+    let name = p.get("name").cloned().unwrap_or_default();
     app.manager.remove_user(&name).await?;
-    Ok(audited(body::empty(StatusCode::NO_CONTENT), on("user", &name)))
+    Ok(audited(
+        body::empty(StatusCode::NO_CONTENT),
+        on("user", &name),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -182,10 +188,11 @@ struct BundleBody {
 
 async fn bundle(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    Path(p): Path<HashMap<String, String>>,
     headers: HeaderMap,
     b: Body,
 ) -> ApiResult<Response> {
+    let name = p.get("name").cloned().unwrap_or_default();
     let req: BundleBody = parse(read_json(&headers, b).await?)?;
     let (ca, issued) = app
         .manager
@@ -221,10 +228,11 @@ struct RevokeBody {
 
 async fn revoke(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    Path(p): Path<HashMap<String, String>>,
     headers: HeaderMap,
     b: Body,
 ) -> ApiResult<Response> {
+    let name = p.get("name").cloned().unwrap_or_default();
     let req: RevokeBody = parse(read_json(&headers, b).await?)?;
     let revoked = app.manager.revoke(&name, req.serial).await?;
     app.revocations.replace(app.manager.revoked_serials().await);
@@ -271,10 +279,14 @@ async fn create_role(
 
 async fn remove_role(
     State(app): State<AppState>,
-    Path(name): Path<String>,
+    Path(p): Path<HashMap<String, String>>,
 ) -> ApiResult<Response> {
+    let name = p.get("name").cloned().unwrap_or_default();
     app.manager.remove_role(&name).await?;
-    Ok(audited(body::empty(StatusCode::NO_CONTENT), on("role", &name)))
+    Ok(audited(
+        body::empty(StatusCode::NO_CONTENT),
+        on("role", &name),
+    ))
 }
 
 fn grant_json(g: &lockbox_types::Grant) -> Value {
@@ -332,8 +344,9 @@ async fn create_grant(
 
 async fn remove_grant(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    Path(p): Path<HashMap<String, String>>,
 ) -> ApiResult<Response> {
+    let id = p.get("id").cloned().unwrap_or_default();
     let grant = app.manager.remove_grant(&id).await?;
     Ok(audited(
         body::empty(StatusCode::NO_CONTENT),
@@ -353,15 +366,19 @@ struct SwapBody {
 async fn swap(
     State(app): State<AppState>,
     Extension(Caller(caller)): Extension<Caller>,
-    Path(id): Path<String>,
+    Path(p): Path<HashMap<String, String>>,
     headers: HeaderMap,
     b: Body,
 ) -> ApiResult<Response> {
+    let id = p.get("id").cloned().unwrap_or_default();
     let req: SwapBody = parse(read_json(&headers, b).await?)?;
     app.manager
         .authorize_secret(&caller, "secret.use", &req.to)
         .await?;
-    let r = app.manager.swap_service_secret(&id, &req.from, &req.to).await?;
+    let r = app
+        .manager
+        .swap_service_secret(&id, &req.from, &req.to)
+        .await?;
     let a = Audited {
         objects: vec![
             AuditObject::new("service", r.service_id.clone(), id.clone()),
@@ -396,8 +413,9 @@ async fn swap(
 }
 
 fn parse_time(name: &str, v: &str) -> ApiResult<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| ApiError::bad_request(format!("invalid {name} {v:?}: {e} (expected RFC 3339)")))
+    time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).map_err(|e| {
+        ApiError::bad_request(format!("invalid {name} {v:?}: {e} (expected RFC 3339)"))
+    })
 }
 
 async fn audit_list(
@@ -509,5 +527,8 @@ async fn audit_check(
     let mut a = Audited::default();
     a.details.push(("seq".into(), req.seq.to_string()));
     a.details.push(("match".into(), matched.to_string()));
-    Ok(audited(json(StatusCode::OK, &json!({ "Match": matched })), a))
+    Ok(audited(
+        json(StatusCode::OK, &json!({ "Match": matched })),
+        a,
+    ))
 }

@@ -272,7 +272,9 @@ impl Active {
             };
         }
         let mut groups = os_groups(peer);
-        let user = self.store.read(|st| st.access.user_by_uid(peer.uid).cloned());
+        let user = self
+            .store
+            .read(|st| st.access.user_by_uid(peer.uid).cloned());
         match user {
             Some(u) => {
                 groups.extend(u.groups.iter().cloned());
@@ -353,7 +355,9 @@ impl Manager {
     pub async fn identify_unix(&self, peer: UnixPeer) -> Identity {
         match self.active().await {
             Ok(a) => a.identify_unix(&peer),
-            Err(_) if peer.uid == 0 => Identity::internal(&format!("unix uid=0 pid={}", peer.pid.unwrap_or(0))),
+            Err(_) if peer.uid == 0 => {
+                Identity::internal(&format!("unix uid=0 pid={}", peer.pid.unwrap_or(0)))
+            }
             Err(_) => Identity {
                 user: format!("uid:{}", peer.uid),
                 groups: Vec::new(),
@@ -401,7 +405,11 @@ impl Manager {
         } else {
             p.has(perm)
         };
-        if ok { Ok(()) } else { Err(denied(id, perm, None)) }
+        if ok {
+            Ok(())
+        } else {
+            Err(denied(id, perm, None))
+        }
     }
 
     /// Checks a secret permission on the secret `key` names (ID, name or ID prefix). A key
@@ -541,7 +549,13 @@ impl Manager {
         let model = self.access_model().await?;
         let mut out: Vec<RoleInfo> = lockbox_types::builtin_roles()
             .into_iter()
-            .map(|(n, ps)| (n.to_owned(), ps.into_iter().map(str::to_owned).collect(), true))
+            .map(|(n, ps)| {
+                (
+                    n.to_owned(),
+                    ps.into_iter().map(str::to_owned).collect(),
+                    true,
+                )
+            })
             .collect();
         out.extend(
             model
@@ -631,7 +645,11 @@ impl Manager {
     }
 
     /// Revokes one certificate of a user, or all; returns the serials now revoked by it.
-    pub async fn revoke(&self, name: &str, serial: Option<String>) -> Result<Vec<String>, CoreError> {
+    pub async fn revoke(
+        &self,
+        name: &str,
+        serial: Option<String>,
+    ) -> Result<Vec<String>, CoreError> {
         let a = self.active().await?;
         let before: BTreeSet<String> = a.store.read(|st| st.access.revoked_serials());
         a.access_change(AccessChange::Revoke {
@@ -765,9 +783,12 @@ mod tests {
     fn model() -> AccessModel {
         let mut m = AccessModel::default();
         let meta = Meta::default();
-        for (i, (n, uid, groups)) in [("alice", 1001, vec![]), ("bob", 1002, vec!["ops".to_owned()])]
-            .into_iter()
-            .enumerate()
+        for (i, (n, uid, groups)) in [
+            ("alice", 1001, vec![]),
+            ("bob", 1002, vec!["ops".to_owned()]),
+        ]
+        .into_iter()
+        .enumerate()
         {
             m.apply(
                 i as u64 + 1,

@@ -283,7 +283,11 @@ impl Agent {
 
     /// Records the delivery of each of the task's secrets before any byte of them is written
     /// for it; a record that cannot be written keeps the task from starting.
-    async fn audit_deliveries(active: &Active, task: &Task, service_name: &str) -> Result<(), String> {
+    async fn audit_deliveries(
+        active: &Active,
+        task: &Task,
+        service_name: &str,
+    ) -> Result<(), String> {
         let Some(trail) = &active.audit else {
             return Ok(());
         };

@@ -154,7 +154,11 @@ impl Manager {
     }
 
     /// Whether `value` is the one whose fingerprint record `seq` carries (`value_hmac`).
-    pub async fn audit_check_value(&self, seq: u64, value: &SecretBytes) -> Result<bool, CoreError> {
+    pub async fn audit_check_value(
+        &self,
+        seq: u64,
+        value: &SecretBytes,
+    ) -> Result<bool, CoreError> {
         let t = self
             .audit_log()
             .ok_or_else(|| CoreError::Conflict("auditing is off on this node".into()))?;

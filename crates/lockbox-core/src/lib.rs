@@ -24,11 +24,11 @@ mod tokens;
 
 pub use access::{CertPeer, Identity, IdentityKind, Permissions, RoleInfo, UnixPeer, UserInfo};
 pub use agent::{LogLine, Logs};
-pub use live::{LIVE_SIGNAL_LABEL, LIVE_TARGETS_LABEL, SwapReport, allows_live_update};
 pub use audit::{AuditEntry, AuditFilter, AuditObject, AuditReport};
 pub use error::CoreError;
 pub use events::Event;
 pub use executor::{Executor, Exit, Launch, NetworkAttachment, Output, SecretMount, TaskHandle};
+pub use live::{LIVE_SIGNAL_LABEL, LIVE_TARGETS_LABEL, SwapReport, allows_live_update};
 pub use manager::{InitOptions, LocalState, Manager, ManagerConfig, RotateReport, SwarmUpdate};
 pub use orchestrator::same_template;
 pub use run::{RunEvent, RunExit, RunRequest, RunSession};

@@ -37,47 +37,65 @@ pub struct SwapReport {
     pub signal: Option<String>,
 }
 
-/// Rewrites the secret references of a Docker `TaskTemplate` JSON: every entry of
-/// `ContainerSpec.Secrets` whose `SecretID` is `from` now names `to`.
+fn key_of(m: &serde_json::Map<String, serde_json::Value>, key: &str) -> Option<String> {
+    m.keys().find(|k| k.eq_ignore_ascii_case(key)).cloned()
+}
+
+/// In a Docker `TaskTemplate` object: every entry of `ContainerSpec.Secrets` whose `SecretID`
+/// is `from` now names `to`.
+fn rewrite_template(tt: &mut serde_json::Value, from: &str, to_id: &str, to_name: &str) {
+    let Some(tt) = tt.as_object_mut() else { return };
+    let Some(ck) = key_of(tt, "ContainerSpec") else { return };
+    let Some(cs) = tt.get_mut(&ck).and_then(|c| c.as_object_mut()) else {
+        return;
+    };
+    let Some(sk) = key_of(cs, "Secrets") else { return };
+    let Some(list) = cs.get_mut(&sk).and_then(|s| s.as_array_mut()) else {
+        return;
+    };
+    for item in list.iter_mut().filter_map(|i| i.as_object_mut()) {
+        let Some(id_key) = key_of(item, "SecretID") else {
+            continue;
+        };
+        if item.get(&id_key).and_then(|x| x.as_str()) == Some(from) {
+            item.insert(id_key, serde_json::Value::String(to_id.to_owned()));
+            let name_key = key_of(item, "SecretName").unwrap_or_else(|| "SecretName".into());
+            item.insert(name_key, serde_json::Value::String(to_name.to_owned()));
+        }
+    }
+}
+
+/// [`rewrite_template`] on a `TaskTemplate` JSON text.
 fn rewrite_raw(raw: &str, from: &str, to_id: &str, to_name: &str) -> String {
     let Ok(mut v) = serde_json::from_str::<serde_json::Value>(raw) else {
         return raw.to_owned();
     };
-    let get = |m: &mut serde_json::Map<String, serde_json::Value>, key: &str| {
-        m.keys().find(|k| k.eq_ignore_ascii_case(key)).cloned()
+    rewrite_template(&mut v, from, to_id, to_name);
+    serde_json::to_string(&v).unwrap_or_else(|_| raw.to_owned())
+}
+
+/// [`rewrite_template`] on the `TaskTemplate` of a `ServiceSpec` JSON text.
+fn rewrite_service_raw(raw: &str, from: &str, to_id: &str, to_name: &str) -> String {
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(raw) else {
+        return raw.to_owned();
     };
-    if let Some(tt) = v.as_object_mut()
-        && let Some(ck) = get(tt, "ContainerSpec")
-        && let Some(cs) = tt.get_mut(&ck).and_then(|c| c.as_object_mut())
-        && let Some(sk) = get(cs, "Secrets")
-        && let Some(list) = cs.get_mut(&sk).and_then(|s| s.as_array_mut())
+    if let Some(obj) = v.as_object_mut()
+        && let Some(k) = key_of(obj, "TaskTemplate")
+        && let Some(tt) = obj.get_mut(&k)
     {
-        for item in list.iter_mut().filter_map(|i| i.as_object_mut()) {
-            let id_key = get(item, "SecretID");
-            if id_key
-                .as_ref()
-                .and_then(|k| item.get(k))
-                .and_then(|x| x.as_str())
-                == Some(from)
-            {
-                if let Some(k) = id_key {
-                    item.insert(k, serde_json::Value::String(to_id.to_owned()));
-                }
-                let name_key = get(item, "SecretName").unwrap_or_else(|| "SecretName".into());
-                item.insert(name_key, serde_json::Value::String(to_name.to_owned()));
-            }
-        }
+        rewrite_template(tt, from, to_id, to_name);
     }
     serde_json::to_string(&v).unwrap_or_else(|_| raw.to_owned())
 }
 
 /// Whether the service's labels allow a live update of `target`.
-pub fn allows_live_update(labels: &std::collections::BTreeMap<String, String>, target: &str) -> bool {
-    labels.get(LIVE_TARGETS_LABEL).is_some_and(|v| {
-        v.split(',')
-            .map(str::trim)
-            .any(|t| t == "*" || t == target)
-    })
+pub fn allows_live_update(
+    labels: &std::collections::BTreeMap<String, String>,
+    target: &str,
+) -> bool {
+    labels
+        .get(LIVE_TARGETS_LABEL)
+        .is_some_and(|v| v.split(',').map(str::trim).any(|t| t == "*" || t == target))
 }
 
 impl Manager {
@@ -143,6 +161,7 @@ impl Manager {
             service_id: svc.id.clone(),
             expected_version: svc.meta.version,
             task: Box::new(template.clone()),
+            service_raw: rewrite_service_raw(&svc.spec.raw, &old.id, &new.id, &new.spec.name),
             tasks: tasks.iter().map(|t| t.0.clone()).collect(),
             now: now(),
         };
@@ -198,11 +217,7 @@ impl Manager {
                 })
                 .await?;
             }
-            match a
-                .agent
-                .live_update(&task_id, mounts, signal.clone())
-                .await
-            {
+            match a.agent.live_update(&task_id, mounts, signal.clone()).await {
                 Ok(()) => report.updated.push(task_id),
                 Err(e) => {
                     tracing::warn!(task = %task_id, error = %e, "live update failed; the task is replaced");
@@ -251,6 +266,15 @@ mod tests {
             serde_json::from_str(&rewrite_raw(raw, "old", "n", "b")).unwrap();
         assert_eq!(v["containerspec"]["secrets"][0]["secretid"], "n");
         assert_eq!(v["containerspec"]["secrets"][0]["secretname"], "b");
+    }
+
+    #[test]
+    fn service_raw_rewrite_reaches_the_template() {
+        let raw = r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Secrets":[{"SecretID":"old","SecretName":"a"}]}}}"#;
+        let v: serde_json::Value =
+            serde_json::from_str(&rewrite_service_raw(raw, "old", "n", "b")).unwrap();
+        assert_eq!(v["TaskTemplate"]["ContainerSpec"]["Secrets"][0]["SecretID"], "n");
+        assert_eq!(v["Name"], "s");
     }
 
     #[test]

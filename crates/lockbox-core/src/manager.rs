@@ -173,9 +173,15 @@ impl Active {
                 if last_collect.elapsed() >= std::time::Duration::from_secs(1) {
                     last_collect = std::time::Instant::now();
                     for id in a.unused_superseded_secrets() {
-                        match a.store.propose(Command::RemoveSecret { id: id.clone() }).await {
+                        match a
+                            .store
+                            .propose(Command::RemoveSecret { id: id.clone() })
+                            .await
+                        {
                             Ok(_) => tracing::info!(secret = %id, "removed superseded secret"),
-                            Err(e) => tracing::warn!(secret = %id, error = %e, "removing superseded secret failed"),
+                            Err(e) => {
+                                tracing::warn!(secret = %id, error = %e, "removing superseded secret failed")
+                            }
                         }
                     }
                 }

@@ -359,9 +359,10 @@ impl Active {
             superseded
                 .into_iter()
                 .filter(|s| {
-                    let in_service = st.services.values().any(|svc| {
-                        svc.spec.task.secrets.iter().any(|r| r.secret_id == s.id)
-                    });
+                    let in_service = st
+                        .services
+                        .values()
+                        .any(|svc| svc.spec.task.secrets.iter().any(|r| r.secret_id == s.id));
                     let in_task = st.tasks.values().any(|t| {
                         t.status.state <= lockbox_types::TaskState::Running
                             && t.spec.secrets.iter().any(|r| r.secret_id == s.id)

@@ -1,4 +1,4 @@
-//! The exec helper: `<lockbox> __exec-helper <spec fd> <status fd>`.
+//! The exec helper: `<lockbox> __exec-helper <spec fd> <status fd> <update fd>`.
 //!
 //! It runs as a fresh, single-threaded process, so namespace and credential
 //! changes affect the whole process and `fork` is safe to follow with
@@ -11,7 +11,9 @@ use std::io::{self, Read, Write};
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::fs::Mode;
@@ -28,6 +30,8 @@ use crate::placeholder::Records;
 use crate::user::Creds;
 use crate::wire::{self, Frame, HelperSecret, HelperSpec};
 use crate::{Exit, SECRETS_DIR};
+
+mod update;
 
 /// Signals the helper forwards to the workload.
 const RELAYED: [i32; 8] = [
@@ -93,7 +97,7 @@ fn run() -> i32 {
     rustix::process::umask(Mode::empty());
 
     let args: Vec<OsString> = std::env::args_os().collect();
-    let (mut control, mut status) = match adopt_fds(&args) {
+    let (mut control, mut status, updates) = match adopt_fds(&args) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("lockbox exec helper: {e}");
@@ -130,6 +134,8 @@ fn run() -> i32 {
         binds: Vec::new(),
         liveness: None,
         mask: None,
+        rel_targets: HashSet::new(),
+        abs_targets: HashSet::new(),
     };
     let child = match task.start() {
         Ok(c) => c,
@@ -150,7 +156,7 @@ fn run() -> i32 {
         task.cleanup();
         return SETUP_FAILED;
     }
-    let exit = supervise(child, Some(control), task.mask.as_ref());
+    let exit = supervise(child, Some(control), Some(updates), &mut task);
     task.cleanup();
     let _ = send(&mut status, &Frame::Exited(exit));
     exit.docker_code()
@@ -160,15 +166,15 @@ fn send(status: &mut File, frame: &Frame) -> io::Result<()> {
     status.write_all(&wire::encode_frame(frame))
 }
 
-/// Takes ownership of the two descriptors named on the command line.
-fn adopt_fds(args: &[OsString]) -> Result<(File, File), String> {
+/// Takes ownership of the three descriptors named on the command line.
+fn adopt_fds(args: &[OsString]) -> Result<(File, File, UnixStream), String> {
     let fd = |i: usize| -> Result<RawFd, String> {
         let raw: RawFd = args
             .get(i)
             .and_then(|a| a.to_str())
             .and_then(|a| a.parse().ok())
             .filter(|fd| *fd > 2)
-            .ok_or("usage: __exec-helper <spec fd> <status fd>")?;
+            .ok_or("usage: __exec-helper <spec fd> <status fd> <update fd>")?;
         // SAFETY: the descriptor is only used for this fcntl call; if it is
         // not open, fcntl fails with EBADF and we stop.
         let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
@@ -176,20 +182,38 @@ fn adopt_fds(args: &[OsString]) -> Result<(File, File), String> {
             .map_err(|e| format!("descriptor {raw}: {}", errno_text(e)))?;
         Ok(raw)
     };
-    let (spec_fd, status_fd) = (fd(2)?, fd(3)?);
-    if spec_fd == status_fd {
-        return Err("spec and status descriptors must differ".into());
+    let (spec_fd, status_fd, update_fd) = (fd(2)?, fd(3)?, fd(4)?);
+    if spec_fd == status_fd || spec_fd == update_fd || status_fd == update_fd {
+        return Err("spec, status and update descriptors must differ".into());
     }
-    // SAFETY: the launcher passed these two open descriptors (checked above)
-    // for this process's exclusive use; nothing else in this process owns
-    // them, and each is adopted exactly once.
-    let (spec, status) = unsafe {
+    // The update channel must be a socket (it is answered on).
+    // SAFETY: borrowed only for this call; open (checked above).
+    let borrowed = unsafe { BorrowedFd::borrow_raw(update_fd) };
+    if rustix::fs::fstat(borrowed)
+        .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Socket)
+        .unwrap_or(true)
+    {
+        return Err(format!("descriptor {update_fd}: not a socket"));
+    }
+    // SAFETY: the launcher passed these three open descriptors (checked
+    // above) for this process's exclusive use; nothing else in this process
+    // owns them, and each is adopted exactly once.
+    let (spec, status, update) = unsafe {
         (
             OwnedFd::from_raw_fd(spec_fd),
             OwnedFd::from_raw_fd(status_fd),
+            OwnedFd::from_raw_fd(update_fd),
         )
     };
-    Ok((File::from(spec), File::from(status)))
+    let update = UnixStream::from(update);
+    // A request is written in one go by the daemon; never wait forever for
+    // the rest of one, nor for the daemon to take a reply.
+    let limit = Some(Duration::from_secs(10));
+    update
+        .set_read_timeout(limit)
+        .and_then(|()| update.set_write_timeout(limit))
+        .map_err(|e| format!("descriptor {update_fd}: {}", err_text(&e)))?;
+    Ok((File::from(spec), File::from(status), update))
 }
 
 /// Whether the reader of the pipe whose write end is `w` has gone.
@@ -223,6 +247,10 @@ struct Task {
     liveness: Option<OwnedFd>,
     /// The blocked signals (for signalfd).
     mask: Option<libc::sigset_t>,
+    /// Normalized relative targets (below /run/secrets), for live updates.
+    rel_targets: HashSet<PathBuf>,
+    /// Normalized absolute targets, for live updates.
+    abs_targets: HashSet<PathBuf>,
 }
 
 impl Task {
@@ -233,6 +261,8 @@ impl Task {
         let creds = crate::user::resolve_host(self.spec.user.as_deref())?;
         let secrets = std::mem::take(&mut self.spec.secrets);
         let (rel, abs) = classify(&secrets)?;
+        self.rel_targets = rel.iter().map(|(p, _)| p.clone()).collect();
+        self.abs_targets = abs.iter().map(|(p, _)| p.clone()).collect();
         let rel_size = self
             .spec
             .tmpfs_size
@@ -462,7 +492,7 @@ fn remount_ro(target: &str) -> Result<(), String> {
 
 /// Writes one secret file `base/rel`; `name` is what error messages show.
 fn write_secret(base: &Path, rel: &Path, s: &HelperSecret, name: &Path) -> Result<(), String> {
-    let ctx = |e: io::Error| format!("writing secret {}: {}", name.display(), err_text(&e));
+    let ctx = |e: io::Error| secret_error(name, &e);
     let path = base.join(rel);
     if let Some(parent) = path.parent() {
         fs::DirBuilder::new()
@@ -471,19 +501,32 @@ fn write_secret(base: &Path, rel: &Path, s: &HelperSecret, name: &Path) -> Resul
             .create(parent)
             .map_err(ctx)?;
     }
-    let mut f = OpenOptions::new()
+    let mut f = create_new(&path).map_err(ctx)?;
+    fill(&mut f, s).map_err(ctx)
+}
+
+/// The error for writing the secret file of target `name`: its name and
+/// the reason, never its value.
+fn secret_error(name: &Path, e: &io::Error) -> String {
+    format!("writing secret {}: {}", name.display(), err_text(e))
+}
+
+/// Creates `path`, which must not exist (nor be a symlink), mode 0000.
+fn create_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o000)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(ctx)?;
-    f.write_all(&s.data).map_err(ctx)?;
-    std::os::unix::fs::fchown(&f, Some(s.uid), Some(s.gid)).map_err(ctx)?;
+        .open(path)
+}
+
+/// Writes the value into the new file `f`, then gives it its owner and mode.
+fn fill(f: &mut File, s: &HelperSecret) -> io::Result<()> {
+    f.write_all(&s.data)?;
+    std::os::unix::fs::fchown(&*f, Some(s.uid), Some(s.gid))?;
     // After chown, which would clear set-id bits.
     f.set_permissions(Permissions::from_mode(s.mode & 0o7777))
-        .map_err(ctx)?;
-    Ok(())
 }
 
 fn sigset(signals: &[i32]) -> libc::sigset_t {
@@ -676,10 +719,16 @@ const LOST: Exit = Exit {
 };
 
 /// Relays signals (sent to the helper, or asked for on the control pipe)
-/// to the workload until it exits; returns how it ended.
-fn supervise(child: Pid, mut control: Option<File>, mask: Option<&libc::sigset_t>) -> Exit {
+/// to the workload and answers secret updates until the workload exits;
+/// returns how it ended.
+fn supervise(
+    child: Pid,
+    mut control: Option<File>,
+    mut updates: Option<UnixStream>,
+    task: &mut Task,
+) -> Exit {
     let child_raw = child.as_raw_nonzero().get();
-    let sfd = mask.and_then(|mask| {
+    let sfd = task.mask.as_ref().and_then(|mask| {
         // SAFETY: `mask` is a valid, initialized sigset; signalfd(-1, …)
         // creates a new descriptor or returns -1.
         let fd = unsafe { libc::signalfd(-1, mask, libc::SFD_CLOEXEC) };
@@ -704,11 +753,16 @@ fn supervise(child: Pid, mut control: Option<File>, mask: Option<&libc::sigset_t
             Err(Errno::INTR) => continue,
             Err(_) => return LOST,
         }
-        let (sig_ready, ctl_ready) = {
+        let (sig_ready, ctl_ready, upd_ready) = {
             let mut fds = vec![PollFd::new(&sfd, PollFlags::IN)];
-            if let Some(c) = &control {
+            let ctl_at = control.as_ref().map(|c| {
                 fds.push(PollFd::new(c, PollFlags::IN));
-            }
+                fds.len() - 1
+            });
+            let upd_at = updates.as_ref().map(|u| {
+                fds.push(PollFd::new(u, PollFlags::IN));
+                fds.len() - 1
+            });
             match poll(&mut fds, None) {
                 Ok(_) => {}
                 Err(Errno::INTR) => continue,
@@ -717,10 +771,8 @@ fn supervise(child: Pid, mut control: Option<File>, mask: Option<&libc::sigset_t
                     continue;
                 }
             }
-            (
-                !fds[0].revents().is_empty(),
-                fds.get(1).is_some_and(|f| !f.revents().is_empty()),
-            )
+            let ready = |at: Option<usize>| at.is_some_and(|i| !fds[i].revents().is_empty());
+            (!fds[0].revents().is_empty(), ready(ctl_at), ready(upd_at))
         };
         if sig_ready {
             let mut buf = [0u8; 128 * 8];
@@ -758,7 +810,41 @@ fn supervise(child: Pid, mut control: Option<File>, mask: Option<&libc::sigset_t
                 }
             }
         }
+        if upd_ready && let Some(u) = &mut updates {
+            // A workload that has ended gets no update: the channel closes
+            // when we exit, which tells the daemon the task is not running.
+            if let Ok(Some((_, st))) = waitpid(Some(child), WaitOptions::NOHANG) {
+                return exit_of(st);
+            }
+            if !answer_update(u, task) {
+                updates = None;
+            }
+        }
     }
+}
+
+/// Reads one update request from `u`, applies it and replies. Returns
+/// whether the channel is still usable.
+fn answer_update(u: &mut UnixStream, task: &mut Task) -> bool {
+    let (reply, usable) = match wire::decode_update(u) {
+        // The daemon closed the channel.
+        Ok(None) => return false,
+        Ok(Some(secrets)) => {
+            let reply = match task.update(&secrets) {
+                Ok(()) => Frame::Updated,
+                Err(msg) => Frame::Failed(msg),
+            };
+            // Wipes our copies of the values.
+            drop(secrets);
+            (reply, true)
+        }
+        // A cut or malformed request: the stream cannot be trusted after it.
+        Err(e) => (
+            Frame::Failed(format!("reading secret update: {}", err_text(&e))),
+            false,
+        ),
+    };
+    u.write_all(&wire::encode_frame(&reply)).is_ok() && usable
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
-//! The daemon side: the launcher thread, the spec/status protocol and the
-//! handle on a running task.
+//! The daemon side: the launcher thread, the spec/status protocol, the
+//! handle on a running task and its secret updates.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,18 +13,21 @@ use std::time::Duration;
 use rustix::io::FdFlags;
 use rustix::pipe::{PipeFlags, pipe_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
 use tokio::net::unix::pipe;
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
 use crate::helper::send_signal;
 use crate::wire::{self, Frame};
-use crate::{DEFAULT_STATE_DIR, ExecError, Exit, HELPER_ARG, ProcessSpec};
+use crate::{DEFAULT_STATE_DIR, ExecError, Exit, HELPER_ARG, ProcessSpec, SecretFile};
 
 /// A helper process just forked by the launcher thread.
 struct Spawned {
     child: Child,
     spec_w: OwnedFd,
     status_r: OwnedFd,
+    /// Our end of the update socket.
+    update: StdUnixStream,
 }
 
 struct Request {
@@ -92,10 +96,13 @@ impl Launcher {
             mut child,
             spec_w,
             status_r,
+            update,
         } = rx.await.map_err(|_| gone())??;
         let pid = child.id().unwrap_or(0);
         let mut spec_tx = pipe::Sender::from_owned_fd(spec_w)?;
         let mut status_rx = pipe::Receiver::from_owned_fd(status_r)?;
+        update.set_nonblocking(true)?;
+        let update = UnixStream::from_std(update)?;
 
         let written = write_spec(&mut spec_tx, &spec, &self.state_dir).await;
         let task_id = spec.task_id.clone();
@@ -112,6 +119,10 @@ impl Launcher {
                     control: Some(Arc::new(spec_tx)),
                     status: Some(status_rx),
                     status_buf: buf,
+                    updates: Some(Arc::new(tokio::sync::Mutex::new(UpdateChannel {
+                        stream: update,
+                        broken: false,
+                    }))),
                     exit: None,
                 })
             }
@@ -163,16 +174,24 @@ fn launcher_thread(helper_exe: &Path, rx: &mpsc::Receiver<Request>) {
 fn spawn_helper(helper_exe: &Path) -> io::Result<Spawned> {
     let (spec_r, spec_w) = pipe_with(PipeFlags::CLOEXEC)?;
     let (status_r, status_w) = pipe_with(PipeFlags::CLOEXEC)?;
+    // Close-on-exec on both ends.
+    let (update, update_helper) = StdUnixStream::pair()?;
     // Numbers ≥ 10, so std's stdio setup in the child (dup2 onto 0..2)
     // cannot clobber them; still close-on-exec in this process.
     let spec_r = rustix::io::fcntl_dupfd_cloexec(&spec_r, 10)?;
     let status_w = rustix::io::fcntl_dupfd_cloexec(&status_w, 10)?;
-    let (a, b) = (spec_r.as_raw_fd(), status_w.as_raw_fd());
+    let update_helper = rustix::io::fcntl_dupfd_cloexec(&update_helper, 10)?;
+    let (a, b, c) = (
+        spec_r.as_raw_fd(),
+        status_w.as_raw_fd(),
+        update_helper.as_raw_fd(),
+    );
 
     let mut cmd = Command::new(helper_exe);
     cmd.arg(HELPER_ARG)
         .arg(a.to_string())
         .arg(b.to_string())
+        .arg(c.to_string())
         .env_clear()
         .current_dir("/")
         .stdin(Stdio::null())
@@ -183,7 +202,7 @@ fn spawn_helper(helper_exe: &Path) -> io::Result<Spawned> {
         .process_group(0)
         .kill_on_drop(false);
     let inherit = move || -> io::Result<()> {
-        for fd in [a, b] {
+        for fd in [a, b, c] {
             // SAFETY: `fd` was open in the parent when it forked, so it is
             // open in this child; it is only borrowed for the call.
             let fd = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -200,10 +219,12 @@ fn spawn_helper(helper_exe: &Path) -> io::Result<Spawned> {
     let child = cmd.spawn()?;
     drop(spec_r);
     drop(status_w);
+    drop(update_helper);
     Ok(Spawned {
         child,
         spec_w,
         status_r,
+        update,
     })
 }
 
@@ -243,7 +264,25 @@ pub struct Running {
     control: Option<Arc<pipe::Sender>>,
     status: Option<pipe::Receiver>,
     status_buf: Vec<u8>,
+    /// The update socket; shared with the exchange in flight, which runs
+    /// to its end even when the caller stops waiting for it.
+    updates: Option<Arc<tokio::sync::Mutex<UpdateChannel>>>,
     exit: Option<Exit>,
+}
+
+/// The daemon's end of a task's update socket.
+struct UpdateChannel {
+    stream: UnixStream,
+    /// An exchange failed half-way: the stream cannot be trusted any more.
+    broken: bool,
+}
+
+/// How an update exchange with the helper ended.
+enum Reply {
+    Done,
+    Failed(String),
+    /// The channel broke (end of file, an I/O error, or nonsense).
+    Closed,
 }
 
 impl std::fmt::Debug for Running {
@@ -313,8 +352,48 @@ impl Running {
         });
         self.status = None;
         self.control = None;
+        self.updates = None;
         self.exit = Some(exit);
         Ok(exit)
+    }
+
+    /// Replaces the content of secret files of the running task (live
+    /// update). Each file names a target the task was started with
+    /// (normalized as at the start: `x`, `./x` and `/run/secrets/x` are the
+    /// same target) and gets the new value, uid, gid and mode. A reader in
+    /// the task sees the old or the new file, never a mix, a partial or a
+    /// missing one; `/run/secrets` stays read-only to the task. All targets
+    /// are checked first: an unknown or duplicate one changes nothing.
+    ///
+    /// Errors: [`ExecError::NotRunning`] once the task has ended,
+    /// [`ExecError::Update`] with the reason otherwise (never a value). If
+    /// this future is dropped, the update still runs to its end.
+    pub async fn update_secrets(&mut self, secrets: Vec<SecretFile>) -> Result<(), ExecError> {
+        let Some(chan) = self.updates.clone().filter(|_| self.exit.is_none()) else {
+            return Err(ExecError::NotRunning);
+        };
+        // The values move into the exchange and are wiped when it ends.
+        let reply = tokio::spawn(exchange(chan, secrets))
+            .await
+            .unwrap_or(Reply::Closed);
+        match reply {
+            Reply::Done => Ok(()),
+            Reply::Failed(msg) => Err(ExecError::Update(msg)),
+            Reply::Closed => {
+                // The helper closes the channel when it exits (so has the
+                // task), or after a request it could not read.
+                let exited = tokio::time::timeout(Duration::from_secs(2), self.child.wait())
+                    .await
+                    .is_ok();
+                if exited {
+                    Err(ExecError::NotRunning)
+                } else {
+                    Err(ExecError::Update(
+                        "the task's secret update channel is closed".into(),
+                    ))
+                }
+            }
+        }
     }
 
     /// Sends `sig` to the workload (through the helper). SIGKILL kills the
@@ -375,6 +454,48 @@ impl Running {
             let _ = send_signal(pid as i32, libc::SIGKILL);
         }
         self.wait().await
+    }
+}
+
+/// Sends one update request and reads the helper's reply.
+async fn exchange(chan: Arc<tokio::sync::Mutex<UpdateChannel>>, secrets: Vec<SecretFile>) -> Reply {
+    let mut ch = chan.lock().await;
+    if ch.broken {
+        return Reply::Closed;
+    }
+    let stream = &mut ch.stream;
+    let res: io::Result<Option<Frame>> = async {
+        stream
+            .write_all(&wire::encode_update_header(secrets.len()))
+            .await?;
+        for s in &secrets {
+            stream.write_all(&wire::encode_secret_meta(s)).await?;
+            // Straight from the SecretBytes into the socket: no copy.
+            stream.write_all(s.data.expose()).await?;
+        }
+        stream.flush().await?;
+        let mut buf = Vec::new();
+        loop {
+            if let Some((frame, _)) = wire::parse_frame(&buf)? {
+                return Ok(Some(frame));
+            }
+            let mut chunk = [0u8; 512];
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+    .await;
+    drop(secrets);
+    match res {
+        Ok(Some(Frame::Updated)) => Reply::Done,
+        Ok(Some(Frame::Failed(msg))) => Reply::Failed(msg),
+        Ok(_) | Err(_) => {
+            ch.broken = true;
+            Reply::Closed
+        }
     }
 }
 

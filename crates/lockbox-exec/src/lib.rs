@@ -9,12 +9,16 @@
 //! ```text
 //! daemon (multi-threaded tokio)
 //!   Launcher::spawn ──request──► launcher thread (one dedicated, long-lived std thread)
-//!                                 └─ fork+exec `<helper_exe> __exec-helper <spec fd> <status fd>`
+//!                                 └─ fork+exec `<helper_exe> __exec-helper <spec> <status> <update>`
 //!   spec pipe  ──────────────────────► helper: reads the spec and the secret values,
 //!                                       then signal requests (the control channel)
 //!   status pipe ◄──────────────────────        reports Started / Failed / Exited
+//!   update socket ◄────────────────────►       live secret updates and their replies
 //!   stdout/stderr pipes ◄──────────────────────────── workload (the task's logs)
 //! ```
+//!
+//! (The three numbers are descriptor numbers: no value is ever on a command
+//! line.)
 //!
 //! The helper is a fresh, single-threaded process (the lockbox binary's
 //! `main()` calls [`helper_main`] before anything else). It arms
@@ -34,6 +38,73 @@
 //! buffers and are written only into the tmpfs. They never appear in argv,
 //! the environment, a log line or an error message. The helper is not
 //! dumpable (no core dumps, no ptrace by other users).
+//!
+//! # Live secret update
+//!
+//! [`Running::update_secrets`] replaces secret files of a running task in
+//! place: the workload keeps running and finds the new value at the same
+//! path. The helper is the one to do it: it stays alive for the whole task
+//! as the parent of the workload, single-threaded, in the task's mount
+//! namespace and with the privileges to remount. The daemon sends it the
+//! request over a socket pair made for this at spawn (not the spec pipe,
+//! whose small signal messages must stay atomic while a large request is
+//! written): `b'U'`, the count, each secret's metadata and its value bytes
+//! straight from the [`lockbox_crypto::SecretBytes`], exactly as in the
+//! spec. The helper reads the values into zeroizing buffers of their final
+//! size, answers with one frame (done, or an error naming targets only) and
+//! wipes them. The exchange runs as its own tokio task, so a caller that
+//! stops waiting never leaves half a request on the socket.
+//!
+//! The helper then, between two polls of its supervision loop:
+//!
+//! 1. normalizes every target as at the start and checks that each is one
+//!    of the task's (and that none repeats): otherwise nothing changes;
+//! 2. remounts `/run/secrets` read-write (larger, if the new files do not
+//!    fit beside the old ones);
+//! 3. writes every new file in full, with its uid, gid and mode, before
+//!    any old one is touched (a failure here removes them all again):
+//!    * relative target: `.<name>.lbx-tmp` in the file's own directory;
+//!    * absolute target: a fresh tmpfs (size-capped, `noswap`) mounted on a
+//!      hidden directory of `/run/secrets`, then made read-only; a detached,
+//!      read-only clone of each file's mount (`open_tree(OPEN_TREE_CLONE)`)
+//!      is kept and the staging mount and directory are removed again;
+//! 4. swaps each file in:
+//!    * relative: `rename(2)` over the old file, atomic on tmpfs;
+//!    * absolute: a bind mount pins its file, so a rename beside it would
+//!      never be seen. The clone is mounted *beneath* the old mount on the
+//!      target (`move_mount(MOVE_MOUNT_BENEATH)`, Linux 6.5) and the old
+//!      mount is then detached: a lookup finds the old file or the new one,
+//!      never the placeholder or host file underneath. Older kernels mount
+//!      the clone on top instead (as atomic; the covered old mount stays
+//!      until the task ends);
+//! 5. makes `/run/secrets` read-only again: the mount first (always
+//!    possible unless someone holds a file of it open for writing), then
+//!    the superblock, which the kernel refuses while a reader still holds
+//!    a replaced file open; the mount's flag alone keeps the workload out
+//!    until the next update retries.
+//!
+//! A reader that opens the file sees the old or the new content in full,
+//! never a mix, an empty or a missing file; one that holds the old file
+//! open keeps reading the old value. `/run/secrets` is writable only
+//! during step 2–5 (microseconds to milliseconds), and only by root: it
+//! stays `0755 root`. The temporary names may show in a listing during
+//! that time. The absolute targets' mounts are never writable.
+//!
+//! Why this way: the helper already is the task's supervisor in its
+//! namespace, so no second process has to join the namespace (`setns`
+//! from a short-lived helper would need the workload's pid, which can be
+//! reused, and a second channel for the values), and no descriptor of a
+//! writable mount has to leave the task's helper. A variant that never
+//! makes `/run/secrets` writable (writes through a detached, writable
+//! clone of the tmpfs held by the helper) would hide the window, but a
+//! growing tmpfs would then need `fspick`, and a root workload can remount
+//! its own namespace's mounts anyway: read-only protects against mistakes,
+//! not against root.
+//!
+//! Errors: [`ExecError::NotRunning`] (`task is not running`) once the task
+//! has ended (the helper closes the socket when it exits),
+//! [`ExecError::Update`] otherwise. A workload that made its own mount
+//! namespace (a nested container) does not see updates.
 //!
 //! # Lifetime
 //!
@@ -208,4 +279,11 @@ pub enum ExecError {
     /// [`Running::signal`] was given a number that is not a signal.
     #[error("invalid signal {0}")]
     InvalidSignal(i32),
+    /// [`Running::update_secrets`] on a task that has ended.
+    #[error("task is not running")]
+    NotRunning,
+    /// [`Running::update_secrets`] failed; the field is the reason (e.g.
+    /// `secret target "x" is not one of the task's`), never a value.
+    #[error("updating the task's secrets: {0}")]
+    Update(String),
 }

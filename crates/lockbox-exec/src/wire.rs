@@ -8,6 +8,11 @@
 //!   and the payload: `b'O'` started (`u32` host pid of the workload), `b'E'`
 //!   setup failed (UTF-8 message), `b'X'` exited (`i32` code or -1, `i32`
 //!   signal or 0).
+//! * Update socket (both ways, one request at a time): the daemon sends
+//!   `b'U'`, a `u32` count, then each secret exactly as in the spec (its
+//!   metadata, then `len` raw value bytes); the helper answers with one frame
+//!   in the status format: `b'U'` (empty payload) when every file was
+//!   replaced, `b'E'` with a UTF-8 message (never a value) otherwise.
 
 use std::ffi::OsString;
 use std::io::{self, Read};
@@ -27,6 +32,8 @@ const MAX_COUNT: usize = 1 << 16;
 const MAX_SECRET: u64 = 64 << 20;
 /// Length of a control message.
 pub(crate) const CONTROL_LEN: usize = 5;
+/// First byte of a secret update request.
+pub(crate) const UPDATE_TAG: u8 = b'U';
 
 fn put_u32(buf: &mut Vec<u8>, v: u32) {
     buf.extend_from_slice(&v.to_be_bytes());
@@ -207,6 +214,22 @@ pub(crate) fn decode<R: Read>(r: &mut R) -> io::Result<HelperSpec> {
     let user = get_opt(r, |r| get_string(r, "user"))?;
     let hostname = get_opt(r, |r| get_string(r, "hostname"))?;
     let tmpfs_size = get_opt(r, |r| get_u64(r))?;
+    let secrets = get_secrets(r)?;
+    Ok(HelperSpec {
+        task_id,
+        state_dir,
+        argv,
+        env,
+        dir,
+        user,
+        hostname,
+        tmpfs_size,
+        secrets,
+    })
+}
+
+/// A count, then that many secrets (metadata and value each).
+fn get_secrets<R: Read>(r: &mut R) -> io::Result<Vec<HelperSecret>> {
     let n = get_count(r, "secret count")?;
     let mut secrets = Vec::with_capacity(n);
     for _ in 0..n {
@@ -230,25 +253,46 @@ pub(crate) fn decode<R: Read>(r: &mut R) -> io::Result<HelperSpec> {
             data,
         });
     }
-    Ok(HelperSpec {
-        task_id,
-        state_dir,
-        argv,
-        env,
-        dir,
-        user,
-        hostname,
-        tmpfs_size,
-        secrets,
-    })
+    Ok(secrets)
+}
+
+/// The start of an update request; each secret follows as
+/// [`encode_secret_meta`] then its raw bytes.
+pub(crate) fn encode_update_header(count: usize) -> Vec<u8> {
+    let mut b = Vec::with_capacity(5);
+    b.push(UPDATE_TAG);
+    put_u32(&mut b, len_u32(count));
+    b
+}
+
+/// Reads one update request: `Ok(None)` when the stream ended before its
+/// first byte (the daemon closed the channel).
+pub(crate) fn decode_update<R: Read>(r: &mut R) -> io::Result<Option<Vec<HelperSecret>>> {
+    let mut tag = [0u8; 1];
+    loop {
+        match r.read(&mut tag) {
+            Ok(0) => return Ok(None),
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if tag[0] != UPDATE_TAG {
+        return Err(bad("update tag"));
+    }
+    get_secrets(r).map(Some)
 }
 
 /// A status frame from the helper.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Frame {
-    Started { workload_pid: u32 },
+    Started {
+        workload_pid: u32,
+    },
     Failed(String),
     Exited(Exit),
+    /// Reply to an update request: every file was replaced.
+    Updated,
 }
 
 pub(crate) fn encode_frame(f: &Frame) -> Vec<u8> {
@@ -260,6 +304,7 @@ pub(crate) fn encode_frame(f: &Frame) -> Vec<u8> {
             p.extend_from_slice(&e.signal.unwrap_or(0).to_be_bytes());
             (b'X', p)
         }
+        Frame::Updated => (UPDATE_TAG, Vec::new()),
     };
     let mut b = Vec::with_capacity(5 + payload.len());
     b.push(tag);
@@ -301,6 +346,7 @@ pub(crate) fn parse_frame(buf: &[u8]) -> io::Result<Option<(Frame, usize)>> {
                 }
             })
         }
+        (UPDATE_TAG, 0) => Frame::Updated,
         _ => return Err(bad("status frame")),
     };
     Ok(Some((frame, 5 + len)))
@@ -387,11 +433,54 @@ mod tests {
                 code: None,
                 signal: Some(9),
             }),
+            Frame::Updated,
         ] {
             let b = encode_frame(&f);
             assert_eq!(parse_frame(&b[..b.len() - 1]).unwrap(), None);
             let (g, n) = parse_frame(&b).unwrap().unwrap();
             assert_eq!((g, n), (f, b.len()));
         }
+    }
+
+    #[test]
+    fn update_round_trip() {
+        let files = [
+            SecretFile {
+                target: "x".into(),
+                data: SecretBytes::new(b"new value".to_vec()),
+                uid: 3,
+                gid: 4,
+                mode: 0o400,
+            },
+            SecretFile {
+                target: "/etc/y".into(),
+                data: SecretBytes::new(Vec::new()),
+                uid: 0,
+                gid: 0,
+                mode: 0o444,
+            },
+        ];
+        let mut bytes = encode_update_header(files.len());
+        for s in &files {
+            bytes.extend(encode_secret_meta(s));
+            bytes.extend_from_slice(s.data.expose());
+        }
+        let mut r = &bytes[..];
+        let d = decode_update(&mut r).unwrap().unwrap();
+        assert!(r.is_empty());
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].target, Path::new("x"));
+        assert_eq!((d[0].uid, d[0].gid, d[0].mode), (3, 4, 0o400));
+        assert_eq!(&d[0].data[..], b"new value");
+        assert_eq!(d[1].target, Path::new("/etc/y"));
+        assert!(d[1].data.is_empty());
+        // The values never show in Debug.
+        assert!(!format!("{d:?}").contains("new value"));
+        // End of stream before a request; a cut request; a wrong tag.
+        assert!(decode_update(&mut &b""[..]).unwrap().is_none());
+        for cut in 1..bytes.len() {
+            assert!(decode_update(&mut &bytes[..cut]).is_err(), "{cut}");
+        }
+        assert!(decode_update(&mut &b"S\0\0\0\0"[..]).is_err());
     }
 }

@@ -678,6 +678,7 @@ fn handles_are_send_and_sync() {
     fn wait_future(r: &mut Running) {
         send(&r.wait());
         send(&r.stop(Duration::ZERO));
+        send(&r.update_secrets(Vec::new()));
     }
     let _ = (spawn_future, wait_future);
 }
@@ -751,4 +752,511 @@ async fn concurrent_tasks_each_see_only_their_own_secrets() {
         assert!(exit.success(), "{err}");
         assert_eq!(out, format!("own\nvalue-{i}"));
     }
+}
+
+// ---------------------------------------------------------------------------
+// Live secret update (`Running::update_secrets`).
+
+/// The kernel's (major, minor) version.
+fn kernel_version() -> (u32, u32) {
+    let r = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut it = r
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// A file of the task's mount namespace, seen from the host.
+fn in_task(task: &Running, path: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{}/root{path}", task.workload_pid()))
+}
+
+/// The task's mount table lines for `mountpoint`.
+fn task_mounts(task: &Running, mountpoint: &str) -> Vec<String> {
+    fs::read_to_string(format!("/proc/{}/mountinfo", task.workload_pid()))
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(mountpoint))
+        .map(String::from)
+        .collect()
+}
+
+/// Stdout lines of a task, read in the background.
+fn line_stream(out: tokio::process::ChildStdout) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(out).lines();
+        while let Ok(Some(l)) = lines.next_line().await {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Collects lines until one equals `want` (returned without it).
+async fn lines_until(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    want: &str,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::sleep(Duration::from_secs(30));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            l = rx.recv() => match l {
+                Some(l) if l == want => return seen,
+                Some(l) => seen.push(l),
+                None => panic!("task ended before {want:?}; {} lines", seen.len()),
+            },
+            () = &mut deadline => panic!("timeout waiting for {want:?}; {} lines", seen.len()),
+        }
+    }
+}
+
+/// Version `i` of a value: same length for every version, so a reader that
+/// mixed two would be caught, as would an empty or a cut one.
+fn version(marker: &str, what: &str, i: usize) -> String {
+    let fill = char::from(b'A' + (i % 26) as u8);
+    format!("{marker}-{what}-{i:03}-{}", fill.to_string().repeat(3000))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_secrets_swaps_files_atomically_under_a_busy_reader() {
+    let (l, state) = launcher();
+    if !available(&l).await {
+        return;
+    }
+    let started = std::time::SystemTime::now();
+    let marker = random_hex(16);
+    let host_dir = tempfile::tempdir().unwrap();
+    let ctl_dir = tempfile::tempdir().unwrap();
+    let abs = host_dir.path().join("sub/abs-secret");
+    let trigger = ctl_dir.path().join("check");
+    // Reads both files as fast as it can; on request (made after the last
+    // update, so the reads of that round see the last values) checks that
+    // both mounts refuse writes (as root: only the read-only flag stops it).
+    let mut s = spec(sh(&format!(
+        "abs={abs}; trig={trig}
+echo READY
+while :; do
+  check=
+  if [ -e $trig ]; then check=1; rm -f $trig; fi
+  printf 'x=%s\\n' \"$(cat /run/secrets/x)\"
+  printf 'a=%s\\n' \"$(cat $abs)\"
+  if [ -n \"$check\" ]; then
+    touch /run/secrets/y 2>&1 | sed 's/^/touch-new: /'
+    touch /run/secrets/x 2>&1 | sed 's/^/touch-rel: /'
+    touch $abs 2>&1 | sed 's/^/touch-abs: /'
+    (echo z > /run/secrets/x) 2>&1 | sed 's/^/write-rel: /'
+    (echo z > $abs) 2>&1 | sed 's/^/write-abs: /'
+    stat -c 'stat %n %a:%u:%g:%s' /run/secrets/x $abs
+    ls -A /run/secrets | sed 's/^/ls /'
+    echo CHECKED
+  fi
+done",
+        abs = abs.display(),
+        trig = trigger.display(),
+    )));
+    s.secrets = vec![
+        secret("x", &version(&marker, "x", 0), 0, 0, 0o444),
+        secret(
+            abs.to_str().unwrap(),
+            &version(&marker, "a", 0),
+            0,
+            0,
+            0o444,
+        ),
+    ];
+    let mut task = l.spawn(s).await.unwrap();
+    let mut rx = line_stream(task.take_stdout().unwrap());
+    lines_until(&mut rx, "READY").await;
+
+    const N: usize = 25;
+    let (uid, gid, mode) = (1234, 5678, 0o440);
+    for i in 1..=N {
+        // Let the reader go round a few times between updates.
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let (u, g, m) = if i == N {
+            (uid, gid, mode)
+        } else {
+            (i as u32, 0, 0o400 + i as u32 % 2 * 0o40)
+        };
+        task.update_secrets(vec![
+            secret("x", &version(&marker, "x", i), u, g, m),
+            secret(abs.to_str().unwrap(), &version(&marker, "a", i), u, g, m),
+        ])
+        .await
+        .unwrap();
+    }
+    // From the host, through the task's root: the last values, owners, modes.
+    for (path, what) in [("/run/secrets/x", "x"), (abs.to_str().unwrap(), "a")] {
+        let p = in_task(&task, path);
+        assert_eq!(fs::read_to_string(&p).unwrap(), version(&marker, what, N));
+        let m = fs::metadata(&p).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o7777),
+            (uid, gid, mode),
+            "{path}"
+        );
+    }
+    fs::write(&trigger, "").unwrap();
+    let out = lines_until(&mut rx, "CHECKED").await;
+
+    // Every read was one whole version, and they only ever moved forward.
+    let mut last = [0usize; 2];
+    let mut reads = [0usize; 2];
+    let mut versions_seen = [
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    ];
+    for line in &out {
+        let (k, v) = match line.split_once('=') {
+            Some(("x", v)) => (0, v),
+            Some(("a", v)) => (1, v),
+            _ => continue,
+        };
+        let what = ["x", "a"][k];
+        let i = (0..=N)
+            .find(|&i| v == version(&marker, what, i))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{what}: a read that is no whole version ({} bytes): {:?}",
+                    v.len(),
+                    &v[..v.len().min(60)]
+                )
+            });
+        assert!(i >= last[k], "{what}: version {i} after {}", last[k]);
+        last[k] = i;
+        reads[k] += 1;
+        versions_seen[k].insert(i);
+    }
+    assert_eq!(last, [N, N], "the reader saw the last versions");
+    // The reads went on while the files were being replaced.
+    let seen = [versions_seen[0].len(), versions_seen[1].len()];
+    eprintln!("reads {reads:?}, versions seen {seen:?} of {}", N + 1);
+    assert!(seen[0] > N / 2 && seen[1] > N / 2, "{reads:?} {seen:?}");
+
+    // Still read-only to the task (which runs as root), for both kinds.
+    let has_prefix = |p: &str| out.iter().filter(|l| l.starts_with(p)).collect::<Vec<_>>();
+    for p in [
+        "touch-new: ",
+        "touch-rel: ",
+        "touch-abs: ",
+        "write-rel: ",
+        "write-abs: ",
+    ] {
+        let lines = has_prefix(p);
+        assert_eq!(lines.len(), 1, "{p}: {out:#?}");
+        assert!(lines[0].contains("Read-only file system"), "{}", lines[0]);
+    }
+    let len = version(&marker, "x", N).len();
+    let stat: Vec<&String> = has_prefix("stat ");
+    assert_eq!(
+        stat,
+        [
+            &format!("stat /run/secrets/x 440:1234:5678:{len}"),
+            &format!("stat {} 440:1234:5678:{len}", abs.display()),
+        ]
+    );
+    // No temporary file or staging directory is left.
+    assert_eq!(has_prefix("ls "), [&"ls x".to_owned()]);
+    let rel = task_mounts(&task, "/run/secrets");
+    assert_eq!(rel.len(), 1, "{rel:#?}");
+    assert!(
+        rel[0].contains(" /run/secrets ro,nosuid,nodev,noexec"),
+        "{}",
+        rel[0]
+    );
+    let abs_mounts = task_mounts(&task, abs.to_str().unwrap());
+    assert!(
+        abs_mounts
+            .iter()
+            .all(|m| m.contains(" ro,nosuid,nodev,noexec") && m.contains(" - tmpfs ")),
+        "{abs_mounts:#?}"
+    );
+    if kernel_version() >= (6, 5) {
+        // The new mount went beneath the old one, which was then removed.
+        assert_eq!(abs_mounts.len(), 1, "{abs_mounts:#?}");
+    }
+    // The host sees its placeholder only.
+    assert_eq!(fs::metadata(&abs).unwrap().len(), 0);
+
+    task.stop(Duration::from_millis(100)).await.unwrap();
+    assert!(!abs.exists() && !host_dir.path().join("sub").exists());
+    let roots = [
+        Path::new("/run"),
+        Path::new("/tmp"),
+        state.path(),
+        host_dir.path(),
+    ];
+    assert_eq!(
+        files_containing(&roots, marker.as_bytes(), started),
+        Vec::<PathBuf>::new()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_secrets_checks_every_target_first() {
+    let (l, _state) = launcher();
+    if !available(&l).await {
+        return;
+    }
+    let host_dir = tempfile::tempdir().unwrap();
+    let abs = host_dir.path().join("abs");
+    let abs_s = abs.to_str().unwrap().to_owned();
+    let mut s = spec(sh("echo READY; exec sleep 1000"));
+    s.secrets = vec![
+        secret("x", "old-x", 0, 0, 0o444),
+        secret("sub/y", "old-y", 0, 0, 0o444),
+        secret(&abs_s, "old-abs", 0, 0, 0o444),
+    ];
+    let mut task = l.spawn(s).await.unwrap();
+    let mut lines = BufReader::new(task.take_stdout().unwrap()).lines();
+    wait_for_line(&mut lines, "READY").await;
+    let read = |task: &Running, p: &str| fs::read_to_string(in_task(task, p)).unwrap();
+    let unchanged = |task: &Running| {
+        assert_eq!(read(task, "/run/secrets/x"), "old-x");
+        assert_eq!(read(task, "/run/secrets/sub/y"), "old-y");
+        assert_eq!(read(task, &abs_s), "old-abs");
+        let m = fs::metadata(in_task(task, "/run/secrets/x")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o444);
+    };
+    let update_err = |r: Result<(), ExecError>| match r {
+        Err(ExecError::Update(m)) => m,
+        other => panic!("expected an update error, got {other:?}"),
+    };
+
+    // An unknown target anywhere in the list: nothing changes.
+    for bad in ["nope", "/etc/lbx-not-a-target", "sub", "x/deeper"] {
+        let m = update_err(
+            task.update_secrets(vec![
+                secret("x", "new-x-value", 7, 7, 0o400),
+                secret(&abs_s, "new-abs-value", 7, 7, 0o400),
+                secret(bad, "zzz-value", 0, 0, 0o444),
+            ])
+            .await,
+        );
+        assert_eq!(
+            m,
+            format!("secret target \"{bad}\" is not one of the task's")
+        );
+        unchanged(&task);
+    }
+    let e = task
+        .update_secrets(vec![secret("nope", "zzz-value", 0, 0, 0o444)])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "updating the task's secrets: secret target \"nope\" is not one of the task's"
+    );
+    assert!(!e.to_string().contains("zzz"));
+    // The same target twice (also spelled differently), or an invalid one.
+    let m = update_err(
+        task.update_secrets(vec![
+            secret("x", "new-x-value", 0, 0, 0o444),
+            secret("/run/secrets/x", "other-value", 0, 0, 0o444),
+        ])
+        .await,
+    );
+    assert_eq!(m, "duplicate secret target \"/run/secrets/x\"");
+    let m = update_err(
+        task.update_secrets(vec![
+            secret("x", "new-x-value", 0, 0, 0o444),
+            secret("../x", "zzz-value", 0, 0, 0o444),
+        ])
+        .await,
+    );
+    assert_eq!(m, "invalid secret target \"../x\"");
+    unchanged(&task);
+    // Nothing to do is fine.
+    task.update_secrets(Vec::new()).await.unwrap();
+    unchanged(&task);
+
+    // Targets as spelled at the start or normalized; a value larger than
+    // the tmpfs had room for (it grows); an empty value.
+    let big = "b".repeat(300 * 1024);
+    task.update_secrets(vec![
+        secret("/run/secrets/sub/y", "new-y", 0, 0, 0o444),
+        secret("./x", &big, 0, 0, 0o444),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(read(&task, "/run/secrets/sub/y"), "new-y");
+    assert_eq!(read(&task, "/run/secrets/x"), big);
+    task.update_secrets(vec![secret(&abs_s, "", 0, 0, 0o400)])
+        .await
+        .unwrap();
+    assert_eq!(read(&task, &abs_s), "");
+    let mut names: Vec<String> = fs::read_dir(in_task(&task, "/run/secrets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["sub", "x"]);
+    let rel = task_mounts(&task, "/run/secrets");
+    assert_eq!(rel.len(), 1, "{rel:#?}");
+    assert!(rel[0].contains(" /run/secrets ro,"), "{}", rel[0]);
+
+    // After the task ended.
+    task.stop(Duration::from_millis(100)).await.unwrap();
+    let e = task
+        .update_secrets(vec![secret("x", "v", 0, 0, 0o444)])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ExecError::NotRunning), "{e:?}");
+    assert_eq!(e.to_string(), "task is not running");
+
+    // A task whose helper was killed, not yet waited for.
+    let mut s = spec(sh("echo READY; exec sleep 1000"));
+    s.secrets = vec![secret("x", "old-x", 0, 0, 0o444)];
+    let mut task = l.spawn(s).await.unwrap();
+    let mut lines = BufReader::new(task.take_stdout().unwrap()).lines();
+    wait_for_line(&mut lines, "READY").await;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(task.pid() as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let e = task
+        .update_secrets(vec![secret("x", "v", 0, 0, 0o444)])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ExecError::NotRunning), "{e:?}");
+    assert_eq!(task.wait().await.unwrap().signal, Some(9));
+
+    // A task that exited on its own.
+    let mut s = spec(vec!["true".into()]);
+    s.secrets = vec![secret("x", "old-x", 0, 0, 0o444)];
+    let mut task = l.spawn(s).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = task
+        .update_secrets(vec![secret("x", "v", 0, 0, 0o444)])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ExecError::NotRunning), "{e:?}");
+}
+
+/// `cmdline` and `environ` of every process that contain `needle`.
+fn processes_exposing(needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for ent in fs::read_dir("/proc").unwrap().flatten() {
+        let name = ent.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        for f in ["cmdline", "environ"] {
+            if let Ok(c) = fs::read(format!("/proc/{pid}/{f}"))
+                && c.windows(needle.len()).any(|w| w == needle)
+            {
+                hits.push(format!("{pid}/{f}"));
+            }
+        }
+    }
+    hits
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_secrets_keeps_values_out_of_argv_environ_and_disk() {
+    let (l, state) = launcher();
+    if !available(&l).await {
+        return;
+    }
+    let started = std::time::SystemTime::now();
+    let marker = random_hex(16);
+    let host_dir = tempfile::tempdir().unwrap();
+    let abs = host_dir.path().join("abs");
+    let abs_s = abs.to_str().unwrap().to_owned();
+    // Exec'd directly: its argv and environment are exactly these.
+    let mut s = spec(vec!["sleep".into(), "1000".into()]);
+    s.secrets = vec![
+        secret("x", "old", 0, 0, 0o444),
+        secret(&abs_s, "old", 0, 0, 0o444),
+    ];
+    let task = l.spawn(s).await.unwrap();
+    let (helper, workload) = (task.pid(), task.workload_pid());
+
+    // Updates in the background while the process table is watched.
+    let value = {
+        let marker = marker.clone();
+        move |i: usize| format!("{marker}-{i}-{}", "v".repeat(64 * 1024))
+    };
+    let values = value.clone();
+    let updater = tokio::spawn(async move {
+        let value = values;
+        let mut task = task;
+        for i in 0..20 {
+            task.update_secrets(vec![
+                secret("x", &value(i), 0, 0, 0o444),
+                secret(&abs_s, &value(i), 0, 0, 0o444),
+            ])
+            .await
+            .unwrap();
+        }
+        // A failed update names no value either.
+        let e = task
+            .update_secrets(vec![
+                secret("x", &value(99), 0, 0, 0o444),
+                secret("nope", &value(99), 0, 0, 0o444),
+            ])
+            .await
+            .unwrap_err();
+        (task, e)
+    });
+    let mut rounds = 0;
+    while !updater.is_finished() {
+        assert_eq!(processes_exposing(marker.as_bytes()), Vec::<String>::new());
+        rounds += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (mut task, e) = updater.await.unwrap();
+    assert!(rounds > 0);
+    assert!(!e.to_string().contains(&marker), "{e}");
+    assert_eq!(processes_exposing(marker.as_bytes()), Vec::<String>::new());
+    // The helper's and the workload's argv and environment, exactly.
+    let cmdline = fs::read(format!("/proc/{helper}/cmdline")).unwrap();
+    let args: Vec<&[u8]> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .collect();
+    assert_eq!(args.len(), 5, "{:?}", String::from_utf8_lossy(&cmdline));
+    assert_eq!(args[1], b"__exec-helper");
+    assert!(args[2..].iter().all(|a| a.iter().all(u8::is_ascii_digit)));
+    assert_eq!(fs::read(format!("/proc/{helper}/environ")).unwrap(), b"");
+    assert_eq!(
+        fs::read(format!("/proc/{workload}/cmdline")).unwrap(),
+        b"sleep\x001000\x00"
+    );
+    assert_eq!(
+        fs::read(format!("/proc/{workload}/environ")).unwrap(),
+        b"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\x00"
+    );
+    // The update socket is the helper's alone.
+    let fds: Vec<_> = fs::read_dir(format!("/proc/{workload}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(fds.len(), 3, "{fds:?}");
+    assert_eq!(
+        fs::read_to_string(in_task(&task, "/run/secrets/x")).unwrap(),
+        value(19)
+    );
+
+    task.stop(Duration::from_millis(100)).await.unwrap();
+    let roots = [
+        Path::new("/run"),
+        Path::new("/tmp"),
+        state.path(),
+        host_dir.path(),
+    ];
+    assert_eq!(
+        files_containing(&roots, marker.as_bytes(), started),
+        Vec::<PathBuf>::new()
+    );
 }

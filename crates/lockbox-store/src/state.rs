@@ -84,15 +84,12 @@ impl State {
     fn check_secret_refs(&self, refs: &[lockbox_types::SecretRef]) -> Result<(), Rejection> {
         let mut missing: Vec<String> = Vec::new();
         for r in refs {
-            let ok = self
-                .secrets
-                .get(&r.secret_id)
-                .is_some_and(|s| {
-                    s.spec.name == r.secret_name
+            let ok = self.secrets.get(&r.secret_id).is_some_and(|s| {
+                s.spec.name == r.secret_name
                         // A superseded secret was renamed; specs made before still name it
                         // by its old name (a rollback, tasks of the previous spec).
                         || s.spec.labels.contains_key(lockbox_types::SUPERSEDED_BY_LABEL)
-                });
+            });
             if !ok && !missing.contains(&r.secret_name) {
                 missing.push(r.secret_name.clone());
             }
@@ -243,6 +240,7 @@ impl State {
                 service_id,
                 expected_version,
                 task,
+                service_raw,
                 tasks,
                 now,
             } => {
@@ -258,6 +256,7 @@ impl State {
                     return Err(Rejection::SequenceConflict);
                 }
                 svc.spec.task = (**task).clone();
+                svc.spec.raw = service_raw.clone();
                 svc.meta.version = index;
                 svc.meta.updated_at = *now;
                 for id in tasks {

@@ -184,8 +184,7 @@ pub fn valid_principal(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && !s.starts_with(['.', '-'])
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
@@ -386,7 +385,12 @@ impl AccessModel {
     pub fn revoked_serials(&self) -> BTreeSet<String> {
         let mut out = self.revoked.clone();
         for u in self.users.values() {
-            out.extend(u.certs.iter().filter(|c| c.revoked).map(|c| c.serial.clone()));
+            out.extend(
+                u.certs
+                    .iter()
+                    .filter(|c| c.revoked)
+                    .map(|c| c.serial.clone()),
+            );
         }
         out
     }
@@ -402,7 +406,10 @@ impl AccessModel {
         match change {
             AccessChange::CreateUser(u) => {
                 if self.users.contains_key(&u.name) {
-                    return Err(AccessError::Conflict(format!("user {} already exists", u.name)));
+                    return Err(AccessError::Conflict(format!(
+                        "user {} already exists",
+                        u.name
+                    )));
                 }
                 if let Some(uid) = u.uid
                     && let Some(other) = self.user_by_uid(uid)
@@ -475,7 +482,10 @@ impl AccessModel {
                 if self.roles.contains_key(&r.name)
                     || builtin_roles().iter().any(|(n, _)| *n == r.name)
                 {
-                    return Err(AccessError::Conflict(format!("role {} already exists", r.name)));
+                    return Err(AccessError::Conflict(format!(
+                        "role {} already exists",
+                        r.name
+                    )));
                 }
                 let mut r = (**r).clone();
                 r.meta.version = index;
@@ -515,7 +525,10 @@ impl AccessModel {
                     return Err(AccessError::NotFound(format!("user {n} not found")));
                 }
                 if self.grants.contains_key(&g.id) {
-                    return Err(AccessError::Conflict(format!("grant {} already exists", g.id)));
+                    return Err(AccessError::Conflict(format!(
+                        "grant {} already exists",
+                        g.id
+                    )));
                 }
                 let mut g = (**g).clone();
                 g.meta.version = index;
@@ -589,8 +602,9 @@ mod tests {
 
     #[test]
     fn scopes() {
-        let labels: BTreeMap<String, String> =
-            [("team".to_owned(), "pay".to_owned())].into_iter().collect();
+        let labels: BTreeMap<String, String> = [("team".to_owned(), "pay".to_owned())]
+            .into_iter()
+            .collect();
         assert!(Scope::parse("label:team=pay").unwrap().covers("x", &labels));
         assert!(Scope::parse("label:team").unwrap().covers("x", &labels));
         assert!(!Scope::parse("label:team=ops").unwrap().covers("x", &labels));
@@ -598,7 +612,10 @@ mod tests {
         assert!(Scope::parse("name:app-*").unwrap().covers("app-x", &labels));
         assert!(Scope::parse("bogus").is_err());
         assert!(Scope::parse("label:").is_err());
-        assert_eq!(Subject::parse("user:alice").unwrap().to_string(), "user:alice");
+        assert_eq!(
+            Subject::parse("user:alice").unwrap().to_string(),
+            "user:alice"
+        );
         assert!(Subject::parse("alice").is_err());
         assert!(Subject::parse("user:").is_err());
     }
@@ -609,7 +626,10 @@ mod tests {
         assert_eq!(p.len(), 6);
         assert!(expand_permissions(&["secret.read".into()]).is_err());
         assert!(expand_permissions(&[]).is_err());
-        assert_eq!(expand_permissions(&["*".into()]).unwrap().len(), PERMISSIONS.len());
+        assert_eq!(
+            expand_permissions(&["*".into()]).unwrap().len(),
+            PERMISSIONS.len()
+        );
         for (_, perms) in builtin_roles() {
             for p in perms {
                 assert!(PERMISSIONS.contains(&p), "{p}");
@@ -631,10 +651,16 @@ mod tests {
             groups: vec![],
             certs: vec![],
         };
-        m.apply(1, &AccessChange::CreateUser(Box::new(user("alice", Some(1001)))))
-            .unwrap();
+        m.apply(
+            1,
+            &AccessChange::CreateUser(Box::new(user("alice", Some(1001)))),
+        )
+        .unwrap();
         assert!(matches!(
-            m.apply(2, &AccessChange::CreateUser(Box::new(user("bob", Some(1001))))),
+            m.apply(
+                2,
+                &AccessChange::CreateUser(Box::new(user("bob", Some(1001))))
+            ),
             Err(AccessError::Conflict(_))
         ));
         let grant = |id: &str, role: &str| Grant {
@@ -664,7 +690,12 @@ mod tests {
             Err(AccessError::Conflict(_))
         ));
         assert!(matches!(
-            m.apply(6, &AccessChange::RemoveRole { name: "admin".into() }),
+            m.apply(
+                6,
+                &AccessChange::RemoveRole {
+                    name: "admin".into()
+                }
+            ),
             Err(AccessError::Conflict(_))
         ));
         m.apply(
@@ -680,8 +711,13 @@ mod tests {
             },
         )
         .unwrap();
-        m.apply(8, &AccessChange::RemoveUser { name: "alice".into() })
-            .unwrap();
+        m.apply(
+            8,
+            &AccessChange::RemoveUser {
+                name: "alice".into(),
+            },
+        )
+        .unwrap();
         assert!(m.grants.is_empty());
         assert!(m.revoked_serials().contains("ab"));
     }

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::access::AccessChange;
-use crate::object::{Cluster, ClusterKeys, ClusterSpec, JoinTokens, Network, Node, NodeSpec, Secret, Timestamp};
+use crate::object::{
+    Cluster, ClusterKeys, ClusterSpec, JoinTokens, Network, Node, NodeSpec, Secret, Timestamp,
+};
 use crate::service::{Service, ServiceSpec, TaskChange, UpdateStatus};
 
 /// A change to the replicated state.
@@ -150,6 +152,8 @@ pub enum Command {
         expected_version: u64,
         /// The new template.
         task: Box<crate::service::TaskSpec>,
+        /// The service spec's Docker JSON with the new template in it.
+        service_raw: String,
         /// Tasks whose template is replaced too.
         tasks: Vec<String>,
         /// Time of the change.

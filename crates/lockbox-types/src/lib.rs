@@ -15,16 +15,15 @@ mod service;
 
 pub use access::{
     AccessChange, AccessError, AccessModel, Grant, PERMISSIONS, Role, Scope, Subject, User,
-    UserCert, builtin_roles, expand_permissions, glob_match, is_scoped_permission,
-    valid_principal,
+    UserCert, builtin_roles, expand_permissions, glob_match, is_scoped_permission, valid_principal,
 };
 pub use command::{Command, Outcome, Rejection, SUPERSEDED_BY_LABEL};
 pub use id::{ID_LEN, is_id, new_id};
 pub use name::{MAX_NAME_LEN, NameError, validate_name};
 pub use object::{
-    CaConfig, Cluster, ClusterKeys, ClusterSpec, DispatcherConfig, Driver, EncryptionConfig, JoinTokens, Meta,
-    Network, Node, NodeAvailability, NodeRole, NodeSpec, OrchestrationConfig, RaftConfig, Secret,
-    SecretSpec, Timestamp,
+    CaConfig, Cluster, ClusterKeys, ClusterSpec, DispatcherConfig, Driver, EncryptionConfig,
+    JoinTokens, Meta, Network, Node, NodeAvailability, NodeRole, NodeSpec, OrchestrationConfig,
+    RaftConfig, Secret, SecretSpec, Timestamp,
 };
 pub use service::{
     RestartCondition, RestartPolicy, SecretFileTarget, SecretRef, Service, ServiceMode,

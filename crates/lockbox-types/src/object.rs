@@ -276,7 +276,10 @@ pub struct ClusterKeys {
 impl std::fmt::Debug for ClusterKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterKeys")
-            .field("ca_cert_pem", &format_args!("<{} bytes>", self.ca_cert_pem.len()))
+            .field(
+                "ca_cert_pem",
+                &format_args!("<{} bytes>", self.ca_cert_pem.len()),
+            )
             .field("ca_key_pem", &self.ca_key_pem)
             .field("audit_key", &self.audit_key)
             .finish()

@@ -89,7 +89,16 @@ pub(crate) async fn run(a: DaemonArgs, hosts: &[String]) -> anyhow::Result<ExitC
     let revocations = state.revocations();
     revocations.replace(manager.revoked_serials().await);
     let tls = if listens.iter().any(|l| matches!(l, Listen::Tls(_))) {
-        Some(tls_config(&manager, &data_dir, &listens, &a.tls_san, revocations.clone()).await?)
+        Some(
+            tls_config(
+                &manager,
+                &data_dir,
+                &listens,
+                &a.tls_san,
+                revocations.clone(),
+            )
+            .await?,
+        )
     } else {
         None
     };

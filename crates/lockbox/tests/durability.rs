@@ -147,7 +147,10 @@ fn no_trace_of_values_or_names_on_disk() {
                     .iter()
                     .flat_map(|f| std::fs::read(f).unwrap())
                     .collect();
-                assert!(contains(&trail, name.as_bytes()), "the create was not audited");
+                assert!(
+                    contains(&trail, name.as_bytes()),
+                    "the create was not audited"
+                );
                 continue;
             }
             if p.is_dir() {

@@ -508,17 +508,27 @@ fn docker_redeploy_after_a_secret_file_changed_rolls_the_service() {
         ],
         None,
     ));
-    assert!(refs.contains(&format!("app_db_password={new_id}")), "{refs}");
-    // The old object is removed once no task uses it.
-    wait_for("the superseded secret to go", Duration::from_secs(30), || {
-        (names(&d, "secret") == vec!["api_key", "app_db_password"]).then(String::new)
-    });
     assert!(
-        !d.docker(&["secret", "inspect", &old_id], None).status.success(),
+        refs.contains(&format!("app_db_password={new_id}")),
+        "{refs}"
+    );
+    // The old object is removed once no task uses it.
+    wait_for(
+        "the superseded secret to go",
+        Duration::from_secs(30),
+        || (names(&d, "secret") == vec!["api_key", "app_db_password"]).then(String::new),
+    );
+    assert!(
+        !d.docker(&["secret", "inspect", &old_id], None)
+            .status
+            .success(),
         "the superseded secret is still there"
     );
     // Secrets outside stacks keep Swarm's rule.
-    let version = ok(&d.docker(&["secret", "inspect", "-f", "{{.Version.Index}}", "api_key"], None));
+    let version = ok(&d.docker(
+        &["secret", "inspect", "-f", "{{.Version.Index}}", "api_key"],
+        None,
+    ));
     let body = r#"{"Name":"api_key","Data":"bmV3"}"#;
     let (status, _, resp) = d.http(
         "POST",
@@ -528,7 +538,10 @@ fn docker_redeploy_after_a_secret_file_changed_rolls_the_service() {
     );
     let resp = String::from_utf8_lossy(&resp);
     assert_eq!(status, 400, "{resp}");
-    assert!(resp.contains("only updates to Labels are allowed"), "{resp}");
+    assert!(
+        resp.contains("only updates to Labels are allowed"),
+        "{resp}"
+    );
     ok(&d.docker(&["stack", "rm", "app"], None));
 }
 

@@ -433,7 +433,9 @@ async fn move_services(
             done.push(name);
             continue;
         }
-        opts.say(format!("updating service {name}: {from_names} -> {new_name}"));
+        opts.say(format!(
+            "updating service {name}: {from_names} -> {new_name}"
+        ));
         if let Err(e) = apply_spec(api, &id, &name, &target, opts.quiet).await {
             return Err((touched, e.context(format!("service {name}"))));
         }
