@@ -241,12 +241,44 @@ pub(crate) async fn access_layer(
         Need::Open => Ok(()),
         Need::Perm(p) => app.manager.authorize(&identity, p).await,
     };
+    let mutating = !(method == Method::GET || method == Method::HEAD);
     let resp = match decision {
+        Ok(()) if mutating && action != "http.unknown" => {
+            // Fail closed before anything changes: a request that may change state is
+            // recorded (durably) as begun before its handler runs; if that record cannot be
+            // written the request is refused and nothing happens.
+            let intent = AuditEntry {
+                actor: identity.user.clone(),
+                source: identity.source.clone(),
+                action: action.to_owned(),
+                method: Some(method.to_string()),
+                path: Some(full_path.clone()),
+                objects: path_objects(&path),
+                status: 0,
+                error: None,
+                details: [("phase".to_owned(), "begin".to_owned())].into(),
+            };
+            match app.manager.audit(intent).await {
+                Ok(()) => {
+                    req.extensions_mut().insert(Caller(identity.clone()));
+                    next.run(req).await
+                }
+                Err(e) => {
+                    drain(req).await;
+                    return ApiError::from(e).into_response();
+                }
+            }
+        }
         Ok(()) => {
             req.extensions_mut().insert(Caller(identity.clone()));
             next.run(req).await
         }
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => {
+            // Read what the client is still sending, so it gets the answer instead of a
+            // broken pipe.
+            drain(req).await;
+            ApiError::from(e).into_response()
+        }
     };
     // Pings are not recorded: every docker command sends one, and they touch no state.
     if action == "system.ping" {
@@ -281,6 +313,23 @@ pub(crate) async fn access_layer(
         return ApiError::from(e).into_response();
     }
     resp
+}
+
+/// Reads and discards a refused request's body (at most 4 MiB, for at most 5 s).
+async fn drain(req: Request) {
+    use http_body_util::BodyExt;
+    let mut body = req.into_body();
+    let mut left: usize = 4 << 20;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len());
+            if n >= left {
+                break;
+            }
+            left -= n;
+        }
+    })
+    .await;
 }
 
 /// The uid and gid owning the client end of a loopback TCP connection, from

@@ -489,10 +489,23 @@ pub(crate) async fn create(
 ) -> ApiResult<Response> {
     let v = read_json(&headers, body).await?;
     let spec = service_spec(&v)?;
-    // Attaching a secret needs `secret.use` on it.
-    app.manager
-        .authorize_secret_refs(&caller, &spec.task.secrets)
-        .await?;
+    let objects = service_objects("", &spec.name, &spec.task.secrets);
+    let result = async {
+        // Attaching a secret needs `secret.use` on it.
+        app.manager
+            .authorize_secret_refs(&caller, &spec.task.secrets)
+            .await?;
+        create_inner(&app, spec, version).await
+    }
+    .await;
+    Ok(with_objects(result, objects))
+}
+
+async fn create_inner(
+    app: &AppState,
+    spec: ServiceSpec,
+    version: crate::ApiVersion,
+) -> ApiResult<Response> {
     let image = spec.task.image.clone();
     let id = app.manager.create_service(spec).await?;
     if version < crate::ApiVersion(1, 30) {
@@ -506,6 +519,30 @@ pub(crate) async fn create(
         ));
     }
     Ok(json(StatusCode::CREATED, &json!({ "ID": id })))
+}
+
+/// The audit objects of a service request: the service and the secrets it attaches.
+fn service_objects(id: &str, name: &str, refs: &[SecretRef]) -> Vec<lockbox_core::AuditObject> {
+    let mut out = vec![lockbox_core::AuditObject::new("service", id, name)];
+    out.extend(refs.iter().map(|r| {
+        lockbox_core::AuditObject::new("secret", r.secret_id.clone(), r.secret_name.clone())
+    }));
+    out
+}
+
+/// Attaches audit objects to a response, also to an error response.
+fn with_objects(result: ApiResult<Response>, objects: Vec<lockbox_core::AuditObject>) -> Response {
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => axum::response::IntoResponse::into_response(e),
+    };
+    crate::access::audited(
+        resp,
+        crate::access::Audited {
+            objects,
+            details: Vec::new(),
+        },
+    )
 }
 
 fn mode_name(m: &ServiceMode) -> &'static str {
@@ -609,7 +646,13 @@ pub(crate) async fn update(
         Some(service_spec(&v)?)
     };
     // Secrets the update attaches (not those the service has already) need `secret.use`.
+    let mut objects = vec![lockbox_core::AuditObject::new("service", "", id_param(&p))];
     if let Ok(current) = app.manager.inspect_service(id_param(&p)).await {
+        objects = vec![lockbox_core::AuditObject::new(
+            "service",
+            current.id.clone(),
+            current.spec.name.clone(),
+        )];
         let target = match (&spec, &current.previous_spec) {
             (Some(s), _) => Some(&s.task.secrets),
             (None, Some(prev)) => Some(&prev.task.secrets),
@@ -628,13 +671,19 @@ pub(crate) async fn update(
                 })
                 .cloned()
                 .collect();
-            app.manager.authorize_secret_refs(&caller, &added).await?;
+            objects.extend(service_objects("", "", &added).into_iter().skip(1));
+            if let Err(e) = app.manager.authorize_secret_refs(&caller, &added).await {
+                return Ok(with_objects(Err(e.into()), objects));
+            }
         }
     }
-    app.manager
+    let result = app
+        .manager
         .update_service(id_param(&p), version, spec, rollback)
-        .await?;
-    Ok(json(StatusCode::OK, &json!({ "Warnings": null })))
+        .await
+        .map(|()| json(StatusCode::OK, &json!({ "Warnings": null })))
+        .map_err(ApiError::from);
+    Ok(with_objects(result, objects))
 }
 
 pub(crate) async fn delete(

@@ -81,6 +81,10 @@ pub(crate) struct RecordFilter {
     /// At most this many records
     #[arg(long, value_name = "N")]
     limit: Option<u64>,
+    /// Also the records written when a change begins (before it is made; each is followed by
+    /// the record of its outcome). `export` always includes them
+    #[arg(long)]
+    begin: bool,
 }
 
 impl RecordFilter {
@@ -104,6 +108,9 @@ impl RecordFilter {
         }
         if let Some(n) = self.limit {
             q.push(format!("limit={n}"));
+        }
+        if self.begin {
+            q.push("begin=true".to_owned());
         }
         Ok(if q.is_empty() {
             "/lockbox/v1/audit".to_owned()
@@ -328,7 +335,12 @@ async fn export(
     filter: &RecordFilter,
     output: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let path = filter.path(OffsetDateTime::now_utc())?;
+    // The export is the trail as stored: every record, so that it can be re-verified.
+    let mut path = filter.path(OffsetDateTime::now_utc())?;
+    if !filter.begin {
+        path.push(if path.contains('?') { '&' } else { '?' });
+        path.push_str("begin=true");
+    }
     let mut body = BodyStream::get(client, &path).await?;
     match output {
         None => {
