@@ -585,7 +585,7 @@ fn os_users_on_the_socket_get_what_their_grants_allow() {
             "{source}"
         );
     }
-    let mut interesting: Vec<_> = records
+    let interesting: Vec<_> = records
         .iter()
         .map(outcome)
         .filter(|(a, ..)| a != "secret.list" && a != "http.unknown")
