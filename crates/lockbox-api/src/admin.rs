@@ -235,7 +235,9 @@ async fn revoke(
     let name = p.get("name").cloned().unwrap_or_default();
     let req: RevokeBody = parse(read_json(&headers, b).await?)?;
     let revoked = app.manager.revoke(&name, req.serial).await?;
-    app.revocations.replace(app.manager.revoked_serials().await);
+    for serial in app.manager.revoked_serials().await {
+        app.revocations.revoke(&serial);
+    }
     let mut a = on("user", &name);
     a.details.push(("revoked".into(), revoked.join(",")));
     Ok(audited(

@@ -22,8 +22,17 @@ pub(crate) struct AuditTrail {
 }
 
 impl AuditTrail {
-    pub(crate) fn open(dir: &Path) -> Result<AuditTrail, CoreError> {
-        let log = lockbox_audit::AuditLog::open(dir, lockbox_audit::Options::default())
+    pub(crate) fn open(
+        dir: &Path,
+        segment_bytes: u64,
+        max_segments: Option<usize>,
+    ) -> Result<AuditTrail, CoreError> {
+        let mut options = lockbox_audit::Options::default();
+        if segment_bytes > 0 {
+            options.max_segment_bytes = segment_bytes;
+        }
+        options.max_segments = max_segments;
+        let log = lockbox_audit::AuditLog::open(dir, options)
             .map_err(|e| CoreError::Internal(format!("audit trail {}: {e}", dir.display())))?;
         Ok(AuditTrail {
             log,

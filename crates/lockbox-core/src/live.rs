@@ -45,11 +45,15 @@ fn key_of(m: &serde_json::Map<String, serde_json::Value>, key: &str) -> Option<S
 /// is `from` now names `to`.
 fn rewrite_template(tt: &mut serde_json::Value, from: &str, to_id: &str, to_name: &str) {
     let Some(tt) = tt.as_object_mut() else { return };
-    let Some(ck) = key_of(tt, "ContainerSpec") else { return };
+    let Some(ck) = key_of(tt, "ContainerSpec") else {
+        return;
+    };
     let Some(cs) = tt.get_mut(&ck).and_then(|c| c.as_object_mut()) else {
         return;
     };
-    let Some(sk) = key_of(cs, "Secrets") else { return };
+    let Some(sk) = key_of(cs, "Secrets") else {
+        return;
+    };
     let Some(list) = cs.get_mut(&sk).and_then(|s| s.as_array_mut()) else {
         return;
     };
@@ -273,7 +277,10 @@ mod tests {
         let raw = r#"{"Name":"s","TaskTemplate":{"ContainerSpec":{"Secrets":[{"SecretID":"old","SecretName":"a"}]}}}"#;
         let v: serde_json::Value =
             serde_json::from_str(&rewrite_service_raw(raw, "old", "n", "b")).unwrap();
-        assert_eq!(v["TaskTemplate"]["ContainerSpec"]["Secrets"][0]["SecretID"], "n");
+        assert_eq!(
+            v["TaskTemplate"]["ContainerSpec"]["Secrets"][0]["SecretID"],
+            "n"
+        );
         assert_eq!(v["Name"], "s");
     }
 

@@ -52,6 +52,10 @@ pub struct ManagerConfig {
     pub snapshot_interval: u64,
     /// Where this node's audit trail lives; `None` turns auditing off.
     pub audit_dir: Option<PathBuf>,
+    /// Start a new audit segment file past this size (0: the default, 64 MiB).
+    pub audit_segment_bytes: u64,
+    /// Keep at most this many audit segment files (`None`: all).
+    pub audit_max_segments: Option<usize>,
 }
 
 /// Options of `swarm init`.
@@ -373,7 +377,11 @@ impl Manager {
         let lock = DirLock::acquire(&cfg.data_dir)?;
         let (events, _) = broadcast::channel(1024);
         let audit = match &cfg.audit_dir {
-            Some(dir) => Some(crate::audit::AuditTrail::open(dir)?),
+            Some(dir) => Some(crate::audit::AuditTrail::open(
+                dir,
+                cfg.audit_segment_bytes,
+                cfg.audit_max_segments,
+            )?),
             None => None,
         };
         let mgr = Manager {

@@ -27,6 +27,24 @@ pub(crate) struct Global {
         value_delimiter = ','
     )]
     pub(crate) host: Vec<String>,
+    /// Use TLS; implied by --tlsverify. lockbox always verifies the daemon's certificate, so
+    /// --tls alone (docker's TLS without verification) is refused
+    #[arg(long, global = true)]
+    pub(crate) tls: bool,
+    /// Use TLS with a client certificate and verify the daemon (tcp:// addresses; unix
+    /// sockets never use TLS). Also on when DOCKER_TLS_VERIFY is set to anything non-empty.
+    /// The files default to the directory DOCKER_CERT_PATH, else DOCKER_CONFIG, else ~/.docker
+    #[arg(long, global = true)]
+    pub(crate) tlsverify: bool,
+    /// Trust only daemon certificates signed by this CA [default: ~/.docker/ca.pem]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) tlscacert: Option<PathBuf>,
+    /// TLS client certificate [default: ~/.docker/cert.pem]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) tlscert: Option<PathBuf>,
+    /// TLS client key [default: ~/.docker/key.pem]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub(crate) tlskey: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,6 +102,13 @@ pub(crate) struct DaemonArgs {
     /// recorded under DATA_DIR/audit)
     #[arg(long)]
     pub(crate) no_audit: bool,
+    /// Start a new audit segment file (audit-<seq>.jsonl) past this size, in MiB
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) audit_segment_mb: u64,
+    /// Keep only the newest N audit segment files; older ones are deleted and
+    /// audit-anchor.json records where the kept chain starts (default: keep all)
+    #[arg(long, value_name = "N", value_parser = parse_positive)]
+    pub(crate) audit_max_segments: Option<usize>,
     /// Address advertised to other nodes
     #[arg(long, default_value = "127.0.0.1:2377")]
     pub(crate) advertise_addr: String,
@@ -862,4 +887,11 @@ pub(crate) struct RunArgs {
         value_name = "IMAGE [COMMAND] [ARG...]"
     )]
     pub(crate) image_and_args: Vec<String>,
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a positive number")),
+    }
 }

@@ -79,6 +79,8 @@ pub(crate) async fn run(a: DaemonArgs, hosts: &[String]) -> anyhow::Result<ExitC
             advertise_addr: a.advertise_addr.clone(),
             snapshot_interval: a.snapshot_interval,
             audit_dir: (!a.no_audit).then(|| data_dir.join("audit")),
+            audit_segment_bytes: a.audit_segment_mb.saturating_mul(1 << 20),
+            audit_max_segments: a.audit_max_segments,
         },
         executors,
     )
@@ -109,7 +111,11 @@ pub(crate) async fn run(a: DaemonArgs, hosts: &[String]) -> anyhow::Result<ExitC
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                revocations.replace(manager.revoked_serials().await);
+                // Revocation is for good: only add, so that an older list read while a
+                // revocation was committed cannot take it back.
+                for serial in manager.revoked_serials().await {
+                    revocations.revoke(&serial);
+                }
             }
         });
     }

@@ -23,8 +23,7 @@ use anyhow::{Context, bail};
 use bytes::{Buf, BytesMut};
 use http::Method;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use lockbox_client::{Client, Endpoint};
+use lockbox_client::Client;
 use serde_json::{Map, Value, json};
 
 use crate::cli::RunArgs;
@@ -221,7 +220,7 @@ pub(crate) async fn run(client: &Client, a: &RunArgs) -> anyhow::Result<ExitCode
         );
         return Ok(ExitCode::SUCCESS);
     }
-    attached(client.endpoint(), &body).await
+    attached(client, &body).await
 }
 
 /// Frames of the run stream: (stream, payload).
@@ -238,27 +237,15 @@ fn next_frame(buf: &mut BytesMut) -> Option<(u8, Vec<u8>)> {
     Some((stream, buf.split_to(len).to_vec()))
 }
 
-async fn attached(endpoint: &Endpoint, body: &Value) -> anyhow::Result<ExitCode> {
+async fn attached(client: &Client, body: &Value) -> anyhow::Result<ExitCode> {
     let req = http::Request::builder()
         .method(Method::POST)
         .uri(format!("/v{}/lockbox/v1/run", lockbox_client::API_VERSION))
         .header(http::header::HOST, "lockbox")
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(Full::new(bytes::Bytes::from(serde_json::to_vec(body)?)))?;
-    let resp = match endpoint {
-        Endpoint::Unix(p) => {
-            let io = tokio::net::UnixStream::connect(p)
-                .await
-                .with_context(|| format!("Cannot connect to the lockbox daemon at {endpoint}"))?;
-            send(TokioIo::new(io), req).await?
-        }
-        Endpoint::Tcp(addr) => {
-            let io = tokio::net::TcpStream::connect(addr)
-                .await
-                .with_context(|| format!("Cannot connect to the lockbox daemon at {endpoint}"))?;
-            send(TokioIo::new(io), req).await?
-        }
-    };
+    // Plain or TLS (`--tlsverify`), as the client is set up.
+    let resp = client.send_request(req).await?;
     let status = resp.status();
     let mut body = resp.into_body();
     if !status.is_success() {
@@ -305,20 +292,6 @@ async fn attached(endpoint: &Endpoint, body: &Value) -> anyhow::Result<ExitCode>
     }
     eprintln!("lockbox: the daemon ended the run before its task ended");
     Ok(ExitCode::from(125))
-}
-
-async fn send<T>(
-    io: T,
-    req: http::Request<Full<bytes::Bytes>>,
-) -> anyhow::Result<http::Response<hyper::body::Incoming>>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender.send_request(req).await?)
 }
 
 #[cfg(test)]

@@ -1,19 +1,21 @@
 //! A `GET` whose body is read as it arrives (the audit trail can be large), to an unversioned
-//! lockbox path. `lockbox_client::Client` buffers whole bodies, so this opens its own connection
-//! to the client's endpoint.
+//! lockbox path. `lockbox_client::Client::raw` buffers whole bodies, so this uses
+//! [`Client::send_request`] (plain, or TLS when the client is set up for it) and reads the body
+//! itself.
 
 use bytes::Bytes;
 use http::Method;
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use lockbox_client::{Client, ClientError, Endpoint};
+use lockbox_client::{Client, ClientError};
 
 use crate::commands::access::daemon_error;
 
 /// The body of a successful answer.
 pub(super) struct BodyStream {
     body: Incoming,
+    /// For turning transport failures (also TLS alerts on the first read) into errors.
+    client: Client,
     /// Bytes received but not yet returned as a line.
     pending: Vec<u8>,
 }
@@ -27,33 +29,20 @@ impl BodyStream {
             .header(http::header::HOST, "lockbox")
             .body(Empty::<Bytes>::new())
             .map_err(http_err)?;
-        let endpoint = client.endpoint();
-        let connect_err = |source| ClientError::Connect {
-            addr: endpoint.to_string(),
-            source,
-        };
-        let resp = match endpoint {
-            Endpoint::Unix(p) => {
-                let io = tokio::net::UnixStream::connect(p)
-                    .await
-                    .map_err(connect_err)?;
-                send(TokioIo::new(io), req).await?
-            }
-            Endpoint::Tcp(a) => {
-                let io = tokio::net::TcpStream::connect(a.as_str())
-                    .await
-                    .map_err(connect_err)?;
-                send(TokioIo::new(io), req).await?
-            }
-        };
+        let resp = client.send_request(req).await?;
         let status = resp.status();
         let body = resp.into_body();
         if !status.is_success() {
-            let data = body.collect().await.map_err(http_err)?.to_bytes();
+            let data = body
+                .collect()
+                .await
+                .map_err(|e| client.transport_error(e))?
+                .to_bytes();
             return Err(daemon_error(status, &data));
         }
         Ok(BodyStream {
             body,
+            client: client.clone(),
             pending: Vec::new(),
         })
     }
@@ -61,7 +50,9 @@ impl BodyStream {
     /// The next piece of the body as received, `None` at its end.
     pub(super) async fn chunk(&mut self) -> Result<Option<Bytes>, ClientError> {
         while let Some(frame) = self.body.frame().await {
-            if let Ok(data) = frame.map_err(http_err)?.into_data()
+            if let Ok(data) = frame
+                .map_err(|e| self.client.transport_error(e))?
+                .into_data()
                 && !data.is_empty()
             {
                 return Ok(Some(data));
@@ -89,20 +80,4 @@ impl BodyStream {
 
 fn http_err(e: impl std::fmt::Display) -> ClientError {
     ClientError::Http(e.to_string())
-}
-
-async fn send<T>(
-    io: T,
-    req: http::Request<Empty<Bytes>>,
-) -> Result<http::Response<Incoming>, ClientError>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(http_err)?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    sender.send_request(req).await.map_err(http_err)
 }

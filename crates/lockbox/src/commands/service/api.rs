@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use http::{Method, StatusCode};
-use lockbox_client::{API_VERSION, Client, ClientError, Endpoint, Response};
+use lockbox_client::{API_VERSION, Client, ClientError, Response};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -110,24 +110,9 @@ impl<'a> Api<'a> {
         body: Option<Vec<u8>>,
     ) -> Result<BodyStream, ClientError> {
         let path = format!("/v{}{path}", self.version);
-        let endpoint = self.client.endpoint();
-        let connect_err = |source| ClientError::Connect {
-            addr: endpoint.to_string(),
-            source,
-        };
-        let io: Box<dyn Io> = match endpoint {
-            Endpoint::Unix(p) => Box::new(
-                tokio::net::UnixStream::connect(p)
-                    .await
-                    .map_err(connect_err)?,
-            ),
-            Endpoint::Tcp(a) => Box::new(
-                tokio::net::TcpStream::connect(a.as_str())
-                    .await
-                    .map_err(connect_err)?,
-            ),
-        };
-        BodyStream::request(io, method, &path, body).await
+        // Plain or TLS (`--tlsverify`), as the client is set up.
+        let io: Box<dyn Io> = Box::new(self.client.connect().await?);
+        BodyStream::request(self.client, io, method, &path, body).await
     }
 }
 
@@ -162,6 +147,7 @@ pub(crate) struct BodyStream {
 
 impl BodyStream {
     async fn request(
+        client: &Client,
         io: Box<dyn Io>,
         method: &str,
         path: &str,
@@ -181,13 +167,20 @@ impl BodyStream {
         }
         head.push_str("\r\n");
         let io = reader.get_mut();
-        io.write_all(head.as_bytes()).await.map_err(http_err)?;
+        io.write_all(head.as_bytes())
+            .await
+            .map_err(|e| client.transport_error(e))?;
         if let Some(b) = &body {
-            io.write_all(b).await.map_err(http_err)?;
+            io.write_all(b)
+                .await
+                .map_err(|e| client.transport_error(e))?;
         }
-        io.flush().await.map_err(http_err)?;
+        io.flush().await.map_err(|e| client.transport_error(e))?;
         let mut line = String::new();
-        reader.read_line(&mut line).await.map_err(http_err)?;
+        reader
+            .read_line(&mut line)
+            .await
+            .map_err(|e| client.transport_error(e))?;
         let code = line
             .split(' ')
             .nth(1)
