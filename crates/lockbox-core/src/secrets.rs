@@ -119,6 +119,25 @@ fn retired_name(name: &str, id: &str) -> String {
     format!("{base}{suffix}")
 }
 
+/// A new secret object (fresh ID) from a validated request.
+fn new_secret(input: SecretInput, now: lockbox_types::Timestamp) -> Secret {
+    Secret {
+        id: lockbox_types::new_id(),
+        meta: Meta {
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        },
+        spec: SecretSpec {
+            name: input.name,
+            labels: input.labels,
+            data: input.data.unwrap_or_default(),
+            driver: input.driver,
+            templating: input.templating,
+        },
+    }
+}
+
 /// Validates a create request as swarmkit's `validateSecretSpec`.
 pub(crate) fn validate_create(input: &SecretInput) -> Result<(), CoreError> {
     validate_name(&input.name).map_err(|e| CoreError::InvalidArgument(e.to_string()))?;
@@ -187,21 +206,7 @@ impl Active {
         validate_create(&input)?;
         self.check_space(input.data.as_ref().map_or(0, SecretBytes::len))?;
         let now = crate::manager::now();
-        let secret = Secret {
-            id: lockbox_types::new_id(),
-            meta: Meta {
-                version: 0,
-                created_at: now,
-                updated_at: now,
-            },
-            spec: SecretSpec {
-                name: input.name,
-                labels: input.labels,
-                data: input.data.unwrap_or_default(),
-                driver: input.driver,
-                templating: input.templating,
-            },
-        };
+        let secret = new_secret(input, now);
         let id = secret.id.clone();
         let name = secret.spec.name.clone();
         match self
@@ -296,21 +301,7 @@ impl Active {
         validate_create(&replacement)?;
         self.check_space(replacement.data.as_ref().map_or(0, SecretBytes::len))?;
         let now = crate::manager::now();
-        let new = Secret {
-            id: lockbox_types::new_id(),
-            meta: Meta {
-                version: 0,
-                created_at: now,
-                updated_at: now,
-            },
-            spec: SecretSpec {
-                name: replacement.name,
-                labels: replacement.labels,
-                data: replacement.data.unwrap_or_default(),
-                driver: replacement.driver,
-                templating: replacement.templating,
-            },
-        };
+        let new = new_secret(replacement, now);
         let new_id = new.id.clone();
         let retired_name = retired_name(&current.spec.name, &current.id);
         let cmd = Command::SupersedeSecret {

@@ -11,11 +11,11 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::engine::Engine;
 use common::{Daemon, Endpoint};
 
 /// The reference swarm's socket; `LOCKBOX_REFERENCE_SWARM` overrides it.
@@ -24,88 +24,18 @@ fn reference_swarm() -> String {
         .unwrap_or_else(|_| "/tmp/reference-swarm/docker.sock".to_owned())
 }
 
-/// `../shared/tools/reference-swarm`, beside the repository.
-fn tool() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/reference-swarm")
+/// The engine's state directory prefix.
+const ENGINE_PREFIX: &str = "lbxdx-engine-";
+
+/// What these tests ask of the engine.
+trait EngineExt {
+    fn containers_of(&self, task_id: &str) -> Vec<String>;
+    fn network_ids(&self, name: &str) -> Vec<String>;
+    fn all_containers(&self) -> Vec<String>;
+    fn exec(&self, container: &str, script: &str) -> String;
 }
 
-/// A private plain dockerd, stopped on drop.
-struct Engine {
-    dir: tempfile::TempDir,
-    config: tempfile::TempDir,
-}
-
-impl Engine {
-    fn start(test: &str) -> Option<Engine> {
-        if !common::is_root() {
-            common::skip(test, "needs root (dockerd, tmpfs mounts)");
-            return None;
-        }
-        if let Some(why) = common::docker_unavailable() {
-            common::skip(test, &why);
-            return None;
-        }
-        let tool = tool();
-        if !tool.exists() {
-            common::skip(test, &format!("{} is missing", tool.display()));
-            return None;
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("lbxdx-engine-")
-            .tempdir()
-            .ok()?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .ok()?;
-        let out = Command::new("bash")
-            .arg(&tool)
-            .arg("start-plain")
-            .arg(dir.path())
-            .env("REF_SWARM_PORT", port.to_string())
-            .stdin(Stdio::null())
-            .output();
-        let engine = Engine {
-            dir,
-            config: tempfile::tempdir().ok()?,
-        };
-        match out {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => {
-                common::skip(
-                    test,
-                    &format!(
-                        "could not start a plain dockerd: {}{}",
-                        String::from_utf8_lossy(&o.stdout),
-                        String::from_utf8_lossy(&o.stderr)
-                    ),
-                );
-                return None;
-            }
-            Err(e) => {
-                common::skip(test, &format!("could not run {}: {e}", tool.display()));
-                return None;
-            }
-        }
-        Some(engine)
-    }
-
-    fn host(&self) -> String {
-        format!("unix://{}", self.dir.path().join("docker.sock").display())
-    }
-
-    /// The stock docker CLI against this engine.
-    fn docker(&self, args: &[&str]) -> Output {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        common::run_docker(
-            &Endpoint::parse(&self.host()).unwrap(),
-            self.config.path(),
-            self.config.path(),
-            &args,
-            None,
-        )
-    }
-
+impl EngineExt for Engine {
     /// Containers (all states) of a lockbox task.
     fn containers_of(&self, task_id: &str) -> Vec<String> {
         let filter = format!("label=com.lockbox.task.id={task_id}");
@@ -137,19 +67,6 @@ impl Engine {
 
     fn exec(&self, container: &str, script: &str) -> String {
         out(&self.docker(&["exec", container, "sh", "-c", script]))
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(tool())
-            .arg("stop")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
     }
 }
 
@@ -342,7 +259,7 @@ fn create_args(name: &str) -> Vec<&str> {
 #[test]
 fn service_secrets_rotation_and_removal() {
     let test = "service_secrets_rotation_and_removal";
-    let Some(engine) = Engine::start(test) else {
+    let Some(engine) = Engine::start(test, ENGINE_PREFIX) else {
         return;
     };
     let d = daemon_with(&engine);
@@ -454,7 +371,7 @@ fn service_secrets_rotation_and_removal() {
 #[test]
 fn failures_and_crash_cleanup() {
     let test = "failures_and_crash_cleanup";
-    let Some(engine) = Engine::start(test) else {
+    let Some(engine) = Engine::start(test, ENGINE_PREFIX) else {
         return;
     };
     let mut d = daemon_with(&engine);
@@ -561,7 +478,7 @@ fn failures_and_crash_cleanup() {
 #[test]
 fn lockbox_run_on_docker() {
     let test = "lockbox_run_on_docker";
-    let Some(engine) = Engine::start(test) else {
+    let Some(engine) = Engine::start(test, ENGINE_PREFIX) else {
         return;
     };
     let d = daemon_with(&engine);
@@ -648,7 +565,7 @@ fn matches_a_real_swarm() {
         );
         return;
     }
-    let Some(engine) = Engine::start(test) else {
+    let Some(engine) = Engine::start(test, ENGINE_PREFIX) else {
         return;
     };
     let reference = Endpoint::parse(&format!("unix://{reference_sock}")).unwrap();

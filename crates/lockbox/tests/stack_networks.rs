@@ -10,94 +10,24 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Endpoint};
+use common::Daemon;
+use common::engine::Engine;
 
-/// `../shared/tools/reference-swarm`, beside the repository.
-fn tool() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/reference-swarm")
+/// The engine's state directory prefix.
+const ENGINE_PREFIX: &str = "lbxnet-engine-";
+
+/// What these tests ask of the engine.
+trait EngineExt {
+    fn all_containers(&self) -> Vec<String>;
+    fn networks(&self) -> Vec<String>;
+    fn containers_of(&self, service: &str) -> Vec<String>;
 }
 
-/// A private plain dockerd, stopped on drop.
-struct Engine {
-    dir: tempfile::TempDir,
-    config: tempfile::TempDir,
-}
-
-impl Engine {
-    fn start(test: &str) -> Option<Engine> {
-        if !common::is_root() {
-            common::skip(test, "needs root (dockerd, tmpfs mounts)");
-            return None;
-        }
-        if let Some(why) = common::docker_unavailable() {
-            common::skip(test, &why);
-            return None;
-        }
-        let tool = tool();
-        if !tool.exists() {
-            common::skip(test, &format!("{} is missing", tool.display()));
-            return None;
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("lbxnet-engine-")
-            .tempdir()
-            .ok()?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .ok()?;
-        let out = Command::new("bash")
-            .arg(&tool)
-            .arg("start-plain")
-            .arg(dir.path())
-            .env("REF_SWARM_PORT", port.to_string())
-            .stdin(Stdio::null())
-            .output();
-        let engine = Engine {
-            dir,
-            config: tempfile::tempdir().ok()?,
-        };
-        match out {
-            Ok(o) if o.status.success() => Some(engine),
-            Ok(o) => {
-                common::skip(
-                    test,
-                    &format!(
-                        "could not start a plain dockerd: {}{}",
-                        String::from_utf8_lossy(&o.stdout),
-                        String::from_utf8_lossy(&o.stderr)
-                    ),
-                );
-                None
-            }
-            Err(e) => {
-                common::skip(test, &format!("could not run {}: {e}", tool.display()));
-                None
-            }
-        }
-    }
-
-    fn host(&self) -> String {
-        format!("unix://{}", self.dir.path().join("docker.sock").display())
-    }
-
-    /// The stock docker CLI against this engine.
-    fn docker(&self, args: &[&str]) -> Output {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        common::run_docker(
-            &Endpoint::parse(&self.host()).unwrap(),
-            self.config.path(),
-            self.config.path(),
-            &args,
-            None,
-        )
-    }
-
+impl EngineExt for Engine {
     fn all_containers(&self) -> Vec<String> {
         lines(&ok(&self.docker(&["ps", "-aq", "--no-trunc"])))
     }
@@ -124,19 +54,6 @@ impl Engine {
             "--filter",
             &filter,
         ])))
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(tool())
-            .arg("stop")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
     }
 }
 
@@ -240,7 +157,7 @@ const SECRET: &str = "lbxnet-secret-value-7f3a";
 #[test]
 fn stack_services_reach_each_other_by_service_name() {
     let test = "stack_services_reach_each_other_by_service_name";
-    let Some(engine) = Engine::start(test) else {
+    let Some(engine) = Engine::start(test, ENGINE_PREFIX) else {
         return;
     };
     let d = daemon_with(&engine);
@@ -337,7 +254,7 @@ secrets:
 #[test]
 fn services_on_an_overlay_network_and_a_users_network() {
     let test = "services_on_an_overlay_network_and_a_users_network";
-    let Some(engine) = Engine::start(test) else {
+    let Some(engine) = Engine::start(test, ENGINE_PREFIX) else {
         return;
     };
     let d = daemon_with(&engine);

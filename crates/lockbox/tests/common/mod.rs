@@ -10,6 +10,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod cases;
+pub mod engine;
 pub mod normalize;
 pub mod runner;
 
