@@ -395,6 +395,13 @@ pub(crate) fn render(a: &ReportArgs) -> Result<()> {
         a.date
     )?;
     writeln!(md)?;
+    writeln!(
+        md,
+        "lockbox runs with `--no-audit` here (Swarm keeps no audit trail either). By default \
+         the daemon records every request durably before answering; what that costs, on and \
+         off side by side: [performance-audit.md](performance-audit.md) (`bench/audit-cost`)."
+    )?;
+    writeln!(md)?;
     writeln!(md, "```sh\n{}\n```", a.command)?;
     writeln!(md)?;
     writeln!(
