@@ -405,6 +405,20 @@ impl Manager {
         } else if mgr.cfg.auto_init {
             mgr.init(InitOptions::default()).await?;
         }
+        // The trail shows when the node started and whether it came up locked.
+        let state = match mgr.local_state().await {
+            LocalState::Active => "active",
+            LocalState::Locked => "locked",
+            LocalState::Inactive => "inactive",
+        };
+        mgr.audit(crate::AuditEntry {
+            actor: "daemon".into(),
+            source: "internal".into(),
+            action: "daemon.start".into(),
+            details: [("state".to_owned(), state.to_owned())].into(),
+            ..crate::AuditEntry::default()
+        })
+        .await?;
         Ok(mgr)
     }
 
@@ -844,6 +858,15 @@ impl Manager {
             }
         }
         if let Some(t) = self.audit_log() {
+            let stop = crate::AuditEntry {
+                actor: "daemon".into(),
+                source: "internal".into(),
+                action: "daemon.stop".into(),
+                ..crate::AuditEntry::default()
+            };
+            if let Err(e) = t.record(stop).await {
+                tracing::warn!(error = %e, "could not record the stop in the audit trail");
+            }
             t.close().await;
         }
     }
