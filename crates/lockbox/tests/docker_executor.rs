@@ -679,3 +679,80 @@ fn lockbox_suffix() -> String {
             .unwrap_or(0)
     )
 }
+
+#[test]
+fn live_update_on_the_docker_executor() {
+    let test = "live_update_on_the_docker_executor";
+    let Some(engine) = Engine::start(test, ENGINE_PREFIX) else {
+        return;
+    };
+    let d = daemon_with(&engine);
+    out(&d.lockbox(
+        &["secret", "create", "lbxdx-live", "-"],
+        Some(b"first-value"),
+    ));
+    out(&d.docker(
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "lbxdx-live",
+            "--label",
+            "lockbox.live-update.targets=cfg",
+            "--secret",
+            "source=lbxdx-live,target=cfg",
+            "busybox:local",
+            "sh",
+            "-c",
+            r#"trap 'echo "HUP $(cat /run/secrets/cfg)"' HUP; echo "START $(cat /run/secrets/cfg)"; while :; do sleep 0.05; done"#,
+        ],
+        None,
+    ));
+    let task = running_task(&d, "lbxdx-live", &[]);
+    let container = engine.containers_of(&task);
+    assert_eq!(container.len(), 1, "{container:?}");
+    wait_for("the task's first line", Duration::from_secs(30), || {
+        out(&d.docker(&["service", "logs", "--raw", "lbxdx-live"], None))
+            .contains("START first-value")
+            .then_some(())
+    });
+    let rotated = d.lockbox(
+        &["secret", "rotate", "lbxdx-live", "-"],
+        Some(b"second-value"),
+    );
+    let returned = Instant::now();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&rotated.stdout),
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    assert!(rotated.status.success(), "{said}");
+    assert!(
+        said.contains("service lbxdx-live: 1 task(s) updated in place (SIGHUP)"),
+        "{said}"
+    );
+    wait_for("the new value after SIGHUP", Duration::from_secs(5), || {
+        out(&d.docker(&["service", "logs", "--raw", "lbxdx-live"], None))
+            .contains("HUP second-value")
+            .then_some(())
+    });
+    assert!(
+        returned.elapsed() < Duration::from_millis(1500),
+        "seen only after {:?}",
+        returned.elapsed()
+    );
+    // The same task and container, and inside it the new file.
+    assert_eq!(running_task(&d, "lbxdx-live", &[]), task);
+    assert_eq!(engine.containers_of(&task), container);
+    assert_eq!(
+        engine.exec(&container[0], "cat /run/secrets/cfg"),
+        "second-value"
+    );
+    assert!(
+        engine
+            .exec(&container[0], "touch /run/secrets/x 2>&1; echo rc=$?")
+            .contains("rc=1"),
+        "/run/secrets must stay read-only"
+    );
+}
