@@ -184,6 +184,35 @@ pub(crate) fn denied(id: &Identity, perm: &str, object: Option<&str>) -> CoreErr
     }
 }
 
+/// [`os_groups`], remembered for a few seconds per (uid, gid, pid): a client sends many
+/// requests, and each would otherwise read `/proc` and `/etc/group`.
+fn os_groups_cached(peer: &UnixPeer) -> Vec<String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+    type Cache = HashMap<(u32, u32, Option<i32>), (Instant, Vec<String>)>;
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+    const TTL: Duration = Duration::from_secs(5);
+    let key = (peer.uid, peer.gid, peer.pid);
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Ok(c) = cache.lock()
+        && let Some((at, groups)) = c.get(&key)
+        && at.elapsed() < TTL
+    {
+        return groups.clone();
+    }
+    let groups = os_groups(peer);
+    if let Ok(mut c) = cache.lock() {
+        if c.len() >= 1024 {
+            c.retain(|_, (at, _)| at.elapsed() < TTL);
+        }
+        if c.len() < 1024 {
+            c.insert(key, (Instant::now(), groups.clone()));
+        }
+    }
+    groups
+}
+
 /// OS group names of a unix peer: its primary gid and, when its pid is known, the
 /// supplementary groups from `/proc/<pid>/status`, named by `/etc/group`.
 fn os_groups(peer: &UnixPeer) -> Vec<String> {
@@ -271,7 +300,7 @@ impl Active {
                 kind: IdentityKind::Root,
             };
         }
-        let mut groups = os_groups(peer);
+        let mut groups = os_groups_cached(peer);
         let user = self
             .store
             .read(|st| st.access.user_by_uid(peer.uid).cloned());
