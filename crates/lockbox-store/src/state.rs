@@ -40,6 +40,36 @@ pub struct State {
     pub keys: Option<lockbox_types::ClusterKeys>,
 }
 
+/// The state as snapshots before format version 2 stored it (no access model, no cluster
+/// keys), read only to upgrade such a snapshot.
+#[derive(Debug, Deserialize)]
+pub(crate) struct StateV1 {
+    cluster: Option<Cluster>,
+    nodes: BTreeMap<String, Node>,
+    secrets: BTreeMap<String, Secret>,
+    services: BTreeMap<String, Service>,
+    tasks: BTreeMap<String, Task>,
+    networks: BTreeMap<String, Network>,
+    version: u64,
+}
+
+impl From<StateV1> for State {
+    fn from(v: StateV1) -> State {
+        let mut s = State {
+            cluster: v.cluster,
+            nodes: v.nodes,
+            secrets: v.secrets,
+            services: v.services,
+            tasks: v.tasks,
+            networks: v.networks,
+            version: v.version,
+            ..State::default()
+        };
+        s.reindex();
+        s
+    }
+}
+
 impl State {
     /// Rebuilds the derived indexes after deserialization.
     pub fn reindex(&mut self) {

@@ -576,12 +576,61 @@ pub(crate) struct Applied {
     pub(crate) state: State,
 }
 
-/// The serialized form of a snapshot (inside the sealed record).
+/// The serialized form of a snapshot (inside the sealed record): [`SNAPSHOT_MAGIC`], a
+/// little-endian u16 format version, then the postcard encoding. Snapshots written before
+/// versions existed are the bare postcard encoding of [`SnapshotPayloadV1`] (their first byte,
+/// an `Option` tag, is 0 or 1, never the magic's).
 #[derive(Serialize, Deserialize)]
 struct SnapshotPayload {
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, BasicNode>,
     state: State,
+}
+
+/// Marks a versioned snapshot payload.
+const SNAPSHOT_MAGIC: &[u8; 4] = b"LBXS";
+/// The snapshot format this build writes: 2 added the access model and the cluster keys.
+const SNAPSHOT_VERSION: u16 = 2;
+
+/// A snapshot payload from before format versions.
+#[derive(Deserialize)]
+struct SnapshotPayloadV1 {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    state: crate::state::StateV1,
+}
+
+impl SnapshotPayload {
+    fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut out = SNAPSHOT_MAGIC.to_vec();
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        postcard::to_extend(self, out)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<SnapshotPayload, String> {
+        match bytes.strip_prefix(SNAPSHOT_MAGIC) {
+            Some(rest) => {
+                let (v, body) = rest
+                    .split_first_chunk::<2>()
+                    .ok_or("a truncated snapshot header")?;
+                match u16::from_le_bytes(*v) {
+                    SNAPSHOT_VERSION => postcard::from_bytes(body).map_err(|e| e.to_string()),
+                    other => Err(format!(
+                        "snapshot format {other} is newer than this lockbox understands ({SNAPSHOT_VERSION})"
+                    )),
+                }
+            }
+            None => {
+                let old: SnapshotPayloadV1 =
+                    postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+                Ok(SnapshotPayload {
+                    last_applied: old.last_applied,
+                    membership: old.membership,
+                    state: old.state.into(),
+                })
+            }
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -618,7 +667,7 @@ impl StateMachine {
         let mut applied = Applied::default();
         let stored: Option<StoredSnapshot> = disk.read_meta(KEY_SNAPSHOT)?;
         if let Some(stored) = stored {
-            let payload: SnapshotPayload = postcard::from_bytes(&stored.data)
+            let payload = SnapshotPayload::decode(&stored.data)
                 .map_err(|e| format!("undecodable snapshot: {e}"))?;
             applied.last_applied = payload.last_applied;
             applied.membership = payload.membership;
@@ -640,7 +689,8 @@ impl StateMachine {
                 membership: applied.membership.clone(),
                 state: applied.state.clone(),
             };
-            let data = postcard::to_allocvec(&payload)
+            let data = payload
+                .encode()
                 .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
             (data, applied.last_applied, applied.membership.clone())
         };
@@ -746,11 +796,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         snapshot: Box<SnapshotBuf>,
     ) -> StoreResult<()> {
-        let payload: SnapshotPayload = postcard::from_bytes(snapshot.bytes()).map_err(|e| {
+        let payload = SnapshotPayload::decode(snapshot.bytes()).map_err(|e| {
             io_err(
                 ErrorSubject::Snapshot(Some(meta.signature())),
                 ErrorVerb::Read,
-                e,
+                std::io::Error::other(e),
             )
         })?;
         let stored = StoredSnapshot {
@@ -815,5 +865,97 @@ mod conformance {
     #[test]
     fn openraft_storage_suite() {
         Suite::test_all(Builder).expect("storage suite");
+    }
+}
+
+#[cfg(test)]
+mod snapshot_format {
+    use std::collections::BTreeMap;
+
+    use lockbox_types::{Meta, Secret, SecretSpec};
+    use serde::Serialize;
+
+    use super::*;
+
+    /// The state's shape before format version 2, for writing a legacy snapshot.
+    #[derive(Serialize)]
+    struct LegacyState {
+        cluster: Option<lockbox_types::Cluster>,
+        nodes: BTreeMap<String, lockbox_types::Node>,
+        secrets: BTreeMap<String, Secret>,
+        services: BTreeMap<String, lockbox_types::Service>,
+        tasks: BTreeMap<String, lockbox_types::Task>,
+        networks: BTreeMap<String, lockbox_types::Network>,
+        version: u64,
+    }
+
+    #[derive(Serialize)]
+    struct LegacyPayload {
+        last_applied: Option<LogId<NodeId>>,
+        membership: StoredMembership<NodeId, BasicNode>,
+        state: LegacyState,
+    }
+
+    fn secret(id: &str, name: &str) -> Secret {
+        Secret {
+            id: id.into(),
+            meta: Meta {
+                version: 7,
+                ..Meta::default()
+            },
+            spec: SecretSpec {
+                name: name.into(),
+                labels: BTreeMap::new(),
+                data: lockbox_crypto::SecretBytes::new(b"v".to_vec()),
+                driver: None,
+                templating: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_snapshot_from_before_versions_is_upgraded() {
+        let legacy = LegacyPayload {
+            last_applied: None,
+            membership: StoredMembership::default(),
+            state: LegacyState {
+                cluster: None,
+                nodes: BTreeMap::new(),
+                secrets: [("a".to_owned(), secret("a", "Alpha"))].into(),
+                services: BTreeMap::new(),
+                tasks: BTreeMap::new(),
+                networks: BTreeMap::new(),
+                version: 9,
+            },
+        };
+        let bytes = postcard::to_allocvec(&legacy).unwrap();
+        let p = SnapshotPayload::decode(&bytes).unwrap();
+        assert_eq!(p.state.version, 9);
+        assert_eq!(p.state.secrets["a"], secret("a", "Alpha"));
+        // The name index is rebuilt, the new parts start empty.
+        assert!(p.state.secret_by_name("alpha").is_some());
+        assert!(p.state.access.users.is_empty() && p.state.keys.is_none());
+    }
+
+    #[test]
+    fn versioned_round_trip_and_a_newer_format_is_refused() {
+        let mut state = State::default();
+        state.secrets.insert("a".into(), secret("a", "x"));
+        state.reindex();
+        let p = SnapshotPayload {
+            last_applied: None,
+            membership: StoredMembership::default(),
+            state,
+        };
+        let bytes = p.encode().unwrap();
+        assert!(bytes.starts_with(SNAPSHOT_MAGIC));
+        let mut back = SnapshotPayload::decode(&bytes).unwrap();
+        back.state.reindex(); // as the state machine does after loading
+        assert_eq!(back.state, p.state);
+        let mut newer = bytes.clone();
+        newer[4..6].copy_from_slice(&3u16.to_le_bytes());
+        let e = SnapshotPayload::decode(&newer).err().unwrap();
+        assert!(e.contains("snapshot format 3 is newer"), "{e}");
+        assert!(SnapshotPayload::decode(&bytes[..5]).is_err());
     }
 }
