@@ -143,7 +143,8 @@ pub(crate) fn cluster_spec(s: &ClusterSpec) -> Value {
 }
 
 fn tls_info(c: &Cluster) -> Value {
-    // The issuer is the cluster CA, named `CN=swarm-ca` as in swarmkit: base64 of its DER name.
+    // `TrustRoot` is lockbox's cluster CA. The issuer fields still say what swarmkit's say
+    // (`CN=swarm-ca`, base64 of the DER name; no key), which lockbox's CA does not match.
     json!({ "TrustRoot": c.root_ca_pem, "CertIssuerSubject": "MBMxETAPBgNVBAMTCHN3YXJtLWNh", "CertIssuerPublicKey": "" })
 }
 

@@ -245,15 +245,29 @@ fn os_groups(peer: &UnixPeer) -> Vec<String> {
 impl Active {
     /// Creates the cluster CA and the audit key when the state has none yet.
     pub(crate) async fn ensure_keys(&self) -> Result<(), CoreError> {
+        self.ensure_keys_with(None).await
+    }
+
+    /// [`Active::ensure_keys`] with the CA `swarm init` made (its digest is in the join
+    /// tokens), or a new one.
+    pub(crate) async fn ensure_keys_with(
+        &self,
+        ca: Option<lockbox_pki::Ca>,
+    ) -> Result<(), CoreError> {
         if self.store.read(|st| st.keys.is_some()) {
             return Ok(());
         }
-        let name = self
-            .store
-            .read(|st| st.cluster.as_ref().map(|c| c.id.clone()))
-            .unwrap_or_default();
-        let ca = lockbox_pki::Ca::generate(&name)
-            .map_err(|e| CoreError::Internal(format!("creating the cluster CA: {e}")))?;
+        let ca = match ca {
+            Some(ca) => ca,
+            None => {
+                let name = self
+                    .store
+                    .read(|st| st.cluster.as_ref().map(|c| c.id.clone()))
+                    .unwrap_or_default();
+                lockbox_pki::Ca::generate(&name)
+                    .map_err(|e| CoreError::Internal(format!("creating the cluster CA: {e}")))?
+            }
+        };
         let mut audit_key = vec![0u8; 32];
         getrandom::fill(&mut audit_key).map_err(|e| CoreError::Internal(e.to_string()))?;
         let keys = lockbox_types::ClusterKeys {

@@ -546,8 +546,9 @@ impl Manager {
             .await?;
         let now = now();
         let cluster_id = lockbox_types::new_id();
-        let mut ca_identity = [0u8; 32];
-        getrandom::fill(&mut ca_identity).map_err(|e| CoreError::Internal(e.to_string()))?;
+        // The cluster CA: join tokens carry the digest of its certificate, as swarm's do.
+        let ca = lockbox_pki::Ca::generate(&cluster_id)
+            .map_err(|e| CoreError::Internal(format!("creating the cluster CA: {e}")))?;
         let addr = opts
             .advertise_addr
             .unwrap_or_else(|| self.cfg.advertise_addr.clone());
@@ -560,10 +561,10 @@ impl Manager {
             },
             spec,
             join_tokens: JoinTokens {
-                worker: tokens::new_token(&ca_identity),
-                manager: tokens::new_token(&ca_identity),
+                worker: tokens::new_token(ca.cert_der()),
+                manager: tokens::new_token(ca.cert_der()),
             },
-            root_ca_pem: String::new(),
+            root_ca_pem: ca.cert_pem().to_owned(),
             default_addr_pool: vec!["10.0.0.0/8".into()],
             subnet_size: 24,
             data_path_port: 4789,
@@ -596,7 +597,7 @@ impl Manager {
             Outcome::Applied { .. } => {}
             Outcome::Rejected(r) => return Err(r.into()),
         }
-        active.ensure_keys().await?;
+        active.ensure_keys_with(Some(ca)).await?;
         write_node_file(
             &self.cfg.data_dir,
             &NodeFile {
