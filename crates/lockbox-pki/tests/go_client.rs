@@ -1,9 +1,7 @@
-//! Manual check that stock clients accept our certificates: the docker CLI
-//! (Go's crypto/tls) and curl (OpenSSL) talk to a tiny HTTP/1.1 server
-//! behind [`server_config`], using a bundle from [`write_bundle`].
-//!
-//! Run with `cargo test -p lockbox-pki --test go_client -- --ignored
-//! --nocapture`.
+//! Stock clients accept our certificates: the docker CLI (Go's crypto/tls)
+//! and curl (OpenSSL) talk to a tiny HTTP/1.1 server behind
+//! [`server_config`], using a bundle from [`write_bundle`]. A client that is
+//! not installed is skipped with a message (`scripts/test` installs both).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -101,7 +99,6 @@ async fn run(program: &str, args: &[&str], cert_path: Option<&Path>, config_dir:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "manual: needs the docker CLI and curl binaries; run with --ignored --nocapture"]
 async fn stock_go_and_openssl_clients_accept_our_certificates() {
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::generate("go-check").unwrap();
@@ -255,5 +252,7 @@ async fn stock_go_and_openssl_clients_accept_our_certificates() {
     } else {
         eprintln!("no curl; skipping curl");
     }
-    assert!(ran > 0, "neither docker nor curl is installed");
+    if ran == 0 {
+        eprintln!("SKIP: neither the docker CLI nor curl is installed");
+    }
 }
