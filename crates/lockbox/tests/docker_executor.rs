@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::engine::Engine;
+use common::engine::{Engine, daemon_with, lines};
 use common::{Daemon, Endpoint};
 
 /// The reference swarm's socket; `LOCKBOX_REFERENCE_SWARM` overrides it.
@@ -70,14 +70,6 @@ impl EngineExt for Engine {
     }
 }
 
-fn lines(s: &str) -> Vec<String> {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 fn out(o: &Output) -> String {
     assert!(
         o.status.success(),
@@ -98,49 +90,6 @@ fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) 
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// A lockbox daemon using `engine`. Dropped, it is stopped with SIGTERM (so that it removes
-/// its containers and unmounts their secrets, even when a test fails), and its empty
-/// instance directory under /run/lockbox/docker is removed.
-struct Lockbox(Daemon);
-
-impl std::ops::Deref for Lockbox {
-    type Target = Daemon;
-    fn deref(&self) -> &Daemon {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Lockbox {
-    fn deref_mut(&mut self) -> &mut Daemon {
-        &mut self.0
-    }
-}
-
-impl Drop for Lockbox {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.pid() {
-            if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
-            }
-            let stat = format!("/proc/{pid}/stat");
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                match std::fs::read_to_string(&stat) {
-                    Ok(s) if !s.contains(") Z ") => std::thread::sleep(Duration::from_millis(50)),
-                    _ => break,
-                }
-            }
-        }
-        let dir = Path::new(lockbox_docker::DEFAULT_SECRETS_ROOT)
-            .join(lockbox_docker::instance_of(&self.0.data_dir()));
-        let _ = std::fs::remove_dir(dir);
-    }
-}
-
-fn daemon_with(engine: &Engine) -> Lockbox {
-    Lockbox(Daemon::start_with(&["--docker-host", &engine.host()]))
 }
 
 /// The service's tasks as the API gives them.

@@ -10,12 +10,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::Daemon;
-use common::engine::Engine;
+use common::engine::{Engine, daemon_with, lines};
 
 /// The engine's state directory prefix.
 const ENGINE_PREFIX: &str = "lbxnet-engine-";
@@ -55,51 +54,6 @@ impl EngineExt for Engine {
             &filter,
         ])))
     }
-}
-
-/// A lockbox daemon using an engine. Dropped, it is stopped with SIGTERM (so that it removes
-/// its containers and unmounts their secrets, even when a test fails), and its empty instance
-/// directory under /run/lockbox/docker is removed.
-struct Lockbox(Daemon);
-
-impl std::ops::Deref for Lockbox {
-    type Target = Daemon;
-    fn deref(&self) -> &Daemon {
-        &self.0
-    }
-}
-
-impl Drop for Lockbox {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0.pid() {
-            if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
-            }
-            let stat = format!("/proc/{pid}/stat");
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                match std::fs::read_to_string(&stat) {
-                    Ok(s) if !s.contains(") Z ") => std::thread::sleep(Duration::from_millis(50)),
-                    _ => break,
-                }
-            }
-        }
-        let dir = Path::new(lockbox_docker::DEFAULT_SECRETS_ROOT)
-            .join(lockbox_docker::instance_of(&self.0.data_dir()));
-        let _ = std::fs::remove_dir(dir);
-    }
-}
-
-fn daemon_with(engine: &Engine) -> Lockbox {
-    Lockbox(Daemon::start_with(&["--docker-host", &engine.host()]))
-}
-
-fn lines(s: &str) -> Vec<String> {
-    s.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 #[track_caller]
