@@ -446,9 +446,10 @@ async fn audit_list(
             "auditing is off on this node",
         ));
     }
-    let with_begin = q.get("begin").is_some_and(|v| v == "true" || v == "1");
-    // The limit counts the records sent, so it is applied here when some are left out.
-    let limit = if with_begin { None } else { f.limit.take() };
+    // Records written when a change begins are left out unless asked for.
+    if !q.get("begin").is_some_and(|v| v == "true" || v == "1") {
+        f.without_detail = Some(("phase".into(), "begin".into()));
+    }
     let manager = app.manager.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
     // The files are read on a blocking thread and streamed line by line.
@@ -460,22 +461,7 @@ async fn audit_list(
                 return;
             }
         };
-        let mut sent = 0usize;
         for line in it {
-            if limit.is_some_and(|n| sent >= n) {
-                return;
-            }
-            // Records written when a change begins are left out unless asked for. Their
-            // details are exactly {"phase":"begin"}; a value inside a string is escaped, so
-            // this text cannot occur elsewhere on a line.
-            if !with_begin
-                && line
-                    .as_ref()
-                    .is_ok_and(|l| l.contains(r#""details":{"phase":"begin"}"#))
-            {
-                continue;
-            }
-            sent += 1;
             let item = line.map(bytes::Bytes::from).map_err(std::io::Error::other);
             if tx.blocking_send(item).is_err() {
                 return;

@@ -30,6 +30,9 @@ pub struct Filter {
     pub object: Option<String>,
     /// Stop after this many records.
     pub limit: Option<usize>,
+    /// Leave out records whose `details` map this key to this value (e.g. `phase` =
+    /// `begin`).
+    pub without_detail: Option<(String, String)>,
     /// Only records with this seq or a later one.
     pub from_seq: Option<u64>,
 }
@@ -39,6 +42,10 @@ impl Filter {
     pub fn matches(&self, r: &StoredRecord) -> bool {
         let rec = &r.record;
         self.from_seq.is_none_or(|s| r.seq >= s)
+            && self
+                .without_detail
+                .as_ref()
+                .is_none_or(|(k, v)| rec.details.get(k) != Some(v))
             && self.since.is_none_or(|t| rec.time >= t)
             && self.until.is_none_or(|t| rec.time < t)
             && self.actor.as_ref().is_none_or(|a| rec.actor == *a)

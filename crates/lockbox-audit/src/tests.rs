@@ -1004,6 +1004,15 @@ async fn query_filters() {
     assert_eq!(seqs(&f), vec![1]);
 
     let mut f = Filter::default();
+    f.without_detail = Some(("n".into(), "7".into()));
+    assert_eq!(
+        seqs(&f),
+        all.iter().copied().filter(|&i| i != 7).collect::<Vec<_>>()
+    );
+    f.limit = Some(8); // counts the records yielded, not those left out
+    assert_eq!(seqs(&f), vec![1, 2, 3, 4, 5, 6, 8, 9]);
+
+    let mut f = Filter::default();
     f.from_seq = Some(33);
     assert_eq!(seqs(&f), (33..=40).collect::<Vec<_>>());
     f.limit = Some(3);
