@@ -129,6 +129,8 @@ fn classify(method: &Method, path: &str) -> (&'static str, Need) {
         ["networks", _] if get => ("network.inspect", Perm("network.view")),
         ["networks", ..] if post || del => ("network.write", Perm("network.manage")),
         ["lockbox", "v1", "swarm", "rotate-key"] => ("swarm.rotate-key", Perm("swarm.manage")),
+        // Core also asks for every permission: a backup holds every secret.
+        ["lockbox", "v1", "swarm", "backup"] => ("swarm.backup", Perm("swarm.manage")),
         ["lockbox", "v1", "run"] => ("service.run", Perm("service.manage")),
         ["lockbox", "v1", "services", _, "secrets", "swap"] => {
             ("service.secret-swap", Perm("service.manage"))
@@ -446,6 +448,10 @@ mod tests {
         assert_eq!(
             classify(&g, "/lockbox/v1/audit").1,
             Need::Perm("audit.read")
+        );
+        assert_eq!(
+            classify(&p, "/lockbox/v1/swarm/backup"),
+            ("swarm.backup", Need::Perm("swarm.manage"))
         );
         assert_eq!(unversioned("/v1.47/secrets/x"), "/secrets/x");
         assert_eq!(unversioned("/version"), "/version");

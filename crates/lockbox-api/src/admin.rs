@@ -38,6 +38,7 @@ pub(crate) fn routes(mut r: Router<AppState>) -> Router<AppState> {
     r = dual(r, "/lockbox/v1/audit", get(audit_list));
     r = dual(r, "/lockbox/v1/audit/verify", get(audit_verify));
     r = dual(r, "/lockbox/v1/audit/check-value", post(audit_check));
+    r = dual(r, "/lockbox/v1/swarm/backup", post(crate::backup::backup));
     r
 }
 

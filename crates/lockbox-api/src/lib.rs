@@ -11,6 +11,7 @@
 
 mod access;
 mod admin;
+mod backup;
 mod body;
 mod error;
 mod events;

@@ -15,6 +15,7 @@ use crate::filters::Filters;
 
 async fn render(app: &AppState, nodes: &[Node]) -> ApiResult<Vec<serde_json::Value>> {
     let cluster = app.manager.cluster().await?;
+    let views = app.manager.manager_views().await?;
     Ok(nodes
         .iter()
         .map(|n| {
@@ -22,7 +23,7 @@ async fn render(app: &AppState, nodes: &[Node]) -> ApiResult<Vec<serde_json::Val
                 n,
                 Some(&cluster),
                 &app.host,
-                n.raft_id == 1,
+                views.get(&n.id),
                 crate::ENGINE_VERSION,
             )
         })

@@ -96,10 +96,12 @@ pub(crate) async fn init(
     let autolock = body::boolean(obj, "AutoLockManagers", "InitRequest.AutoLockManagers")?
         || spec.encryption_config.auto_lock_managers;
     let advertise = body::string(obj, "AdvertiseAddr", "InitRequest.AdvertiseAddr")?;
+    let listen = body::string(obj, "ListenAddr", "InitRequest.ListenAddr")?;
     let opts = InitOptions {
         autolock,
         spec: Some(spec),
         advertise_addr: (!advertise.is_empty()).then(|| with_port(&advertise)),
+        listen_addr: (!listen.is_empty()).then(|| with_port(&listen)),
     };
     let id = app.manager.init(opts).await?;
     Ok(json(StatusCode::OK, &id))
@@ -212,14 +214,48 @@ pub(crate) async fn leave(
     }
 }
 
-pub(crate) async fn join(State(app): State<AppState>) -> ApiResult<Response> {
-    match app.manager.local_state().await {
-        lockbox_core::LocalState::Inactive => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "joining an existing swarm is not supported by this lockbox release; use `swarm init` to start a one-node cluster",
-        )),
-        _ => Err(CoreError::AlreadyInSwarm.into()),
-    }
+pub(crate) async fn join(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let v = read_json(&headers, body).await?;
+    let obj = body::object(&v, "swarm.JoinRequest")?;
+    let remotes: Vec<String> = match obj.and_then(|o| {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("RemoteAddrs"))
+    }) {
+        Some((_, Value::Array(a))) => a
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect(),
+        Some((_, Value::Null)) | None => Vec::new(),
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "json: cannot unmarshal into Go struct field JoinRequest.RemoteAddrs of type []string",
+            ));
+        }
+    };
+    let Some(remote) = remotes.first() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid JoinRequest: no remote addresses",
+        ));
+    };
+    let token = zeroize::Zeroizing::new(body::string(obj, "JoinToken", "JoinRequest.JoinToken")?);
+    let listen = body::string(obj, "ListenAddr", "JoinRequest.ListenAddr")?;
+    let advertise = body::string(obj, "AdvertiseAddr", "JoinRequest.AdvertiseAddr")?;
+    let availability = body::string(obj, "Availability", "JoinRequest.Availability")?;
+    let opts = lockbox_core::JoinOptions {
+        remote: remote.clone(),
+        token,
+        advertise_addr: (!advertise.is_empty()).then(|| with_port(&advertise)),
+        listen_addr: (!listen.is_empty()).then(|| with_port(&listen)),
+        availability,
+    };
+    app.manager.join(opts).await?;
+    Ok(body::empty(StatusCode::OK))
 }
 
 /// lockbox extension: a new data encryption key, and the whole store re-sealed with it.

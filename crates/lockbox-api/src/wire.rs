@@ -237,9 +237,16 @@ pub(crate) fn node(
     n: &Node,
     c: Option<&Cluster>,
     host: &HostFacts,
-    leader: bool,
+    view: Option<&lockbox_core::ManagerView>,
     engine_version: &str,
 ) -> Value {
+    let leader = view.is_some_and(|v| v.leader);
+    let reachability = view.map_or("unknown", |v| v.reachability);
+    let state = if reachability == "unreachable" {
+        "down"
+    } else {
+        "ready"
+    };
     let mut spec = Map::new();
     if !n.spec.name.is_empty() {
         spec.insert("Name".into(), json!(n.spec.name));
@@ -264,14 +271,14 @@ pub(crate) fn node(
             "Engine": { "EngineVersion": engine_version, "Plugins": [] },
             "TLSInfo": c.map(tls_info).unwrap_or_else(|| json!({})),
         },
-        "Status": { "State": "ready", "Addr": host_only },
+        "Status": { "State": state, "Addr": host_only },
     });
     if n.spec.role == NodeRole::Manager
         && let Some(o) = v.as_object_mut()
     {
         o.insert(
             "ManagerStatus".into(),
-            json!({ "Leader": leader, "Reachability": "reachable", "Addr": n.addr }),
+            json!({ "Leader": leader, "Reachability": reachability, "Addr": n.addr }),
         );
     }
     v

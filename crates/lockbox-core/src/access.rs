@@ -286,7 +286,7 @@ impl Active {
         }
     }
 
-    fn ca(&self) -> Result<lockbox_pki::Ca, CoreError> {
+    pub(crate) fn ca(&self) -> Result<lockbox_pki::Ca, CoreError> {
         let (cert, key) = self
             .store
             .read(|st| {

@@ -9,6 +9,8 @@
 mod access;
 mod agent;
 mod audit;
+mod backup;
+mod cluster;
 mod error;
 mod events;
 mod executor;
@@ -25,11 +27,18 @@ mod tokens;
 pub use access::{CertPeer, Identity, IdentityKind, Permissions, RoleInfo, UnixPeer, UserInfo};
 pub use agent::{LogLine, Logs};
 pub use audit::{AuditEntry, AuditFilter, AuditObject, AuditReport};
+pub use backup::{
+    BackupFile, BackupSummary, OpenedBackup, RestoreOptions, RestoreReport, WRONG_PASSPHRASE,
+    check_restore_target, open_backup, restore,
+};
+pub use cluster::{DEFAULT_CLUSTER_PORT, ManagerView, with_default_port};
 pub use error::CoreError;
 pub use events::Event;
 pub use executor::{Executor, Exit, Launch, NetworkAttachment, Output, SecretMount, TaskHandle};
 pub use live::{LIVE_SIGNAL_LABEL, LIVE_TARGETS_LABEL, SwapReport, allows_live_update};
-pub use manager::{InitOptions, LocalState, Manager, ManagerConfig, RotateReport, SwarmUpdate};
+pub use manager::{
+    InitOptions, JoinOptions, LocalState, Manager, ManagerConfig, RotateReport, SwarmUpdate,
+};
 pub use orchestrator::same_template;
 pub use run::{RunEvent, RunExit, RunRequest, RunSession};
 pub use secrets::{SecretFilter, SecretInfo, SecretInput};

@@ -56,6 +56,9 @@ pub struct ManagerConfig {
     pub audit_segment_bytes: u64,
     /// Keep at most this many audit segment files (`None`: all).
     pub audit_max_segments: Option<usize>,
+    /// Where the cluster listener (Raft, joins) listens; `None`: where `swarm init` or
+    /// `swarm join` said, or nowhere for a node that was never told.
+    pub listen_addr: Option<String>,
 }
 
 /// Options of `swarm init`.
@@ -67,6 +70,35 @@ pub struct InitOptions {
     pub spec: Option<ClusterSpec>,
     /// Advertise address override.
     pub advertise_addr: Option<String>,
+    /// Where the cluster listener listens (`None`: the daemon's `--listen-addr`, or none).
+    pub listen_addr: Option<String>,
+}
+
+/// Options of `swarm join`.
+#[derive(Clone, Default)]
+pub struct JoinOptions {
+    /// A manager's cluster address.
+    pub remote: String,
+    /// The join token.
+    pub token: Zeroizing<String>,
+    /// The address other managers reach this node at (`None`: the listen address when it is
+    /// a specific IP, else the daemon's advertise address).
+    pub advertise_addr: Option<String>,
+    /// Where this node's cluster listener listens (`None`: the daemon's `--listen-addr`, or
+    /// swarm's `0.0.0.0:2377`).
+    pub listen_addr: Option<String>,
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+}
+
+impl std::fmt::Debug for JoinOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinOptions")
+            .field("remote", &self.remote)
+            .field("advertise_addr", &self.advertise_addr)
+            .field("listen_addr", &self.listen_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A `swarm update`.
@@ -99,6 +131,29 @@ pub enum LocalState {
 struct NodeFile {
     node_id: String,
     cluster_id: String,
+    /// Raft id (0 in files written before managers replicated: the first manager's, 1).
+    #[serde(default)]
+    raft_id: u64,
+    /// Where the cluster listener listens, when `swarm init`/`join` set it.
+    #[serde(default)]
+    listen_addr: Option<String>,
+    /// The address other managers reach this node at.
+    #[serde(default)]
+    advertise_addr: Option<String>,
+}
+
+/// How a store is opened.
+struct OpenStore {
+    raft_id: u64,
+    raft_addr: String,
+    bootstrap: bool,
+}
+
+/// The cluster listener and dialer of a manager.
+pub(crate) struct ClusterRuntime {
+    pub(crate) dialer: Arc<lockbox_cluster::Dialer>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub(crate) listen: Option<std::net::SocketAddr>,
 }
 
 enum Phase {
@@ -122,12 +177,113 @@ pub(crate) struct Active {
     control: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The node's audit trail, for deliveries of secrets to tasks.
     pub(crate) audit: Option<crate::audit::AuditTrail>,
+    /// The node-to-node transport, once this node has a certificate.
+    pub(crate) cluster: Mutex<Option<ClusterRuntime>>,
 }
 
 impl Active {
     /// Wakes the orchestrator and the agent.
     pub(crate) fn kick(&self) {
         self.kick.notify_one();
+    }
+
+    /// The dialer presenting this node's certificate, if it has one.
+    pub(crate) fn dialer(&self) -> Option<Arc<lockbox_cluster::Dialer>> {
+        self.cluster
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|c| c.dialer.clone()))
+    }
+
+    /// The unlock key, when autolock is on.
+    pub(crate) fn unlock_key_text(&self) -> Option<Zeroizing<String>> {
+        self.unlock_key
+            .lock()
+            .ok()
+            .and_then(|k| k.as_ref().map(UnlockKey::to_text))
+    }
+
+    /// Gives the store its transport and, with `listen`, starts the cluster listener. Issues
+    /// this node's certificate first if it has none (a manager holds the CA key) or if it
+    /// expires within a third of its validity.
+    pub(crate) async fn start_cluster(
+        self: &Arc<Self>,
+        hostname: &str,
+        advertise: &str,
+        listen: Option<&str>,
+    ) -> Result<(), CoreError> {
+        let mut certs = crate::cluster::read_node_certs(&self.data_dir);
+        let stale = certs.as_ref().is_none_or(|c| {
+            c.issued.not_after - time::OffsetDateTime::now_utc()
+                < time::Duration::seconds(crate::cluster::NODE_CERT_VALIDITY.as_secs() as i64 / 3)
+        });
+        if stale && self.store.read(|st| st.keys.is_some()) {
+            let ca = self.ca()?;
+            let issued = crate::cluster::issue_node_cert(
+                &ca,
+                &self.node_id,
+                NodeRole::Manager,
+                hostname,
+                advertise,
+            )?;
+            crate::cluster::write_node_certs(&self.data_dir, ca.cert_pem(), &issued)?;
+            tracing::info!(not_after = %issued.not_after, "issued this node's certificate");
+            certs = crate::cluster::read_node_certs(&self.data_dir);
+        }
+        let Some(certs) = certs else {
+            return Ok(());
+        };
+        let dialer = crate::cluster::dialer(&certs)?;
+        self.store
+            .set_transport(Some(Arc::new(lockbox_cluster::TlsTransport(
+                dialer.clone(),
+            ))));
+        let mut runtime = ClusterRuntime {
+            dialer,
+            stop: None,
+            listen: None,
+        };
+        if let Some(listen) = listen {
+            let config = lockbox_pki::cluster_server_config(&certs.ca_pem, &certs.issued)
+                .map_err(|e| CoreError::Internal(format!("cluster TLS configuration: {e}")))?;
+            let addr = crate::cluster::with_default_port(listen);
+            match tokio::net::TcpListener::bind(&addr).await {
+                Ok(listener) => {
+                    runtime.listen = listener.local_addr().ok();
+                    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                    let svc = Arc::new(crate::cluster::NodeService {
+                        active: Arc::downgrade(self),
+                    });
+                    tokio::spawn(lockbox_cluster::serve(listener, config, svc, async move {
+                        let _ = rx.await;
+                    }));
+                    runtime.stop = Some(tx);
+                    tracing::info!(%addr, "cluster listener started");
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot listen for other nodes; this node cannot be joined")
+                }
+            }
+        }
+        if let Ok(mut slot) = self.cluster.lock() {
+            if let Some(old) = slot.take()
+                && let Some(stop) = old.stop
+            {
+                let _ = stop.send(());
+            }
+            *slot = Some(runtime);
+        }
+        Ok(())
+    }
+
+    fn stop_cluster(&self) {
+        if let Ok(mut slot) = self.cluster.lock()
+            && let Some(rt) = slot.take()
+            && let Some(stop) = rt.stop
+        {
+            let _ = stop.send(());
+        }
+        self.store.set_transport(None);
     }
 
     pub(crate) fn is_stopping(&self) -> bool {
@@ -146,7 +302,13 @@ impl Active {
                 if a.is_stopping() {
                     break;
                 }
-                let plan = a.store.read(|st| planner.step(st, &a.node_id, now()));
+                // Only the leader orchestrates; every manager runs its own tasks.
+                let leading = a.store.is_leader();
+                let plan = if leading {
+                    a.store.read(|st| planner.step(st, &a.node_id, now()))
+                } else {
+                    crate::orchestrator::Plan::default()
+                };
                 if !plan.is_empty() {
                     let t = now();
                     if !plan.tasks.is_empty()
@@ -174,7 +336,7 @@ impl Active {
                     }
                 }
                 a.agent.step(&a).await;
-                if last_collect.elapsed() >= std::time::Duration::from_secs(1) {
+                if leading && last_collect.elapsed() >= std::time::Duration::from_secs(1) {
                     last_collect = std::time::Instant::now();
                     for id in a.unused_superseded_secrets() {
                         match a
@@ -205,6 +367,7 @@ impl Active {
     /// Stops the loop and every task of this node (without recording their end: the store
     /// may be closing too; a restarted daemon finds them lost and restarts them).
     async fn stop_control(&self) {
+        self.stop_cluster();
         self.stopping
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.kick();
@@ -399,7 +562,10 @@ impl Manager {
                 *mgr.phase.write().await = Phase::Locked;
             } else {
                 let keyring = keystore.open()?;
-                let active = mgr.open_active(keyring, None, None).await?;
+                let active = mgr
+                    .open_active(keyring, None, None, mgr.open_existing())
+                    .await?;
+                mgr.start_cluster_of(&active).await;
                 *mgr.phase.write().await = Phase::Active(active);
             }
         } else if mgr.cfg.auto_init {
@@ -422,15 +588,47 @@ impl Manager {
         Ok(mgr)
     }
 
+    /// How the store of an existing node opens: as node.json says.
+    fn open_existing(&self) -> OpenStore {
+        let nf = read_node_file(&self.cfg.data_dir).unwrap_or_default();
+        OpenStore {
+            raft_id: nf.raft_id.max(1),
+            raft_addr: nf
+                .advertise_addr
+                .unwrap_or_else(|| self.cfg.advertise_addr.clone()),
+            // A node that joined but was never added must not make itself a cluster.
+            bootstrap: nf.raft_id <= 1,
+        }
+    }
+
+    /// Starts the node-to-node transport of an opened node, logging (not failing) trouble.
+    async fn start_cluster_of(&self, active: &Arc<Active>) {
+        let nf = read_node_file(&self.cfg.data_dir).unwrap_or_default();
+        let advertise = nf
+            .advertise_addr
+            .clone()
+            .unwrap_or_else(|| self.cfg.advertise_addr.clone());
+        let listen = self.cfg.listen_addr.clone().or(nf.listen_addr);
+        if let Err(e) = active
+            .start_cluster(&self.cfg.hostname, &advertise, listen.as_deref())
+            .await
+        {
+            tracing::warn!(error = %e, "node-to-node transport not started");
+        }
+    }
+
     async fn open_active(
         &self,
         keyring: Keyring,
         unlock_key: Option<UnlockKey>,
         node_id: Option<String>,
+        open: OpenStore,
     ) -> Result<Arc<Active>, CoreError> {
         let keyring = Arc::new(RwLock::new(keyring));
         let mut sc = StoreConfig::new(&self.cfg.data_dir);
-        sc.raft_addr = self.cfg.advertise_addr.clone();
+        sc.raft_id = open.raft_id;
+        sc.raft_addr = open.raft_addr;
+        sc.bootstrap = open.bootstrap;
         sc.snapshot_interval = self.cfg.snapshot_interval;
         let store = Store::open(sc, keyring.clone()).await?;
         let node_id = match (node_id, read_node_file(&self.cfg.data_dir)) {
@@ -458,6 +656,7 @@ impl Manager {
             agent: Arc::new(Agent::new(self.executors.clone())),
             control: Mutex::new(None),
             audit: self.audit.clone(),
+            cluster: Mutex::new(None),
         });
         // Bring key protection in line with the replicated autolock setting.
         if let Ok(cluster) = active.cluster() {
@@ -541,17 +740,32 @@ impl Manager {
             None
         };
         let node_id = lockbox_types::new_id();
+        let listen = opts.listen_addr.clone().or(self.cfg.listen_addr.clone());
+        let advertise = crate::cluster::with_default_port(
+            &opts
+                .advertise_addr
+                .clone()
+                .or_else(|| listen.as_deref().and_then(specific_ip).map(str::to_owned))
+                .unwrap_or_else(|| self.cfg.advertise_addr.clone()),
+        );
         let active = self
-            .open_active(keyring, unlock_key, Some(node_id.clone()))
+            .open_active(
+                keyring,
+                unlock_key,
+                Some(node_id.clone()),
+                OpenStore {
+                    raft_id: 1,
+                    raft_addr: advertise.clone(),
+                    bootstrap: true,
+                },
+            )
             .await?;
         let now = now();
         let cluster_id = lockbox_types::new_id();
         // The cluster CA: join tokens carry the digest of its certificate, as swarm's do.
         let ca = lockbox_pki::Ca::generate(&cluster_id)
             .map_err(|e| CoreError::Internal(format!("creating the cluster CA: {e}")))?;
-        let addr = opts
-            .advertise_addr
-            .unwrap_or_else(|| self.cfg.advertise_addr.clone());
+        let addr = advertise.clone();
         let cluster = Cluster {
             id: cluster_id.clone(),
             meta: Meta {
@@ -603,11 +817,140 @@ impl Manager {
             &NodeFile {
                 node_id: node_id.clone(),
                 cluster_id,
+                raft_id: 1,
+                listen_addr: opts.listen_addr.clone(),
+                advertise_addr: Some(advertise),
             },
         )?;
+        self.start_cluster_of(&active).await;
         *phase = Phase::Active(active);
         tracing::info!(node_id, "swarm initialized");
         Ok(node_id)
+    }
+
+    /// `swarm join` as a manager: asks the manager at `opts.remote` (trusting only the CA
+    /// whose digest the token carries) to admit this node, keeps the certificate it gets,
+    /// opens an empty store, starts the cluster listener and asks to be added to the Raft
+    /// group; returns once the replicated state has arrived. Returns the node ID.
+    pub async fn join(&self, opts: JoinOptions) -> Result<String, CoreError> {
+        let mut phase = self.phase.write().await;
+        if !matches!(*phase, Phase::Inactive) {
+            return Err(CoreError::AlreadyInSwarm);
+        }
+        let invalid_token = || CoreError::InvalidArgument("invalid join token".into());
+        let digest = crate::cluster::token_digest(&opts.token)
+            .ok_or_else(invalid_token)?
+            .to_owned();
+        let listen = opts
+            .listen_addr
+            .clone()
+            .or(self.cfg.listen_addr.clone())
+            .unwrap_or_else(|| format!("0.0.0.0:{}", crate::cluster::DEFAULT_CLUSTER_PORT));
+        let advertise = crate::cluster::with_default_port(
+            &opts
+                .advertise_addr
+                .clone()
+                .or_else(|| specific_ip(&listen).map(str::to_owned))
+                .unwrap_or_else(|| self.cfg.advertise_addr.clone()),
+        );
+        let remote = crate::cluster::with_default_port(&opts.remote);
+        let pin: lockbox_pki::CaPin = Arc::new(move |der: &[u8]| tokens::ca_digest(der) == digest);
+        let req = lockbox_cluster::JoinRequest {
+            token: opts.token.to_string(),
+            hostname: self.cfg.hostname.clone(),
+            addr: advertise.clone(),
+            availability: opts.availability.clone(),
+        };
+        let resp = lockbox_cluster::join_pinned(&remote, pin, &req)
+            .await
+            .map_err(|e| match e.status {
+                0 if e.message.contains("UnknownIssuer") || e.message.contains("certificate") => {
+                    CoreError::InvalidArgument(format!(
+                        "remote CA does not match fingerprint in the join token ({remote}: {})",
+                        e.message
+                    ))
+                }
+                0 => CoreError::Unknown(format!(
+                    "could not connect to the manager at {remote}: {}",
+                    e.message
+                )),
+                400 | 403 => CoreError::InvalidArgument(e.message),
+                _ => CoreError::Unknown(e.message),
+            })?;
+        let issued = lockbox_pki::Issued::from_pem(&resp.cert_pem, &resp.key_pem)
+            .map_err(|e| CoreError::Internal(format!("the certificate the manager issued: {e}")))?;
+        crate::cluster::write_node_certs(&self.cfg.data_dir, &resp.ca_pem, &issued)?;
+        let keyring = Keyring::generate();
+        let keystore = KeyStore::new(&self.cfg.data_dir);
+        let unlock_key = match &resp.unlock_key {
+            Some(text) => {
+                let key = UnlockKey::parse(text).map_err(|_| CoreError::InvalidKey)?;
+                keystore.create(&keyring, Protection::Autolock(&key))?;
+                Some(key)
+            }
+            None => {
+                keystore.create(&keyring, Protection::KeyFile)?;
+                None
+            }
+        };
+        write_node_file(
+            &self.cfg.data_dir,
+            &NodeFile {
+                node_id: resp.node_id.clone(),
+                cluster_id: resp.cluster_id.clone(),
+                raft_id: resp.raft_id,
+                listen_addr: Some(listen.clone()),
+                advertise_addr: Some(advertise.clone()),
+            },
+        )?;
+        let active = self
+            .open_active(
+                keyring,
+                unlock_key,
+                Some(resp.node_id.clone()),
+                OpenStore {
+                    raft_id: resp.raft_id,
+                    raft_addr: advertise.clone(),
+                    bootstrap: false,
+                },
+            )
+            .await?;
+        active
+            .start_cluster(&self.cfg.hostname, &advertise, Some(&listen))
+            .await?;
+        let dialer = active
+            .dialer()
+            .ok_or_else(|| CoreError::Internal("no node transport after joining".into()))?;
+        let body = serde_json::to_vec(&lockbox_cluster::AddManager {
+            node_id: resp.node_id.clone(),
+        })
+        .map_err(|e| CoreError::Internal(e.to_string()))?;
+        let (status, answer) = dialer
+            .post(&remote, "/cluster/members", body.into())
+            .await
+            .map_err(|e| CoreError::Unknown(format!("joining the raft group: {e}")))?;
+        if status != 200 {
+            return Err(CoreError::Unknown(format!(
+                "joining the raft group: {}",
+                String::from_utf8_lossy(&answer)
+            )));
+        }
+        // The leader added this node once it had caught up; wait for the state to be here.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !active
+            .store
+            .read(|st| st.cluster.is_some() && st.nodes.contains_key(&resp.node_id))
+        {
+            if std::time::Instant::now() > deadline {
+                return Err(CoreError::Unknown(
+                    "joined, but the cluster state did not arrive within 30s".into(),
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tracing::info!(node_id = %resp.node_id, raft_id = resp.raft_id, %remote, "joined the swarm as a manager");
+        *phase = Phase::Active(active);
+        Ok(resp.node_id.clone())
     }
 
     /// `swarm leave`. The last manager leaves only with `force`, which erases all state.
@@ -625,6 +968,7 @@ impl Manager {
         *phase = Phase::Inactive;
         let dir = &self.cfg.data_dir;
         KeyStore::new(dir).remove()?;
+        crate::cluster::remove_node_certs(dir);
         for f in [lockbox_store::DB_FILE, "node.json"] {
             match std::fs::remove_file(dir.join(f)) {
                 Ok(()) => {}
@@ -651,7 +995,10 @@ impl Manager {
             Err(lockbox_crypto::CryptoError::WrongUnlockKey) => return Err(CoreError::WrongKey),
             Err(e) => return Err(e.into()),
         };
-        let active = self.open_active(keyring, Some(key), None).await?;
+        let active = self
+            .open_active(keyring, Some(key), None, self.open_existing())
+            .await?;
+        self.start_cluster_of(&active).await;
         *phase = Phase::Active(active);
         tracing::info!("unlocked");
         Ok(())
@@ -871,6 +1218,15 @@ impl Manager {
             t.close().await;
         }
     }
+}
+
+/// The IP of `addr` when it names a specific one (not 0.0.0.0 or ::).
+fn specific_ip(addr: &str) -> Option<&str> {
+    let host = crate::cluster::host_of(addr);
+    host.parse::<std::net::IpAddr>()
+        .ok()
+        .filter(|ip| !ip.is_unspecified())
+        .map(|_| addr)
 }
 
 fn restrict_dir(dir: &Path) -> Result<(), CoreError> {

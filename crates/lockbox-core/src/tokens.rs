@@ -30,6 +30,11 @@ fn random16() -> [u8; 16] {
     b
 }
 
+/// The digest part of a token for the CA certificate `ca_der`.
+pub(crate) fn ca_digest(ca_der: &[u8]) -> String {
+    base36(&Sha256::digest(ca_der), 50)
+}
+
 /// A new token for the CA whose certificate (or, until the PKI exists, identity) is `ca`.
 pub(crate) fn new_token(ca: &[u8]) -> String {
     let digest = Sha256::digest(ca);

@@ -43,6 +43,9 @@ pub enum CryptoError {
     /// The keys file does not exist.
     #[error("key store not found")]
     NotFound,
+    /// A backup passphrase is empty.
+    #[error("the backup passphrase is empty")]
+    EmptyPassphrase,
     /// A key store file is malformed or inconsistent. The message describes
     /// what is wrong and never contains secret material.
     #[error("key store is corrupt: {0}")]

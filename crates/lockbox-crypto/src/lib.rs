@@ -13,6 +13,9 @@
 //!   wrapped by a key-encryption key (KEK) that is either a random key in a
 //!   `kek` file ([`Protection::KeyFile`]) or derived from the unlock key with
 //!   Argon2id ([`Protection::Autolock`]).
+//! * [`seal_backup`] / [`open_backup`] seal a backup file with a key derived
+//!   from a passphrase (Argon2id, header `LBXBAK1`; layout in the `backup`
+//!   module's source).
 //!
 //! # Sealed record format
 //!
@@ -63,6 +66,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod backup;
 mod error;
 mod fsutil;
 mod keyring;
@@ -70,6 +74,7 @@ mod keystore;
 mod secret;
 mod unlock;
 
+pub use backup::{BACKUP_MAGIC, BackupKdf, is_backup, open_backup, seal_backup, seal_backup_with};
 pub use error::CryptoError;
 pub use keyring::{Dek, Keyring};
 pub use keystore::{KeyStore, Protection};

@@ -65,6 +65,7 @@
 
 mod bundle;
 mod ca;
+mod cluster;
 mod error;
 mod identity;
 mod pem;
@@ -73,6 +74,10 @@ mod tls;
 
 pub use bundle::{Bundle, CA_FILE, CERT_FILE, KEY_FILE, read_bundle, write_bundle};
 pub use ca::{BACKDATE, CA_COMMON_NAME, CA_VALIDITY, Ca, Issued, Validity};
+pub use cluster::{
+    CLUSTER_ALPN, CaPin, MANAGER_NAME, cluster_client_config, cluster_server_config,
+    manager_server_name, pinned_client_config,
+};
 pub use error::{PkiError, Result};
 pub use identity::{NodeRole, OU_MANAGER, OU_USER, OU_WORKER, PeerIdentity, Role, identity_of};
 pub use revocation::Revocations;

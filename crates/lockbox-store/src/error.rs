@@ -20,13 +20,41 @@ pub enum StoreError {
     /// Raft refused or failed.
     #[error("raft: {0}")]
     Raft(String),
-    /// This node is not the leader (reserved for multi-manager clusters).
+    /// This node is not the leader, or the manager a write was forwarded to no longer is.
     #[error("not the leader")]
     NotLeader,
+    /// No leader is elected (fewer than a quorum of managers can talk to each other).
+    #[error(
+        "the swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online."
+    )]
+    NoLeader,
+    /// The leader could not be reached to forward a write.
+    #[error("cannot reach the leader: {0}")]
+    Unreachable(String),
     /// The store is shutting down.
     #[error("store is shutting down")]
     Shutdown,
     /// I/O error.
     #[error("store I/O: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// A copy for handing one failure to several waiters (I/O errors become their text).
+    pub(crate) fn clone_shallow(&self) -> StoreError {
+        match self {
+            StoreError::InUse(s) => StoreError::InUse(s.clone()),
+            StoreError::Database(s) => StoreError::Database(s.clone()),
+            StoreError::Corrupt { place, reason } => StoreError::Corrupt {
+                place: place.clone(),
+                reason: reason.clone(),
+            },
+            StoreError::Raft(s) => StoreError::Raft(s.clone()),
+            StoreError::NotLeader => StoreError::NotLeader,
+            StoreError::NoLeader => StoreError::NoLeader,
+            StoreError::Unreachable(s) => StoreError::Unreachable(s.clone()),
+            StoreError::Shutdown => StoreError::Shutdown,
+            StoreError::Io(e) => StoreError::Database(e.to_string()),
+        }
+    }
 }

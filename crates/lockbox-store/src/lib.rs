@@ -4,20 +4,25 @@
 //! - The Raft log, vote and snapshots live in one redb file (`store.redb`); every record is
 //!   sealed with the node's data key ([`lockbox_crypto::Keyring`]) with associated data that binds
 //!   it to its place (`log:<index>`, `meta:vote`, `snapshot`).
-//! - openraft drives replication. Today a store is a one-node Raft group; more managers join the
-//!   same group later without a change of format.
+//! - openraft drives replication: one node by default; more managers join the same group
+//!   through a [`Transport`] (lockbox-cluster's mutual TLS), and a follower forwards writes to
+//!   the leader.
 //!
 //! This is the only crate that names openraft or redb types.
 
 #![forbid(unsafe_code)]
 
+mod backup;
 mod error;
+mod network;
 mod proposal;
 mod raft;
 mod state;
 mod storage;
 
+pub use backup::{StateImport, create_restored, export_state, import_state};
 pub use error::StoreError;
-pub use raft::{DB_FILE, Store, StoreConfig};
+pub use network::{Call, Rpc, Transport, TransportError};
+pub use raft::{DB_FILE, Member, Store, StoreConfig};
 pub use state::State;
 pub use storage::SnapshotBuf;

@@ -7,30 +7,47 @@ use std::time::Duration;
 
 use lockbox_crypto::Keyring;
 use lockbox_types::{Command, Outcome};
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
-use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
-};
-use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
+use openraft::error::{ClientWriteError, InstallSnapshotError, RaftError};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::{BasicNode, ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use crate::error::StoreError;
+use crate::network::{Network, PeerSeen, Rpc, Transport, TransportSlot, decode, encode};
 use crate::proposal::Proposal;
 use crate::state::State;
 use crate::storage::{Disk, LogStore, NodeId, StateMachine, TypeConfig};
 
 /// Where and how to open a store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StoreConfig {
     /// Directory holding `store.redb`.
     pub dir: PathBuf,
     /// This node's Raft id.
     pub raft_id: u64,
-    /// This node's Raft address (informational until managers replicate).
+    /// This node's Raft address: where other managers reach its transport.
     pub raft_addr: String,
     /// Log entries between automatic snapshots.
     pub snapshot_interval: u64,
+    /// A new store becomes a one-node group of its own (`swarm init`); without it, a new
+    /// store waits for a leader to add it (`swarm join`).
+    pub bootstrap: bool,
+    /// How this store reaches other managers; `None` for a one-node store.
+    pub transport: Option<Arc<dyn Transport>>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("dir", &self.dir)
+            .field("raft_id", &self.raft_id)
+            .field("raft_addr", &self.raft_addr)
+            .field("snapshot_interval", &self.snapshot_interval)
+            .field("bootstrap", &self.bootstrap)
+            .field("transport", &self.transport.is_some())
+            .finish()
+    }
 }
 
 impl StoreConfig {
@@ -41,6 +58,8 @@ impl StoreConfig {
             raft_id: 1,
             raft_addr: String::new(),
             snapshot_interval: 10_000,
+            bootstrap: true,
+            transport: None,
         }
     }
 }
@@ -64,6 +83,35 @@ pub struct Store {
     sm: StateMachine,
     disk: Disk,
     raft_id: u64,
+    seen: PeerSeen,
+    transport: TransportSlot,
+}
+
+/// A manager in the Raft group, as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Raft id.
+    pub raft_id: u64,
+    /// Raft address.
+    pub addr: String,
+    /// Votes (false: a learner still catching up).
+    pub voter: bool,
+    /// This member is the leader this node knows of.
+    pub leader: bool,
+    /// Seconds since it last answered this node (leaders hear from every member; followers
+    /// only talk to the leader). `None` if it never answered or is this node.
+    pub last_seen: Option<Duration>,
+}
+
+/// The answer to a forwarded proposal.
+#[derive(Debug, Serialize, Deserialize)]
+enum Forwarded {
+    /// Applied at `index`, one outcome per command.
+    Done { index: u64, outcomes: Vec<Outcome> },
+    /// The receiver is not the leader (any more).
+    NotLeader,
+    /// Raft failed.
+    Failed(String),
 }
 
 impl std::fmt::Debug for Store {
@@ -155,11 +203,23 @@ impl Store {
                 .validate()
                 .map_err(|e| StoreError::Raft(e.to_string()))?,
         );
-        let raft = Raft::new(config.raft_id, raft_config, Network, log, sm.clone())
+        let seen = PeerSeen::default();
+        let transport = TransportSlot::default();
+        transport.set(config.transport.clone());
+        let network = Network {
+            transport: transport.clone(),
+            seen: seen.clone(),
+        };
+        let raft = Raft::new(config.raft_id, raft_config, network, log, sm.clone())
             .await
             .map_err(|e| StoreError::Raft(e.to_string()))?;
         let (proposals, queue) = tokio::sync::mpsc::unbounded_channel();
-        let proposer = tokio::spawn(propose_batches(raft.clone(), queue));
+        let proposer = tokio::spawn(propose_batches(
+            raft.clone(),
+            config.raft_id,
+            transport.clone(),
+            queue,
+        ));
         let store = Store {
             raft,
             proposals,
@@ -167,6 +227,8 @@ impl Store {
             sm,
             disk,
             raft_id: config.raft_id,
+            seen,
+            transport,
         };
 
         let initialized = store
@@ -174,6 +236,10 @@ impl Store {
             .is_initialized()
             .await
             .map_err(|e| StoreError::Raft(e.to_string()))?;
+        if !initialized && !config.bootstrap {
+            // A joining manager: the leader adds it and replicates everything to it.
+            return Ok(store);
+        }
         if !initialized {
             let mut members = BTreeMap::new();
             members.insert(
@@ -188,15 +254,172 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::Raft(e.to_string()))?;
         }
-        store
-            .raft
-            .wait(Some(Duration::from_secs(30)))
-            .state(ServerState::Leader, "become leader")
-            .await
-            .map_err(|e| StoreError::Raft(e.to_string()))?;
-        // A no-op through the log makes sure every committed entry is applied before reads.
-        store.propose(Command::Noop).await?;
+        let alone = {
+            let m = store.raft.metrics().borrow().membership_config.clone();
+            let voters: Vec<u64> = m.membership().voter_ids().collect();
+            voters == [config.raft_id]
+        };
+        if alone {
+            store
+                .raft
+                .wait(Some(Duration::from_secs(30)))
+                .state(ServerState::Leader, "become leader")
+                .await
+                .map_err(|e| StoreError::Raft(e.to_string()))?;
+            // A no-op through the log makes sure every committed entry is applied before reads.
+            store.propose(Command::Noop).await?;
+        } else {
+            // One of several managers: serve what is applied; the leader (elected with the
+            // others) brings this node up to date. Wait a little for one, not for a quorum.
+            let _ = store
+                .raft
+                .wait(Some(Duration::from_secs(3)))
+                .metrics(|m| m.current_leader.is_some(), "a leader is known")
+                .await;
+        }
         Ok(store)
+    }
+
+    /// Sets (or clears) how this store reaches other managers.
+    pub fn set_transport(&self, transport: Option<Arc<dyn Transport>>) {
+        self.transport.set(transport);
+    }
+
+    /// This node's Raft id.
+    pub fn raft_id(&self) -> u64 {
+        self.raft_id
+    }
+
+    /// Whether this node is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.raft_id)
+    }
+
+    /// The leader this node knows of: its Raft id and address.
+    pub fn leader(&self) -> Option<(u64, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        Some((id, addr))
+    }
+
+    /// Whether this store was ever part of a Raft group (a joining store is not until the
+    /// leader adds it).
+    pub async fn is_member(&self) -> bool {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        m.membership().get_node(&self.raft_id).is_some()
+    }
+
+    /// The managers of the group, as this node sees them.
+    pub fn members(&self) -> Vec<Member> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| Member {
+                raft_id: *id,
+                addr: node.addr.clone(),
+                voter: voters.contains(id),
+                leader: m.current_leader == Some(*id),
+                last_seen: if *id == self.raft_id {
+                    None
+                } else {
+                    self.seen.last(*id).map(|t| t.elapsed())
+                },
+            })
+            .collect()
+    }
+
+    /// Adds a manager: as a learner first (blocking until it has caught up), then as a
+    /// voter. Leader only.
+    pub async fn add_manager(&self, raft_id: u64, addr: &str) -> Result<(), StoreError> {
+        let node = BasicNode {
+            addr: addr.to_owned(),
+        };
+        self.raft
+            .add_learner(raft_id, node, true)
+            .await
+            .map_err(membership_error)?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds([raft_id].into()), false)
+            .await
+            .map_err(membership_error)?;
+        Ok(())
+    }
+
+    /// Removes a manager from the group (as voter and node). Leader only.
+    pub async fn remove_manager(&self, raft_id: u64) -> Result<(), StoreError> {
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        if m.membership().voter_ids().any(|v| v == raft_id) {
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters([raft_id].into()), false)
+                .await
+                .map_err(membership_error)?;
+        }
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        if m.membership().get_node(&raft_id).is_some() {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes([raft_id].into()), false)
+                .await
+                .map_err(membership_error)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until this node has applied at least `index` (or `timeout` passes).
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), StoreError> {
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "applied")
+            .await
+            .map(|_| ())
+            .map_err(|e| StoreError::Raft(e.to_string()))
+    }
+
+    /// Serves one message from another manager (see [`Transport`]): decodes it, hands it to
+    /// Raft (or, for a forwarded proposal, proposes it as the leader) and encodes the answer.
+    pub async fn serve_rpc(&self, rpc: Rpc, body: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let bad = |e: String| StoreError::Raft(e);
+        match rpc {
+            Rpc::Append => {
+                let req: AppendEntriesRequest<TypeConfig> = decode(body).map_err(bad)?;
+                encode(&self.raft.append_entries(req).await).map_err(bad)
+            }
+            Rpc::Vote => {
+                let req: VoteRequest<NodeId> = decode(body).map_err(bad)?;
+                encode(&self.raft.vote(req).await).map_err(bad)
+            }
+            Rpc::Snapshot => {
+                let req: InstallSnapshotRequest<TypeConfig> = decode(body).map_err(bad)?;
+                let answer: Result<_, RaftError<NodeId, InstallSnapshotError>> =
+                    self.raft.install_snapshot(req).await;
+                encode(&answer).map_err(bad)
+            }
+            Rpc::Propose => {
+                let cmds: Vec<Command> = decode(body).map_err(bad)?;
+                let answer = if !self.is_leader() {
+                    Forwarded::NotLeader
+                } else {
+                    match self.raft.client_write(Proposal::Batch(cmds)).await {
+                        Ok(resp) => Forwarded::Done {
+                            index: resp.log_id.index,
+                            outcomes: resp.data,
+                        },
+                        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                            Forwarded::NotLeader
+                        }
+                        Err(e) => Forwarded::Failed(e.to_string()),
+                    }
+                };
+                encode(&answer).map_err(bad)
+            }
+        }
     }
 
     /// Proposes `cmd` and waits until it is durable and applied.
@@ -312,6 +535,8 @@ impl Store {
 /// entry is already waiting in Raft when the previous one is flushed.
 async fn propose_batches(
     raft: Raft<TypeConfig>,
+    raft_id: u64,
+    transport: TransportSlot,
     mut queue: tokio::sync::mpsc::UnboundedReceiver<(Command, Reply)>,
 ) {
     let mut in_flight = futures::stream::FuturesUnordered::new();
@@ -341,13 +566,77 @@ async fn propose_batches(
                 Err(_) => break,
             }
         }
-        in_flight.push(propose_one(raft.clone(), cmds, replies));
+        in_flight.push(propose_one(
+            raft.clone(),
+            raft_id,
+            transport.clone(),
+            cmds,
+            replies,
+        ));
     }
     while futures::StreamExt::next(&mut in_flight).await.is_some() {}
 }
 
-/// Writes one entry and hands each command's outcome to its proposer.
-async fn propose_one(raft: Raft<TypeConfig>, cmds: Vec<Command>, replies: Vec<Reply>) {
+/// How long a proposal waits for a leader to be elected, and for a forwarded write to be
+/// applied here.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// Writes one entry and hands each command's outcome to its proposer. On a follower the
+/// commands go to the leader, and the outcome is handed back once this node has applied the
+/// entry too (so a client reads its own write from the manager it wrote through).
+async fn propose_one(
+    raft: Raft<TypeConfig>,
+    raft_id: u64,
+    transport: TransportSlot,
+    cmds: Vec<Command>,
+    replies: Vec<Reply>,
+) {
+    // The common case, a leader (every one-node store), costs one look at the metrics.
+    let leading = raft.metrics().borrow().current_leader == Some(raft_id);
+    if !leading && let Some(transport) = transport.get() {
+        let leader = raft
+            .wait(Some(LEADER_WAIT))
+            .metrics(|m| m.current_leader.is_some(), "a leader is known")
+            .await
+            .ok()
+            .and_then(|m| {
+                let id = m.current_leader?;
+                let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+                Some((id, addr))
+            });
+        match leader {
+            Some((id, _)) if id == raft_id => {}
+            Some((_, addr)) => {
+                let result = forward(&raft, transport.as_ref(), &addr, &cmds).await;
+                match result {
+                    Ok(outcomes) if outcomes.len() == replies.len() => {
+                        for (reply, o) in replies.into_iter().zip(outcomes) {
+                            let _ = reply.send(Ok(o));
+                        }
+                    }
+                    Ok(_) => {
+                        for reply in replies {
+                            let _ = reply.send(Err(StoreError::Raft(
+                                "the leader answered with the wrong number of outcomes".into(),
+                            )));
+                        }
+                    }
+                    Err(e) => {
+                        for reply in replies {
+                            let _ = reply.send(Err(e.clone_shallow()));
+                        }
+                    }
+                }
+                return;
+            }
+            None => {
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::NoLeader));
+                }
+                return;
+            }
+        }
+    }
     let proposal = match <[Command; 1]>::try_from(cmds) {
         Ok([one]) => Proposal::One(one),
         Err(many) => Proposal::Batch(many),
@@ -378,48 +667,31 @@ async fn propose_one(raft: Raft<TypeConfig>, cmds: Vec<Command>, replies: Vec<Re
     }
 }
 
-/// The Raft network. A one-node store never sends; peers are reported unreachable until the
-/// manager transport exists.
-struct Network;
-
-struct NoPeer;
-
-#[derive(Debug, thiserror::Error)]
-#[error("manager-to-manager transport is not configured on this node")]
-struct NoTransport;
-
-impl RaftNetworkFactory<TypeConfig> for Network {
-    type Network = NoPeer;
-    async fn new_client(&mut self, _target: NodeId, _node: &BasicNode) -> NoPeer {
-        NoPeer
+/// Sends `cmds` to the leader at `addr` and waits until this node has applied them.
+async fn forward(
+    raft: &Raft<TypeConfig>,
+    transport: &dyn Transport,
+    addr: &str,
+    cmds: &[Command],
+) -> Result<Vec<Outcome>, StoreError> {
+    let body = encode(cmds).map_err(StoreError::Raft)?;
+    let answer = transport
+        .call(addr, Rpc::Propose, body)
+        .await
+        .map_err(|e| StoreError::Unreachable(format!("leader {addr}: {e}")))?;
+    match decode::<Forwarded>(&answer).map_err(StoreError::Raft)? {
+        Forwarded::Done { index, outcomes } => {
+            raft.wait(Some(LEADER_WAIT))
+                .applied_index_at_least(Some(index), "forwarded write applied")
+                .await
+                .map_err(|e| StoreError::Raft(e.to_string()))?;
+            Ok(outcomes)
+        }
+        Forwarded::NotLeader => Err(StoreError::NotLeader),
+        Forwarded::Failed(e) => Err(StoreError::Raft(e)),
     }
 }
 
-impl RaftNetwork<TypeConfig> for NoPeer {
-    async fn append_entries(
-        &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(RPCError::Unreachable(Unreachable::new(&NoTransport)))
-    }
-
-    async fn install_snapshot(
-        &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
-    ) -> Result<
-        InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
-    > {
-        Err(RPCError::Unreachable(Unreachable::new(&NoTransport)))
-    }
-
-    async fn vote(
-        &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(RPCError::Unreachable(Unreachable::new(&NoTransport)))
-    }
+fn membership_error<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Raft(e.to_string())
 }

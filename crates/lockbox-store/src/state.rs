@@ -455,6 +455,32 @@ impl State {
                         id: id.clone(),
                     })
             }
+            Command::AddNode { node } => {
+                if self.cluster.is_none() {
+                    return Err(Rejection::NotInitialized);
+                }
+                let raft_taken =
+                    node.raft_id != 0 && self.nodes.values().any(|n| n.raft_id == node.raft_id);
+                if self.nodes.contains_key(&node.id) || raft_taken {
+                    return Err(Rejection::Conflict(format!(
+                        "node {} is already a member",
+                        node.id
+                    )));
+                }
+                let mut node = (**node).clone();
+                node.meta.version = index;
+                self.nodes.insert(node.id.clone(), node);
+                Ok(())
+            }
+            Command::RemoveNode { id } => {
+                self.nodes
+                    .remove(id)
+                    .map(|_| ())
+                    .ok_or_else(|| Rejection::NotFound {
+                        kind: "node".into(),
+                        id: id.clone(),
+                    })
+            }
             Command::UpdateNode {
                 id,
                 expected_version,

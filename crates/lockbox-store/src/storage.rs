@@ -50,7 +50,7 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_PURGED: &str = "purged";
-const KEY_SNAPSHOT: &str = "snapshot";
+pub(crate) const KEY_SNAPSHOT: &str = "snapshot";
 
 /// How many recent entries are kept decoded in memory so `apply` need not read them back.
 /// Apply follows the flush closely, so a few suffice; an entry may carry a batch of
@@ -171,7 +171,12 @@ impl Disk {
         }
     }
 
-    fn write_meta<T: Serialize>(&self, key: &str, value: &T, durable: bool) -> Result<(), String> {
+    pub(crate) fn write_meta<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        durable: bool,
+    ) -> Result<(), String> {
         let sealed = self.seal(&meta_aad(key), value)?;
         let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
         if !durable {
@@ -581,16 +586,16 @@ pub(crate) struct Applied {
 /// versions existed are the bare postcard encoding of [`SnapshotPayloadV1`] (their first byte,
 /// an `Option` tag, is 0 or 1, never the magic's).
 #[derive(Serialize, Deserialize)]
-struct SnapshotPayload {
-    last_applied: Option<LogId<NodeId>>,
-    membership: StoredMembership<NodeId, BasicNode>,
-    state: State,
+pub(crate) struct SnapshotPayload {
+    pub(crate) last_applied: Option<LogId<NodeId>>,
+    pub(crate) membership: StoredMembership<NodeId, BasicNode>,
+    pub(crate) state: State,
 }
 
 /// Marks a versioned snapshot payload.
-const SNAPSHOT_MAGIC: &[u8; 4] = b"LBXS";
+pub(crate) const SNAPSHOT_MAGIC: &[u8; 4] = b"LBXS";
 /// The snapshot format this build writes: 2 added the access model and the cluster keys.
-const SNAPSHOT_VERSION: u16 = 2;
+pub(crate) const SNAPSHOT_VERSION: u16 = 2;
 
 /// A snapshot payload from before format versions.
 #[derive(Deserialize)]
@@ -601,13 +606,13 @@ struct SnapshotPayloadV1 {
 }
 
 impl SnapshotPayload {
-    fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
         let mut out = SNAPSHOT_MAGIC.to_vec();
         out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
         postcard::to_extend(self, out)
     }
 
-    fn decode(bytes: &[u8]) -> Result<SnapshotPayload, String> {
+    pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotPayload, String> {
         match bytes.strip_prefix(SNAPSHOT_MAGIC) {
             Some(rest) => {
                 let (v, body) = rest
@@ -634,9 +639,9 @@ impl SnapshotPayload {
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, BasicNode>,
-    data: Vec<u8>,
+pub(crate) struct StoredSnapshot {
+    pub(crate) meta: SnapshotMeta<NodeId, BasicNode>,
+    pub(crate) data: Vec<u8>,
 }
 
 impl Drop for StoredSnapshot {

@@ -165,6 +165,16 @@ pub enum Command {
         /// The keys.
         keys: Box<ClusterKeys>,
     },
+    /// A node joined. Rejected if its ID or (for a manager) its Raft id is taken.
+    AddNode {
+        /// The node (meta.version is set by apply).
+        node: Box<Node>,
+    },
+    /// A node left or was removed.
+    RemoveNode {
+        /// Node ID.
+        id: String,
+    },
 }
 
 /// Label set on a secret that [`Command::SupersedeSecret`] replaced: the ID of its replacement.
@@ -183,6 +193,8 @@ impl Command {
             Command::Access { .. } => "access",
             Command::SwapTemplate { .. } => "swap-template",
             Command::SetClusterKeys { .. } => "set-cluster-keys",
+            Command::AddNode { .. } => "add-node",
+            Command::RemoveNode { .. } => "remove-node",
             Command::CreateService { .. } => "create-service",
             Command::UpdateService { .. } => "update-service",
             Command::SetUpdateStatus { .. } => "set-update-status",

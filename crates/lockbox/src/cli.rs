@@ -112,6 +112,10 @@ pub(crate) struct DaemonArgs {
     /// Address advertised to other nodes
     #[arg(long, default_value = "127.0.0.1:2377")]
     pub(crate) advertise_addr: String,
+    /// Listen for other nodes (Raft between managers, joins) on this address, with mutual TLS
+    /// from the cluster CA; by default only where `swarm init`/`swarm join` say (port 2377)
+    #[arg(long, value_name = "ADDR[:PORT]")]
+    pub(crate) listen_addr: Option<String>,
     /// Log level (error, warn, info, debug, trace); LOCKBOX_LOG overrides
     #[arg(long, default_value = "info")]
     pub(crate) log_level: String,
@@ -324,6 +328,26 @@ pub(crate) enum SwarmCmd {
         /// Advertised address (format: <ip|interface>[:port])
         #[arg(long)]
         advertise_addr: Option<String>,
+        /// Listen address for other nodes (format: <ip>[:port])
+        #[arg(long, default_value = "0.0.0.0:2377")]
+        listen_addr: String,
+    },
+    /// Join a swarm as a manager
+    Join {
+        /// Token for entry into the swarm
+        #[arg(long)]
+        token: String,
+        /// Advertised address (format: <ip>[:port])
+        #[arg(long)]
+        advertise_addr: Option<String>,
+        /// Listen address (format: <ip>[:port])
+        #[arg(long, default_value = "0.0.0.0:2377")]
+        listen_addr: String,
+        /// Availability of the node ("active", "pause", "drain")
+        #[arg(long, default_value = "active")]
+        availability: String,
+        /// A manager's address (format: <ip>[:port])
+        remote: String,
     },
     /// Update the swarm
     Update {
@@ -361,6 +385,10 @@ pub(crate) enum SwarmCmd {
     },
     /// Replace the data encryption key and re-encrypt the store (online)
     RotateKey,
+    /// Write an encrypted backup of the whole swarm state, taken online
+    Backup(crate::commands::swarm_backup::BackupArgs),
+    /// Create a data directory from a backup (offline: no daemon may run on it)
+    Restore(crate::commands::swarm_backup::RestoreArgs),
 }
 
 /// Flags `service create` and `service update` share (docker's

@@ -81,6 +81,7 @@ pub(crate) async fn run(a: DaemonArgs, hosts: &[String]) -> anyhow::Result<ExitC
             audit_dir: (!a.no_audit).then(|| data_dir.join("audit")),
             audit_segment_bytes: a.audit_segment_mb.saturating_mul(1 << 20),
             audit_max_segments: a.audit_max_segments,
+            listen_addr: a.listen_addr.clone(),
         },
         executors,
     )

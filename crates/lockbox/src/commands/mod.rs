@@ -9,6 +9,7 @@ mod secret;
 mod service;
 mod stack;
 mod swarm;
+pub(crate) mod swarm_backup;
 mod system;
 
 use std::ffi::OsString;

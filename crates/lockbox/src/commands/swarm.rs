@@ -1,4 +1,5 @@
-//! `lockbox swarm init|update|unlock|unlock-key|join-token|leave|rotate-key`.
+//! `lockbox swarm init|update|unlock|unlock-key|join-token|leave|rotate-key`; `backup` and
+//! `restore` are in `swarm_backup.rs`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -16,7 +17,25 @@ pub(crate) async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<ExitCo
         SwarmCmd::Init {
             autolock,
             advertise_addr,
-        } => init(client, autolock, advertise_addr).await,
+            listen_addr,
+        } => init(client, autolock, advertise_addr, listen_addr).await,
+        SwarmCmd::Join {
+            token,
+            advertise_addr,
+            listen_addr,
+            availability,
+            remote,
+        } => {
+            join(
+                client,
+                token,
+                advertise_addr,
+                listen_addr,
+                availability,
+                remote,
+            )
+            .await
+        }
         SwarmCmd::Update { autolock } => update(client, autolock).await,
         SwarmCmd::Unlock => unlock(client).await,
         SwarmCmd::UnlockKey { rotate, quiet } => unlock_key(client, rotate, quiet).await,
@@ -27,6 +46,8 @@ pub(crate) async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<ExitCo
         } => join_token(client, rotate, quiet, &role).await,
         SwarmCmd::Leave { force } => leave(client, force).await,
         SwarmCmd::RotateKey => rotate_key(client).await,
+        SwarmCmd::Backup(a) => super::swarm_backup::backup(client, a).await,
+        SwarmCmd::Restore(a) => super::swarm_backup::restore(a).await,
     }
 }
 
@@ -39,13 +60,39 @@ fn print_unlock_key(key: &str) {
     );
 }
 
+async fn join(
+    client: &Client,
+    token: String,
+    advertise: Option<String>,
+    listen: String,
+    availability: String,
+    remote: String,
+) -> anyhow::Result<ExitCode> {
+    let token = Zeroizing::new(token);
+    // The token is a credential, not a secret value; it is only sent to the local daemon.
+    let body = json!({
+        "ListenAddr": listen,
+        "AdvertiseAddr": advertise.unwrap_or_default(),
+        "RemoteAddrs": [remote],
+        "JoinToken": token.as_str(),
+        "Availability": availability,
+    });
+    eprintln!("joining the swarm at {remote} ...");
+    client
+        .request(Method::POST, "/swarm/join", Some(&body))
+        .await?;
+    println!("This node joined a swarm as a manager.");
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn init(
     client: &Client,
     autolock: bool,
     advertise: Option<String>,
+    listen: String,
 ) -> anyhow::Result<ExitCode> {
     let body = json!({
-        "ListenAddr": "0.0.0.0:2377",
+        "ListenAddr": listen,
         "AdvertiseAddr": advertise.unwrap_or_default(),
         "ForceNewCluster": false,
         "Spec": { "EncryptionConfig": { "AutoLockManagers": autolock } },

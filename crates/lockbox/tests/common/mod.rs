@@ -11,6 +11,7 @@
 
 pub mod cases;
 pub mod engine;
+pub mod netns;
 pub mod normalize;
 pub mod runner;
 
@@ -385,6 +386,8 @@ pub struct Daemon {
     dir: tempfile::TempDir,
     extra_args: Vec<String>,
     child: Option<Child>,
+    /// Run inside this network namespace (`ip netns exec`), as a separate host.
+    netns: Option<String>,
 }
 
 impl Daemon {
@@ -408,6 +411,25 @@ impl Daemon {
             dir,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
+            netns: None,
+        };
+        d.spawn()?;
+        Ok(d)
+    }
+
+    /// Like [`Daemon::try_start_with`], the daemon running in network namespace `netns`
+    /// (its unix socket stays reachable from here).
+    pub fn try_start_in(netns: &str, extra: &[&str]) -> Result<Daemon, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("lockbox-test-")
+            .tempdir()
+            .map_err(|e| format!("tempdir: {e}"))?;
+        std::fs::create_dir_all(dir.path().join("docker-config")).map_err(|e| e.to_string())?;
+        let mut d = Daemon {
+            dir,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            netns: Some(netns.to_owned()),
         };
         d.spawn()?;
         Ok(d)
@@ -434,7 +456,16 @@ impl Daemon {
             .open(self.log_path())
             .map_err(|e| format!("open daemon log: {e}"))?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(lockbox_bin())
+        let mut cmd = match &self.netns {
+            // `ip netns exec` execs the binary: the child's pid is the daemon's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, lockbox_bin()]);
+                c
+            }
+            None => Command::new(lockbox_bin()),
+        };
+        let child = cmd
             .args(self.args())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log2))

@@ -1,0 +1,183 @@
+//! The cluster listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use lockbox_pki::rustls::ServerConfig;
+use lockbox_pki::{PeerIdentity, Role};
+use lockbox_store::Rpc;
+use zeroize::Zeroizing;
+
+use crate::messages::{AddManager, ClusterError, JoinRequest, JoinResponse};
+
+/// The largest request body accepted (a snapshot chunk, or a batch of entries).
+const MAX_BODY: usize = 64 << 20;
+
+/// Who sent a request: the verified certificate's identity, if the connection had one, and
+/// the remote address.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The node certificate's identity (`None`: a joining node without one yet).
+    pub identity: Option<PeerIdentity>,
+    /// The remote address of the connection.
+    pub addr: SocketAddr,
+}
+
+impl Peer {
+    /// The node ID, if the peer presented a manager certificate.
+    pub fn manager(&self) -> Option<&str> {
+        self.identity
+            .as_ref()
+            .filter(|i| i.role() == Some(Role::Manager))
+            .map(|i| i.common_name.as_str())
+    }
+}
+
+/// What the cluster listener serves; lockbox-core implements it.
+pub trait Service: Send + Sync + 'static {
+    /// Whether `node_id` is a manager of the cluster now (removed nodes are refused even
+    /// with a valid certificate).
+    fn is_manager(&self, node_id: &str) -> bool;
+    /// A store message from another manager.
+    fn raft(&self, rpc: Rpc, body: Bytes)
+    -> BoxFuture<'static, Result<Zeroizing<Vec<u8>>, String>>;
+    /// A node asking to join.
+    fn join(
+        &self,
+        req: JoinRequest,
+        peer: Peer,
+    ) -> BoxFuture<'static, Result<JoinResponse, ClusterError>>;
+    /// A joined manager asking to be added to the Raft group.
+    fn add_manager(
+        &self,
+        req: AddManager,
+        peer: Peer,
+    ) -> BoxFuture<'static, Result<(), ClusterError>>;
+}
+
+fn reply(status: u16, body: impl Into<Bytes>) -> http::Response<Full<Bytes>> {
+    let mut r = http::Response::new(Full::new(body.into()));
+    *r.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    r
+}
+
+fn error(e: &ClusterError) -> http::Response<Full<Bytes>> {
+    reply(e.status, serde_json::to_vec(e).unwrap_or_default())
+}
+
+async fn handle(
+    svc: Arc<dyn Service>,
+    peer: Peer,
+    req: http::Request<Incoming>,
+) -> Result<http::Response<Full<Bytes>>, std::convert::Infallible> {
+    let path = req.uri().path().to_owned();
+    if req.method() != http::Method::POST {
+        return Ok(reply(405, "method not allowed"));
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Ok(reply(400, format!("reading the request: {e}"))),
+    };
+    if let Some(rpc) = Rpc::from_path(&path) {
+        let allowed = peer.manager().is_some_and(|id| svc.is_manager(id));
+        if !allowed {
+            tracing::warn!(peer = %peer.addr, ?rpc, "refused a raft message from a node that is not a manager");
+            return Ok(reply(
+                403,
+                "only managers of this cluster may send raft messages",
+            ));
+        }
+        return Ok(match svc.raft(rpc, body).await {
+            Ok(answer) => reply(200, Bytes::from_owner(answer)),
+            Err(e) => reply(500, e),
+        });
+    }
+    match path.as_str() {
+        "/cluster/join" => {
+            let parsed: Result<JoinRequest, _> = serde_json::from_slice(&body);
+            drop(body);
+            let Ok(jr) = parsed else {
+                return Ok(error(&ClusterError::bad_request("malformed join request")));
+            };
+            Ok(match svc.join(jr, peer).await {
+                Ok(answer) => match serde_json::to_vec(&answer) {
+                    Ok(b) => reply(200, Bytes::from_owner(Zeroizing::new(b))),
+                    Err(e) => error(&ClusterError::internal(e.to_string())),
+                },
+                Err(e) => error(&e),
+            })
+        }
+        "/cluster/members" => {
+            if peer.manager().is_none() {
+                return Ok(error(&ClusterError::forbidden(
+                    "a manager certificate of this cluster is required",
+                )));
+            }
+            let Ok(am) = serde_json::from_slice::<AddManager>(&body) else {
+                return Ok(error(&ClusterError::bad_request("malformed request")));
+            };
+            Ok(match svc.add_manager(am, peer).await {
+                Ok(()) => reply(200, "{}"),
+                Err(e) => error(&e),
+            })
+        }
+        _ => Ok(reply(404, "not found")),
+    }
+}
+
+/// Serves the cluster listener on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Arc<ServerConfig>,
+    svc: Arc<dyn Service>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    let acceptor = lockbox_pki::acceptor(config);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, addr) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster listener accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let svc = svc.clone();
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(std::time::Duration::from_secs(5), acceptor.accept(tcp))
+                    .await
+                {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        tracing::info!(peer = %addr, error = %e, "cluster TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let peer = Peer {
+                identity: lockbox_pki::peer_identity(&tls),
+                addr,
+            };
+            let service =
+                hyper::service::service_fn(move |req| handle(svc.clone(), peer.clone(), req));
+            let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(peer = %addr, error = %e, "cluster connection ended");
+            }
+        });
+    }
+}

@@ -1,0 +1,473 @@
+//! Managers as a cluster: node certificates, the cluster listener's service (Raft messages,
+//! joins, adding managers) and the joining side.
+//!
+//! A node's certificate, key and the CA certificate live in `DATA_DIR/certs` (key 0600), as
+//! swarm keeps them in `swarm/certificates`: the store needs them to talk to the other
+//! managers before it can be read. The CA key itself is only in the replicated, sealed store.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use lockbox_cluster::{AddManager, ClusterError, Dialer, JoinRequest, JoinResponse, Peer};
+use lockbox_pki::{Issued, NodeRole as PkiRole};
+use lockbox_store::Rpc;
+use lockbox_types::{Command, Meta, Node, NodeAvailability, NodeRole, NodeSpec, Outcome};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::error::CoreError;
+use crate::manager::{Active, now};
+
+/// Node certificates are valid this long (swarm's default node certificate expiry).
+pub(crate) const NODE_CERT_VALIDITY: Duration = Duration::from_secs(90 * 86_400);
+
+/// The port of the cluster listener when an address names none (swarm's).
+pub const DEFAULT_CLUSTER_PORT: u16 = 2377;
+
+const CERTS: &str = "certs";
+const CA_FILE: &str = "ca.pem";
+const CERT_FILE: &str = "node.pem";
+const KEY_FILE: &str = "node-key.pem";
+
+/// This node's certificate and the CA certificate.
+#[derive(Debug)]
+pub(crate) struct NodeCerts {
+    pub(crate) ca_pem: String,
+    pub(crate) issued: Issued,
+}
+
+fn certs_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(CERTS)
+}
+
+/// Reads the node certificates, if this node has them.
+pub(crate) fn read_node_certs(data_dir: &Path) -> Option<NodeCerts> {
+    let dir = certs_dir(data_dir);
+    let ca_pem = std::fs::read_to_string(dir.join(CA_FILE)).ok()?;
+    let cert = std::fs::read_to_string(dir.join(CERT_FILE)).ok()?;
+    let key = Zeroizing::new(std::fs::read_to_string(dir.join(KEY_FILE)).ok()?);
+    let issued = Issued::from_pem(&cert, &key).ok()?;
+    Some(NodeCerts { ca_pem, issued })
+}
+
+/// Writes the node certificates (key 0600; each file written beside and renamed).
+pub(crate) fn write_node_certs(
+    data_dir: &Path,
+    ca_pem: &str,
+    issued: &Issued,
+) -> Result<(), CoreError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = certs_dir(data_dir);
+    let io = |e: std::io::Error| CoreError::Internal(format!("writing {}: {e}", dir.display()));
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    for (name, bytes, mode) in [
+        (CA_FILE, ca_pem.as_bytes(), 0o644),
+        (CERT_FILE, issued.cert_pem.as_bytes(), 0o644),
+        (KEY_FILE, issued.key_pem.as_bytes(), 0o600),
+    ] {
+        let tmp = dir.join(format!("{name}.tmp"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, dir.join(name)).map_err(io)?;
+    }
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
+}
+
+/// Removes the node certificates (leaving the swarm).
+pub(crate) fn remove_node_certs(data_dir: &Path) {
+    let _ = std::fs::remove_dir_all(certs_dir(data_dir));
+}
+
+/// `addr` with [`DEFAULT_CLUSTER_PORT`] when it names no port.
+pub fn with_default_port(addr: &str) -> String {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return addr.to_owned();
+    }
+    if addr.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6()) {
+        return format!("[{addr}]:{DEFAULT_CLUSTER_PORT}");
+    }
+    if addr
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        return addr.to_owned();
+    }
+    format!("{addr}:{DEFAULT_CLUSTER_PORT}")
+}
+
+/// The host part of `addr` (`host:port`).
+pub(crate) fn host_of(addr: &str) -> &str {
+    match addr.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => h.trim_start_matches('[').trim_end_matches(']'),
+        _ => addr,
+    }
+}
+
+/// Issues a node certificate naming the node's host name and advertised address.
+pub(crate) fn issue_node_cert(
+    ca: &lockbox_pki::Ca,
+    node_id: &str,
+    role: NodeRole,
+    hostname: &str,
+    addr: &str,
+) -> Result<Issued, CoreError> {
+    let mut names = Vec::new();
+    if !hostname.is_empty() && hostname.parse::<IpAddr>().is_err() {
+        names.push(hostname.to_owned());
+    }
+    let mut ips = Vec::new();
+    if let Ok(ip) = host_of(addr).parse::<IpAddr>() {
+        ips.push(ip);
+    }
+    let role = match role {
+        NodeRole::Manager => PkiRole::Manager,
+        NodeRole::Worker => PkiRole::Worker,
+    };
+    ca.issue_node(node_id, role, &names, &ips, NODE_CERT_VALIDITY)
+        .map_err(|e| CoreError::Internal(format!("issuing the node certificate: {e}")))
+}
+
+/// The base36 SHA-256 digest part of a join token, as [`crate::tokens`] writes it.
+pub(crate) fn token_digest(token: &str) -> Option<&str> {
+    let mut parts = token.split('-');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("SWMTKN"), Some("1"), Some(d), Some(s), None) if d.len() == 50 && s.len() == 25 => {
+            Some(d)
+        }
+        _ => None,
+    }
+}
+
+/// A dialer presenting this node's certificate.
+pub(crate) fn dialer(certs: &NodeCerts) -> Result<Arc<Dialer>, CoreError> {
+    let config = lockbox_pki::cluster_client_config(&certs.ca_pem, &certs.issued)
+        .map_err(|e| CoreError::Internal(format!("node TLS configuration: {e}")))?;
+    Ok(Arc::new(Dialer::new(config)))
+}
+
+/// Whether two tokens are equal, in time independent of where they differ.
+fn same_token(a: &str, b: &str) -> bool {
+    let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
+/// The cluster listener's service on a manager.
+pub(crate) struct NodeService {
+    pub(crate) active: Weak<Active>,
+}
+
+impl NodeService {
+    fn active(&self) -> Result<Arc<Active>, ClusterError> {
+        self.active
+            .upgrade()
+            .ok_or_else(|| ClusterError::unavailable("this manager is shutting down"))
+    }
+}
+
+/// Forwards a JSON request to the leader, for requests that only the leader can serve.
+async fn to_leader<T: serde::Serialize, R: serde::de::DeserializeOwned>(
+    a: &Active,
+    path: &str,
+    body: &T,
+) -> Result<R, ClusterError> {
+    let Some((_, addr)) = a.store.leader() else {
+        return Err(ClusterError::unavailable(
+            "the swarm does not have a leader; try again",
+        ));
+    };
+    let dialer = a
+        .dialer()
+        .ok_or_else(|| ClusterError::unavailable("this manager cannot reach the leader"))?;
+    let bytes = serde_json::to_vec(body).map_err(|e| ClusterError::internal(e.to_string()))?;
+    let (status, answer) = dialer
+        .post(&addr, path, Bytes::from_owner(Zeroizing::new(bytes)))
+        .await
+        .map_err(|e| ClusterError::unavailable(format!("leader {addr}: {e}")))?;
+    if status != 200 {
+        return Err(
+            serde_json::from_slice::<ClusterError>(&answer).unwrap_or(ClusterError {
+                status,
+                message: String::from_utf8_lossy(&answer).into_owned(),
+            }),
+        );
+    }
+    serde_json::from_slice(&answer).map_err(|e| ClusterError::internal(e.to_string()))
+}
+
+impl lockbox_cluster::Service for NodeService {
+    fn is_manager(&self, node_id: &str) -> bool {
+        self.active.upgrade().is_some_and(|a| {
+            a.store.read(|st| {
+                // A node still joining has no state yet: any manager the CA vouches for may
+                // replicate to it (the leader is the only one that does).
+                st.cluster.is_none()
+                    || st
+                        .nodes
+                        .get(node_id)
+                        .is_some_and(|n| n.spec.role == NodeRole::Manager)
+            })
+        })
+    }
+
+    fn raft(
+        &self,
+        rpc: Rpc,
+        body: Bytes,
+    ) -> BoxFuture<'static, Result<Zeroizing<Vec<u8>>, String>> {
+        let active = self.active.clone();
+        Box::pin(async move {
+            let a = active.upgrade().ok_or("this manager is shutting down")?;
+            a.store
+                .serve_rpc(rpc, &body)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn join(
+        &self,
+        req: JoinRequest,
+        peer: Peer,
+    ) -> BoxFuture<'static, Result<JoinResponse, ClusterError>> {
+        let active = self.active();
+        Box::pin(async move {
+            let a = active?;
+            if !a.store.is_leader() {
+                return to_leader(&a, "/cluster/join", &req).await;
+            }
+            admit(&a, req, peer).await
+        })
+    }
+
+    fn add_manager(
+        &self,
+        req: AddManager,
+        peer: Peer,
+    ) -> BoxFuture<'static, Result<(), ClusterError>> {
+        let active = self.active();
+        Box::pin(async move {
+            let a = active?;
+            if peer.manager() != Some(req.node_id.as_str()) {
+                return Err(ClusterError::forbidden(
+                    "a manager may only add itself to the raft group",
+                ));
+            }
+            if !a.store.is_leader() {
+                let _: serde_json::Value = to_leader(&a, "/cluster/members", &req).await?;
+                return Ok(());
+            }
+            let node = a
+                .store
+                .read(|st| st.nodes.get(&req.node_id).cloned())
+                .filter(|n| n.spec.role == NodeRole::Manager)
+                .ok_or_else(|| ClusterError::forbidden("not a manager of this cluster"))?;
+            a.store
+                .add_manager(node.raft_id, &node.addr)
+                .await
+                .map_err(|e| ClusterError::internal(format!("adding the manager: {e}")))?;
+            tracing::info!(node = %node.id, raft_id = node.raft_id, addr = %node.addr, "manager added to the raft group");
+            Ok(())
+        })
+    }
+}
+
+/// The leader admits a node: checks its token, names it, issues its certificate and records
+/// it. A manager is added to the Raft group when it asks ([`NodeService::add_manager`]),
+/// once its own listener runs.
+async fn admit(a: &Active, req: JoinRequest, peer: Peer) -> Result<JoinResponse, ClusterError> {
+    let invalid =
+        || ClusterError::bad_request("A valid join token is necessary to join this cluster");
+    let cluster = a
+        .store
+        .read(|st| st.cluster.clone())
+        .ok_or_else(|| ClusterError::unavailable("the cluster is not initialized"))?;
+    let role = if same_token(&req.token, &cluster.join_tokens.manager) {
+        NodeRole::Manager
+    } else if same_token(&req.token, &cluster.join_tokens.worker) {
+        NodeRole::Worker
+    } else {
+        tracing::warn!(peer = %peer.addr, "refused a join with an invalid token");
+        return Err(invalid());
+    };
+    if role == NodeRole::Worker {
+        return Err(ClusterError::unavailable(
+            "this lockbox release does not run worker nodes yet: join with the manager token",
+        ));
+    }
+    let availability = match req.availability.as_str() {
+        "" | "active" => NodeAvailability::Active,
+        "pause" => NodeAvailability::Pause,
+        "drain" => NodeAvailability::Drain,
+        other => {
+            return Err(ClusterError::bad_request(format!(
+                "invalid availability {other:?}"
+            )));
+        }
+    };
+    let addr = with_default_port(&req.addr);
+    if addr.parse::<SocketAddr>().is_err() {
+        return Err(ClusterError::bad_request(format!(
+            "advertise address {addr:?} must be an IP address and port"
+        )));
+    }
+    if a.store.read(|st| st.nodes.values().any(|n| n.addr == addr)) {
+        return Err(ClusterError::bad_request(format!(
+            "a node with advertise address {addr} is already a member; remove it first (node rm)"
+        )));
+    }
+    let ca = a.ca().map_err(|e| ClusterError::internal(e.to_string()))?;
+    let node_id = lockbox_types::new_id();
+    let raft_id = a
+        .store
+        .read(|st| st.nodes.values().map(|n| n.raft_id).max())
+        .unwrap_or(1)
+        + 1;
+    let issued = issue_node_cert(&ca, &node_id, role, &req.hostname, &addr)
+        .map_err(|e| ClusterError::internal(e.to_string()))?;
+    let t = now();
+    let node = Node {
+        id: node_id.clone(),
+        meta: Meta {
+            version: 0,
+            created_at: t,
+            updated_at: t,
+        },
+        spec: NodeSpec {
+            name: String::new(),
+            labels: Default::default(),
+            role,
+            availability,
+        },
+        hostname: req.hostname.clone(),
+        addr,
+        raft_id,
+    };
+    match a
+        .store
+        .propose(Command::AddNode {
+            node: Box::new(node),
+        })
+        .await
+    {
+        Ok(Outcome::Applied { .. }) => {}
+        Ok(Outcome::Rejected(r)) => return Err(ClusterError::bad_request(r.to_string())),
+        Err(e) => return Err(ClusterError::unavailable(e.to_string())),
+    }
+    tracing::info!(node = %node_id, role = ?role, peer = %peer.addr, "node joined");
+    let unlock_key = a.unlock_key_text();
+    Ok(JoinResponse {
+        node_id,
+        role: "manager".into(),
+        raft_id,
+        cluster_id: cluster.id.clone(),
+        ca_pem: ca.cert_pem().to_owned(),
+        cert_pem: issued.cert_pem.clone(),
+        key_pem: issued.key_pem.to_string(),
+        unlock_key: unlock_key.map(|k| k.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_port_is_added_only_when_missing() {
+        assert_eq!(with_default_port("10.0.0.1"), "10.0.0.1:2377");
+        assert_eq!(with_default_port("10.0.0.1:4000"), "10.0.0.1:4000");
+        assert_eq!(with_default_port("::1"), "[::1]:2377");
+        assert_eq!(with_default_port("[::1]:9"), "[::1]:9");
+        assert_eq!(with_default_port("node-a"), "node-a:2377");
+        assert_eq!(host_of("10.0.0.1:2377"), "10.0.0.1");
+        assert_eq!(host_of("[::1]:2377"), "::1");
+    }
+
+    #[test]
+    fn token_digest_takes_the_ca_part() {
+        let t = crate::tokens::new_token(b"ca");
+        let d = token_digest(&t).unwrap();
+        assert_eq!(d.len(), 50);
+        assert!(t.contains(d));
+        assert_eq!(token_digest("SWMTKN-1-abc-def"), None);
+        assert_eq!(token_digest("nonsense"), None);
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token("SWMTKN-1-a-b", "SWMTKN-1-a-b"));
+        assert!(!same_token("SWMTKN-1-a-b", "SWMTKN-1-a-c"));
+        assert!(!same_token("SWMTKN-1-a-b", "SWMTKN-1-a-bb"));
+    }
+}
+
+/// How this node sees a manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerView {
+    /// It is the leader.
+    pub leader: bool,
+    /// `reachable`, `unreachable` or `unknown` (swarm's words).
+    pub reachability: &'static str,
+}
+
+/// A manager that has not answered the leader for this long is unreachable.
+const UNREACHABLE_AFTER: Duration = Duration::from_secs(5);
+
+impl crate::Manager {
+    /// Each manager node's leader flag and reachability, as this node sees them: the leader
+    /// hears from every manager; a follower knows the leader and itself.
+    pub async fn manager_views(
+        &self,
+    ) -> Result<std::collections::HashMap<String, ManagerView>, CoreError> {
+        let a = self.active().await?;
+        let members = a.store.members();
+        let me = a.store.raft_id();
+        let leading = a.store.is_leader();
+        let nodes: Vec<Node> = a.store.read(|st| st.nodes.values().cloned().collect());
+        let mut out = std::collections::HashMap::new();
+        for n in nodes.iter().filter(|n| n.spec.role == NodeRole::Manager) {
+            let member = members.iter().find(|m| m.raft_id == n.raft_id);
+            let leader = member.is_some_and(|m| m.leader);
+            let reachability = match member {
+                None => "unknown",
+                Some(_) if n.raft_id == me => "reachable",
+                Some(m) if leading => match m.last_seen {
+                    Some(t) if t < UNREACHABLE_AFTER => "reachable",
+                    _ => "unreachable",
+                },
+                Some(m) if m.leader => "reachable",
+                Some(_) => "unknown",
+            };
+            out.insert(
+                n.id.clone(),
+                ManagerView {
+                    leader,
+                    reachability,
+                },
+            );
+        }
+        Ok(out)
+    }
+}

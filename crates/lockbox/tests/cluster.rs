@@ -1,0 +1,381 @@
+//! Several managers, each in its own network namespace (a separate host on a bridge), built
+//! and driven with the stock docker CLI: joins over mutual TLS, replication, writes through
+//! any manager, loss of the leader, a cut link, and what travels between the nodes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Daemon;
+use common::netns::{self, Net};
+
+fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
+fn err(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_owned()
+}
+
+/// Skips (printing why) when namespaces or the docker CLI are not available.
+fn prerequisites(test: &str) -> bool {
+    if let Some(why) = netns::unavailable().or_else(common::docker_unavailable) {
+        common::skip(test, &why);
+        return false;
+    }
+    true
+}
+
+/// A manager daemon on node `i` of `net`: listening for other nodes on its address.
+fn manager(net: &Net, i: usize, first: bool) -> Daemon {
+    let addr = net.addr(i);
+    let mut args = vec![
+        "--listen-addr",
+        &addr,
+        "--advertise-addr",
+        &addr,
+        "--no-audit",
+    ];
+    if !first {
+        args.push("--no-auto-init");
+    }
+    Daemon::try_start_in(net.ns(i), &args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `docker swarm join` of `d` (on node `i`) to the manager on node 0.
+fn join(net: &Net, d: &Daemon, i: usize, token: &str) -> std::process::Output {
+    d.docker(
+        &[
+            "swarm",
+            "join",
+            "--token",
+            token,
+            "--listen-addr",
+            &net.addr(i),
+            "--advertise-addr",
+            &net.addr(i),
+            &net.addr(0),
+        ],
+        None,
+    )
+}
+
+/// Three managers built with the stock CLI.
+fn three_managers(net: &Net) -> Vec<Daemon> {
+    let first = manager(net, 0, true);
+    let token = first.docker(&["swarm", "join-token", "-q", "manager"], None);
+    assert!(token.status.success(), "{}", err(&token));
+    let token = out(&token);
+    let mut all = vec![first];
+    for i in 1..3 {
+        let d = manager(net, i, false);
+        let o = join(net, &d, i, &token);
+        assert!(
+            o.status.success(),
+            "join of node {i}: {}\n--- joiner log ---\n{}\n--- leader log ---\n{}",
+            err(&o),
+            d.log(),
+            all[0].log()
+        );
+        assert_eq!(out(&o), "This node joined a swarm as a manager.");
+        all.push(d);
+    }
+    all
+}
+
+/// `docker node ls` as (manager status, status) rows, sorted.
+fn node_rows(d: &Daemon) -> Vec<String> {
+    let o = d.docker(
+        &["node", "ls", "--format", "{{.ManagerStatus}} {{.Status}}"],
+        None,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    let mut rows: Vec<String> = out(&o).lines().map(str::to_owned).collect();
+    rows.sort();
+    rows
+}
+
+fn secret_names(d: &Daemon) -> Vec<String> {
+    let o = d.docker(&["secret", "ls", "--format", "{{.Name}}"], None);
+    assert!(o.status.success(), "{}", err(&o));
+    let mut names: Vec<String> = out(&o).lines().map(str::to_owned).collect();
+    names.sort();
+    names
+}
+
+/// Waits until `f` holds (or panics after `timeout` with `what`).
+fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn three_managers_replicate_and_survive_the_loss_of_the_leader() {
+    if !prerequisites("three_managers_replicate_and_survive_the_loss_of_the_leader") {
+        return;
+    }
+    let net = Net::new(3).expect("network namespaces");
+    let mut m = three_managers(&net);
+
+    // Every manager sees the three, one of them the leader, all reachable from the leader.
+    assert_eq!(
+        node_rows(&m[0]),
+        ["Leader Ready", "Reachable Ready", "Reachable Ready"]
+    );
+    for d in &m[1..] {
+        let rows = node_rows(d);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert!(rows.iter().any(|r| r == "Leader Ready"), "{rows:?}");
+    }
+
+    // A write through a follower is forwarded to the leader and readable everywhere.
+    let o = m[2].docker(&["secret", "create", "via-follower", "-"], Some(b"v-f"));
+    assert!(o.status.success(), "{}\n{}", err(&o), m[2].log());
+    for d in &m {
+        eventually(
+            "the follower's write reaches every manager",
+            Duration::from_secs(5),
+            || secret_names(d).contains(&"via-follower".to_owned()),
+        );
+    }
+
+    // A stream of creates through manager 1 while the leader (manager 0) is killed.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let first_after_kill = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let killed_at = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let writer = {
+        let host = m[1].host();
+        let cfg = m[1].dir().join("docker-config");
+        let acked = acked.clone();
+        let first_after_kill = first_after_kill.clone();
+        let killed_at = killed_at.clone();
+        std::thread::spawn(move || {
+            let ep = common::Endpoint::parse(&host).expect("endpoint");
+            for i in 0..60 {
+                let name = format!("stream-{i}");
+                let o = common::run_docker(
+                    &ep,
+                    &cfg,
+                    std::path::Path::new("/"),
+                    &["secret".into(), "create".into(), name.clone(), "-".into()],
+                    Some(b"stream-value"),
+                );
+                if o.status.success() {
+                    acked.lock().unwrap().push(name);
+                    let killed = *killed_at.lock().unwrap();
+                    if let Some(k) = killed {
+                        let mut f = first_after_kill.lock().unwrap();
+                        if f.is_none() {
+                            *f = Some(Instant::now());
+                            let _ = k;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(800));
+    // Make sure the write right after the kill counts from the kill.
+    {
+        let mut k = killed_at.lock().unwrap();
+        m[0].kill9();
+        *k = Some(Instant::now());
+    }
+    writer.join().unwrap();
+    let killed = killed_at.lock().unwrap().unwrap();
+    let resumed = first_after_kill
+        .lock()
+        .unwrap()
+        .expect("no write succeeded after the leader was killed");
+    let gap = resumed.duration_since(killed);
+    eprintln!("writes resumed {gap:?} after the leader was killed");
+    assert!(
+        gap < Duration::from_secs(3),
+        "writes resumed only after {gap:?}"
+    );
+
+    // Every acknowledged create is on both survivors.
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 20,
+        "too few writes acknowledged: {}",
+        acked.len()
+    );
+    for d in &m[1..] {
+        let names = secret_names(d);
+        for a in &acked {
+            assert!(names.contains(a), "{a} acknowledged but missing");
+        }
+    }
+    // The survivors elected a new leader; the old one shows as down.
+    let rows = node_rows(&m[1]);
+    assert!(rows.iter().any(|r| r == "Leader Ready"), "{rows:?}");
+
+    // The old leader comes back as a follower and catches up.
+    m[0].restart();
+    let want = secret_names(&m[1]);
+    eventually(
+        "the restarted manager catches up",
+        Duration::from_secs(10),
+        || secret_names(&m[0]) == want,
+    );
+    eventually(
+        "three reachable managers again",
+        Duration::from_secs(10),
+        || {
+            let leader = m.iter().find(|d| {
+                node_rows(d).contains(&"Leader Ready".to_owned()) && {
+                    let o = d.docker(
+                        &["node", "ls", "--format", "{{.Self}} {{.ManagerStatus}}"],
+                        None,
+                    );
+                    out(&o).lines().any(|l| l == "true Leader")
+                }
+            });
+            leader.is_some_and(|l| {
+                node_rows(l) == ["Leader Ready", "Reachable Ready", "Reachable Ready"]
+            })
+        },
+    );
+}
+
+#[test]
+fn joins_with_a_wrong_token_or_another_clusters_token_are_refused() {
+    if !prerequisites("joins_with_a_wrong_token_or_another_clusters_token_are_refused") {
+        return;
+    }
+    let net = Net::new(3).expect("network namespaces");
+    let leader = manager(&net, 0, true);
+    let other_cluster = manager(&net, 1, true);
+    let joiner = manager(&net, 2, false);
+    let token = out(&leader.docker(&["swarm", "join-token", "-q", "manager"], None));
+
+    // Right CA digest, wrong secret.
+    let (prefix, _) = token.rsplit_once('-').unwrap();
+    let wrong = format!("{prefix}-{}", "0".repeat(25));
+    let o = join(&net, &joiner, 2, &wrong);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("A valid join token is necessary to join this cluster"),
+        "{}",
+        err(&o)
+    );
+
+    // Another cluster's token: its CA digest does not match the manager we dial.
+    let foreign = out(&other_cluster.docker(&["swarm", "join-token", "-q", "manager"], None));
+    let o = join(&net, &joiner, 2, &foreign);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("remote CA does not match fingerprint"),
+        "{}",
+        err(&o)
+    );
+
+    // Garbage.
+    let o = join(&net, &joiner, 2, "SWMTKN-1-nonsense");
+    assert!(!o.status.success());
+    assert!(err(&o).contains("invalid join token"), "{}", err(&o));
+
+    // Nothing changed: the joiner is in no swarm, the cluster still has one node.
+    let o = joiner.docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"], None);
+    assert_eq!(out(&o), "inactive");
+    assert_eq!(node_rows(&leader), ["Leader Ready"]);
+    assert!(
+        leader
+            .log()
+            .contains("refused a join with an invalid token")
+    );
+
+    // And the right token still works.
+    let o = join(&net, &joiner, 2, &token);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(node_rows(&leader).len(), 2);
+}
+
+#[test]
+fn a_cut_off_manager_heals_and_traffic_between_managers_is_encrypted() {
+    if !prerequisites("a_cut_off_manager_heals_and_traffic_between_managers_is_encrypted") {
+        return;
+    }
+    if std::process::Command::new("tshark")
+        .arg("--version")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        panic!("tshark is needed (scripts/test installs it: apt-get install tshark)");
+    }
+    let net = Net::new(3).expect("network namespaces");
+    let m = three_managers(&net);
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("managers.pcap");
+    let capture = net.capture(&pcap).expect("capture");
+
+    // A distinctive value crosses the wire twice (leader → each follower).
+    let value = b"plaintext-canary-7f3a9c2e5b";
+    let o = m[1].docker(&["secret", "create", "canary", "-"], Some(value));
+    assert!(o.status.success(), "{}", err(&o));
+
+    // Cut manager 2 off: the other two keep a quorum and keep writing.
+    net.cut(2).unwrap();
+    let o = m[0].docker(&["secret", "create", "while-cut", "-"], Some(value));
+    assert!(o.status.success(), "{}", err(&o));
+    eventually(
+        "the leader sees manager 2 as down",
+        Duration::from_secs(15),
+        || node_rows(&m[0]).contains(&"Unreachable Down".to_owned()),
+    );
+    assert!(!secret_names(&m[2]).contains(&"while-cut".to_owned()));
+
+    // Heal: manager 2 catches up.
+    net.heal(2).unwrap();
+    eventually(
+        "manager 2 catches up after the cut",
+        Duration::from_secs(15),
+        || secret_names(&m[2]).contains(&"while-cut".to_owned()),
+    );
+    eventually("manager 2 reachable again", Duration::from_secs(15), || {
+        node_rows(&m[0]) == ["Leader Ready", "Reachable Ready", "Reachable Ready"]
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    netns::stop_capture(capture);
+
+    let bytes = std::fs::read(&pcap).unwrap();
+    assert!(
+        bytes.len() > 10_000,
+        "the capture is too small: {} bytes",
+        bytes.len()
+    );
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!has(value), "the secret value crossed the wire in clear");
+    assert!(!has(b"canary"), "the secret name crossed the wire in clear");
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(value);
+    assert!(
+        !has(&b64.as_bytes()[..20]),
+        "the value crossed the wire in base64"
+    );
+    // The capture did see the managers talking: TLS records on port 2377.
+    let o = std::process::Command::new("tshark")
+        .args(["-r"])
+        .arg(&pcap)
+        .args([
+            "-Y",
+            "tls && tcp.port == 2377",
+            "-T",
+            "fields",
+            "-e",
+            "tls.record.version",
+        ])
+        .output()
+        .unwrap();
+    let tls_records = String::from_utf8_lossy(&o.stdout).lines().count();
+    assert!(
+        tls_records > 50,
+        "only {tls_records} TLS records between managers"
+    );
+}
