@@ -135,6 +135,7 @@ fn classify(method: &Method, path: &str) -> (&'static str, Need) {
         ["lockbox", "v1", "services", _, "secrets", "swap"] => {
             ("service.secret-swap", Perm("service.manage"))
         }
+        ["lockbox", "v1", "agent"] => ("node.agent", Perm("node.manage")),
         ["lockbox", "v1", "whoami"] => ("access.whoami", Open),
         ["lockbox", "v1", "permissions"] => ("access.permissions", Open),
         ["lockbox", "v1", "users", ..] => (access_action("user", method), Perm("access.manage")),

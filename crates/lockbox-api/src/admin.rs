@@ -39,6 +39,7 @@ pub(crate) fn routes(mut r: Router<AppState>) -> Router<AppState> {
     r = dual(r, "/lockbox/v1/audit/verify", get(audit_verify));
     r = dual(r, "/lockbox/v1/audit/check-value", post(audit_check));
     r = dual(r, "/lockbox/v1/swarm/backup", post(crate::backup::backup));
+    r = dual(r, "/lockbox/v1/agent", get(agent));
     r
 }
 
@@ -56,6 +57,12 @@ fn on(kind: &str, name: &str) -> Audited {
         objects: vec![AuditObject::new(kind, "", name)],
         details: Vec::new(),
     }
+}
+
+/// What this node's agent holds: its tasks and the IDs (never values) of the secrets in its
+/// memory. On a worker these are exactly the secrets its tasks need.
+async fn agent(State(app): State<AppState>) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, &app.manager.agent_state().await?))
 }
 
 async fn whoami(State(app): State<AppState>, Extension(Caller(id)): Extension<Caller>) -> Response {

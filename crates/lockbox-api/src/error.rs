@@ -47,6 +47,7 @@ impl From<CoreError> for ApiError {
         use StatusCode as S;
         match e {
             CoreError::NotInSwarm => Self::new(S::SERVICE_UNAVAILABLE, NOT_MANAGER),
+            e @ CoreError::WorkerNode => Self::new(S::SERVICE_UNAVAILABLE, e.to_string()),
             CoreError::Locked => Self::new(S::SERVICE_UNAVAILABLE, LOCKED),
             CoreError::AlreadyInSwarm => Self::new(S::SERVICE_UNAVAILABLE, ALREADY_IN_SWARM),
             CoreError::LastManager => Self::new(S::SERVICE_UNAVAILABLE, LAST_MANAGER),

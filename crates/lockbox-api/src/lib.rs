@@ -130,7 +130,7 @@ pub fn router(state: AppState) -> Router {
     r = dual(r, "/swarm/unlock", post(swarm::unlock));
     r = dual(r, "/swarm/unlockkey", get(swarm::unlock_key));
     r = dual(r, "/nodes", get(nodes::list));
-    r = dual(r, "/nodes/{id}", get(nodes::inspect));
+    r = dual(r, "/nodes/{id}", get(nodes::inspect).delete(nodes::remove));
     r = dual(r, "/nodes/{id}/update", post(services::node_update));
     r = dual(r, "/services", get(services::list));
     r = dual(r, "/services/create", post(services::create));

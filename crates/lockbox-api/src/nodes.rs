@@ -15,7 +15,7 @@ use crate::filters::Filters;
 
 async fn render(app: &AppState, nodes: &[Node]) -> ApiResult<Vec<serde_json::Value>> {
     let cluster = app.manager.cluster().await?;
-    let views = app.manager.manager_views().await?;
+    let views = app.manager.node_views().await?;
     Ok(nodes
         .iter()
         .map(|n| {
@@ -121,4 +121,16 @@ pub(crate) async fn inspect(
     };
     let v = render(&app, &[found]).await?;
     Ok(json(StatusCode::OK, &v[0]))
+}
+
+/// `DELETE /nodes/{id}` (`docker node rm [--force]`).
+pub(crate) async fn remove(
+    State(app): State<AppState>,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let key = p.get("id").map_or("", String::as_str);
+    let force = crate::body::bool_value(q.get("force"));
+    app.manager.remove_node(key, force).await?;
+    Ok(crate::body::empty(StatusCode::OK))
 }

@@ -102,6 +102,7 @@ pub(crate) async fn init(
         spec: Some(spec),
         advertise_addr: (!advertise.is_empty()).then(|| with_port(&advertise)),
         listen_addr: (!listen.is_empty()).then(|| with_port(&listen)),
+        force_new_cluster: body::boolean(obj, "ForceNewCluster", "InitRequest.ForceNewCluster")?,
     };
     let id = app.manager.init(opts).await?;
     Ok(json(StatusCode::OK, &id))
@@ -205,6 +206,9 @@ pub(crate) async fn leave(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let force = body::bool_value(q.get("force"));
+    if !force && let Some(refusal) = app.manager.leave_refusal().await {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, refusal));
+    }
     match app.manager.leave(force).await {
         Ok(()) => Ok(body::empty(StatusCode::OK)),
         Err(CoreError::NotInSwarm) => {

@@ -12,6 +12,7 @@ use crate::{API_VERSION, AppState, ENGINE_VERSION, MIN_API_VERSION};
 fn swarm_header(s: LocalState) -> &'static str {
     match s {
         LocalState::Active => "active/manager",
+        LocalState::Worker => "active/worker",
         LocalState::Locked => "locked",
         LocalState::Inactive => "inactive",
     }
@@ -96,24 +97,28 @@ pub(crate) async fn info(State(app): State<AppState>) -> Response {
         .map_or(addr.clone(), |(h, _)| h.to_owned());
     swarm.insert(
         "NodeID".into(),
-        json!(if state == LocalState::Active {
-            node_id.clone()
-        } else {
-            String::new()
-        }),
+        json!(
+            if matches!(state, LocalState::Active | LocalState::Worker) {
+                node_id.clone()
+            } else {
+                String::new()
+            }
+        ),
     );
     swarm.insert(
         "NodeAddr".into(),
-        json!(if state == LocalState::Active {
-            host_only
-        } else {
-            String::new()
-        }),
+        json!(
+            if matches!(state, LocalState::Active | LocalState::Worker) {
+                host_only
+            } else {
+                String::new()
+            }
+        ),
     );
     swarm.insert(
         "LocalNodeState".into(),
         json!(match state {
-            LocalState::Active => "active",
+            LocalState::Active | LocalState::Worker => "active",
             LocalState::Locked => "locked",
             LocalState::Inactive => "inactive",
         }),

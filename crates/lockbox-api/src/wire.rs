@@ -237,16 +237,12 @@ pub(crate) fn node(
     n: &Node,
     c: Option<&Cluster>,
     host: &HostFacts,
-    view: Option<&lockbox_core::ManagerView>,
+    view: Option<&lockbox_core::NodeView>,
     engine_version: &str,
 ) -> Value {
     let leader = view.is_some_and(|v| v.leader);
     let reachability = view.map_or("unknown", |v| v.reachability);
-    let state = if reachability == "unreachable" {
-        "down"
-    } else {
-        "ready"
-    };
+    let state = view.map_or("unknown", |v| v.state);
     let mut spec = Map::new();
     if !n.spec.name.is_empty() {
         spec.insert("Name".into(), json!(n.spec.name));

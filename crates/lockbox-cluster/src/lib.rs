@@ -8,7 +8,10 @@
 //!   only from current managers;
 //! - `POST /cluster/join`: a new node presents a join token (no certificate yet: its
 //!   connection pins the CA by the token's digest) and gets its node ID and certificate;
-//! - `POST /cluster/members`: a joined manager asks to be added to the Raft group.
+//! - `POST /cluster/members`: a joined manager asks to be added to the Raft group;
+//! - `POST /cluster/membership`: a manager's membership request (demote, remove, leave,
+//!   status, the unlock key), served by the leader;
+//! - `POST /dispatcher/session`: a worker's heartbeat, task statuses and assignments.
 //!
 //! What each request means is the [`Service`]'s business (lockbox-core implements it); this
 //! crate only carries, authenticates and routes.
@@ -20,5 +23,8 @@ mod messages;
 mod server;
 
 pub use client::{Dialer, TlsTransport, join_pinned};
-pub use messages::{AddManager, ClusterError, JoinRequest, JoinResponse};
+pub use messages::{
+    AddManager, ClusterError, JoinRequest, JoinResponse, SessionRequest, SessionResponse, decode,
+    encode,
+};
 pub use server::{Peer, Service, serve};

@@ -52,6 +52,9 @@ pub struct JoinResponse {
     pub key_pem: String,
     /// The cluster's unlock key when autolock is on (managers only).
     pub unlock_key: Option<String>,
+    /// Cluster addresses of the managers (workers reach the dispatcher there).
+    #[serde(default)]
+    pub managers: Vec<String>,
 }
 
 impl std::fmt::Debug for JoinResponse {
@@ -120,4 +123,47 @@ impl ClusterError {
             message: message.into(),
         }
     }
+}
+
+/// A worker's periodic call to the dispatcher (postcard): its heartbeat, the statuses of its
+/// tasks since the last call, and which secrets it holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRequest {
+    /// The worker's node ID (must match its certificate, unless a manager relays it).
+    pub node_id: String,
+    /// Task ID and new status, in the order they happened.
+    pub statuses: Vec<(String, lockbox_types::TaskStatus)>,
+    /// IDs of the secrets the worker holds now.
+    pub held: Vec<String>,
+    /// Task output since the last call: (task ID, stream, time in ns, bytes).
+    pub logs: Vec<(String, u8, i64, Vec<u8>)>,
+}
+
+/// The dispatcher's answer: everything the worker needs for its own tasks, nothing else.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionResponse {
+    /// The tasks assigned to the worker (with their desired states).
+    pub tasks: Vec<lockbox_types::Task>,
+    /// IDs of the secrets the worker's tasks need now: it drops any other it holds.
+    pub needed: Vec<String>,
+    /// Values of needed secrets it does not hold yet.
+    pub values: Vec<(String, lockbox_crypto::SecretBytes)>,
+    /// Names of the services of its tasks.
+    pub services: Vec<(String, String)>,
+    /// Networks its tasks attach to.
+    pub networks: Vec<lockbox_types::Network>,
+    /// Cluster addresses of the managers, to fail over to.
+    pub managers: Vec<String>,
+}
+
+/// Encodes a dispatcher message (postcard, in a wiped buffer).
+pub fn encode<T: Serialize>(value: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+    postcard::to_allocvec(value)
+        .map(zeroize::Zeroizing::new)
+        .map_err(|e| e.to_string())
+}
+
+/// Decodes a dispatcher message.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("undecodable message: {e}"))
 }

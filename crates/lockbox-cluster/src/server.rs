@@ -52,12 +52,32 @@ pub trait Service: Send + Sync + 'static {
         req: JoinRequest,
         peer: Peer,
     ) -> BoxFuture<'static, Result<JoinResponse, ClusterError>>;
+    /// A worker's dispatcher session call (postcard in, postcard out).
+    fn session(
+        &self,
+        body: Bytes,
+        peer: Peer,
+    ) -> BoxFuture<'static, Result<Zeroizing<Vec<u8>>, ClusterError>>;
     /// A joined manager asking to be added to the Raft group.
     fn add_manager(
         &self,
         req: AddManager,
         peer: Peer,
     ) -> BoxFuture<'static, Result<(), ClusterError>>;
+    /// A membership request from a manager (demote, remove, leave, status, unlock key): an
+    /// opaque JSON body the service interprets, answered with JSON.
+    fn membership(
+        &self,
+        body: Bytes,
+        peer: Peer,
+    ) -> BoxFuture<'static, Result<Zeroizing<Vec<u8>>, ClusterError>> {
+        let _ = (body, peer);
+        Box::pin(async {
+            Err(ClusterError::unavailable(
+                "membership changes are not served here",
+            ))
+        })
+    }
 }
 
 fn reply(status: u16, body: impl Into<Bytes>) -> http::Response<Full<Bytes>> {
@@ -113,6 +133,17 @@ async fn handle(
                 Err(e) => error(&e),
             })
         }
+        "/dispatcher/session" => {
+            if peer.identity.is_none() {
+                return Ok(error(&ClusterError::forbidden(
+                    "a node certificate of this cluster is required",
+                )));
+            }
+            Ok(match svc.session(body, peer).await {
+                Ok(answer) => reply(200, Bytes::from_owner(answer)),
+                Err(e) => error(&e),
+            })
+        }
         "/cluster/members" => {
             if peer.manager().is_none() {
                 return Ok(error(&ClusterError::forbidden(
@@ -124,6 +155,17 @@ async fn handle(
             };
             Ok(match svc.add_manager(am, peer).await {
                 Ok(()) => reply(200, "{}"),
+                Err(e) => error(&e),
+            })
+        }
+        "/cluster/membership" => {
+            if peer.manager().is_none() {
+                return Ok(error(&ClusterError::forbidden(
+                    "a manager certificate of this cluster is required",
+                )));
+            }
+            Ok(match svc.membership(body, peer).await {
+                Ok(answer) => reply(200, Bytes::from_owner(answer)),
                 Err(e) => error(&e),
             })
         }
@@ -140,6 +182,9 @@ pub async fn serve(
 ) {
     let acceptor = lockbox_pki::acceptor(config);
     tokio::pin!(shutdown);
+    // Dropped when the listener stops: its connections close too (a peer's cached connection
+    // must not keep reaching a node that left and maybe joined again).
+    let (_open, closing) = tokio::sync::watch::channel(());
     loop {
         let (tcp, addr) = tokio::select! {
             _ = &mut shutdown => break,
@@ -155,6 +200,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let svc = svc.clone();
+        let mut closing = closing.clone();
         tokio::spawn(async move {
             let tls =
                 match tokio::time::timeout(std::time::Duration::from_secs(5), acceptor.accept(tcp))
@@ -175,7 +221,15 @@ pub async fn serve(
                 hyper::service::service_fn(move |req| handle(svc.clone(), peer.clone(), req));
             let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = conn.await {
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => ended,
+                _ = closing.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!(peer = %addr, error = %e, "cluster connection ended");
             }
         });

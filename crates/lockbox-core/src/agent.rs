@@ -8,15 +8,101 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lockbox_types::{Command, Task, TaskChange, TaskState, TaskStatus, Timestamp};
+use futures::future::BoxFuture;
+use lockbox_crypto::SecretBytes;
+use lockbox_types::{Command, Network, Task, TaskChange, TaskState, TaskStatus, Timestamp};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::executor::{Executor, Launch, NetworkAttachment, SecretMount, TaskHandle};
 use crate::manager::{Active, now};
 
+/// What the agent needs from the node it runs on: a manager reads its replica of the store;
+/// a worker holds only what the dispatcher gave it for its own tasks.
+pub(crate) trait AgentHost: Send + Sync + 'static {
+    /// The tasks assigned to this node.
+    fn tasks(&self) -> Vec<Task>;
+    /// A secret's value, for a task of this node that references it.
+    fn secret(&self, id: &str) -> Option<SecretBytes>;
+    /// A service's name.
+    fn service_name(&self, id: &str) -> String;
+    /// A network by ID or name.
+    fn network(&self, key: &str) -> Option<Network>;
+    /// Records a task's new status.
+    fn report(&self, id: String, status: TaskStatus) -> BoxFuture<'_, ()>;
+    /// This node's audit trail, for deliveries.
+    fn audit(&self) -> Option<&crate::audit::AuditTrail>;
+    /// The keyed fingerprint of a value, when this node has the key.
+    fn fingerprint(&self, value: &SecretBytes) -> Option<String>;
+    /// Wakes the node's loop.
+    fn kick(&self);
+    /// The tasks whose output is kept (a manager also keeps its workers' task output).
+    fn keep_logs_of(&self) -> std::collections::HashSet<String> {
+        self.tasks().into_iter().map(|t| t.id).collect()
+    }
+}
+
+impl AgentHost for Active {
+    fn tasks(&self) -> Vec<Task> {
+        self.store.read(|s| {
+            s.tasks
+                .values()
+                .filter(|t| t.node_id == self.node_id)
+                .cloned()
+                .collect()
+        })
+    }
+    fn secret(&self, id: &str) -> Option<SecretBytes> {
+        self.store
+            .read(|s| s.secrets.get(id).map(|s| s.spec.data.clone()))
+    }
+    fn service_name(&self, id: &str) -> String {
+        self.store
+            .read(|s| s.services.get(id).map(|s| s.spec.name.clone()))
+            .unwrap_or_default()
+    }
+    fn network(&self, key: &str) -> Option<Network> {
+        self.store.read(|st| {
+            st.networks
+                .get(key)
+                .or_else(|| st.networks.values().find(|n| n.name == key))
+                .cloned()
+        })
+    }
+    fn report(&self, id: String, status: TaskStatus) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if self.is_stopping() {
+                return;
+            }
+            let cmd = Command::Tasks {
+                changes: vec![TaskChange::Status {
+                    id: id.clone(),
+                    status,
+                }],
+                now: now(),
+            };
+            if let Err(e) = self.store.propose(cmd).await {
+                tracing::warn!(task = id, error = %e, "could not record task status");
+            }
+            Active::kick(self);
+        })
+    }
+    fn audit(&self) -> Option<&crate::audit::AuditTrail> {
+        self.audit.as_ref()
+    }
+    fn fingerprint(&self, value: &SecretBytes) -> Option<String> {
+        self.value_fingerprint(value)
+    }
+    fn kick(&self) {
+        Active::kick(self)
+    }
+    fn keep_logs_of(&self) -> std::collections::HashSet<String> {
+        self.store.read(|s| s.tasks.keys().cloned().collect())
+    }
+}
+
 /// One line of task output.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LogLine {
     /// Task ID.
     pub task_id: String,
@@ -47,7 +133,7 @@ impl Default for Logs {
 }
 
 impl Logs {
-    fn push(&self, line: LogLine) {
+    pub(crate) fn push(&self, line: LogLine) {
         if let Ok(mut m) = self.per_task.lock() {
             let (q, bytes) = m.entry(line.task_id.clone()).or_default();
             *bytes += line.data.len();
@@ -120,21 +206,8 @@ fn status(state: TaskState, message: &str) -> TaskStatus {
     }
 }
 
-async fn report(active: &Active, id: &str, st: TaskStatus) {
-    if active.is_stopping() {
-        return;
-    }
-    let cmd = Command::Tasks {
-        changes: vec![TaskChange::Status {
-            id: id.to_owned(),
-            status: st,
-        }],
-        now: now(),
-    };
-    if let Err(e) = active.store.propose(cmd).await {
-        tracing::warn!(task = id, error = %e, "could not record task status");
-    }
-    active.kick();
+async fn report(host: &dyn AgentHost, id: &str, st: TaskStatus) {
+    host.report(id.to_owned(), st).await;
 }
 
 impl Agent {
@@ -147,14 +220,8 @@ impl Agent {
     }
 
     /// One pass: start assigned tasks, stop tasks asked to stop, fail tasks lost in a restart.
-    pub(crate) async fn step(self: &Arc<Self>, active: &Arc<Active>) {
-        let mine: Vec<Task> = active.store.read(|s| {
-            s.tasks
-                .values()
-                .filter(|t| t.node_id == active.node_id)
-                .cloned()
-                .collect()
-        });
+    pub(crate) async fn step(self: &Arc<Self>, active: &Arc<dyn AgentHost>) {
+        let mine: Vec<Task> = active.tasks();
         let mut lost = Vec::new();
         {
             let Ok(mut running) = self.running.lock() else {
@@ -197,9 +264,9 @@ impl Agent {
         for id in lost {
             let mut st = status(TaskState::Failed, "task lost");
             st.err = "the task's process ended when the lockbox daemon stopped".into();
-            report(active, &id, st).await;
+            report(active.as_ref(), &id, st).await;
         }
-        let ids: std::collections::HashSet<String> = mine.iter().map(|t| t.id.clone()).collect();
+        let ids = active.keep_logs_of();
         self.logs.forget_except(&|id| ids.contains(id));
     }
 
@@ -249,19 +316,16 @@ impl Agent {
         self.executors.iter().find(|e| e.handles(image)).cloned()
     }
 
-    fn secrets_for(active: &Active, task: &Task) -> Result<Vec<SecretMount>, String> {
+    fn secrets_for(active: &dyn AgentHost, task: &Task) -> Result<Vec<SecretMount>, String> {
         let mut out = Vec::new();
         for r in &task.spec.secrets {
             let Some(file) = &r.file else { continue };
-            let data = active
-                .store
-                .read(|s| s.secrets.get(&r.secret_id).map(|s| s.spec.data.clone()))
-                .ok_or_else(|| {
-                    format!(
-                        "secret {} not found: unable to get secret from secret store",
-                        r.secret_name
-                    )
-                })?;
+            let data = active.secret(&r.secret_id).ok_or_else(|| {
+                format!(
+                    "secret {} not found: unable to get secret from secret store",
+                    r.secret_name
+                )
+            })?;
             let uid = file
                 .uid
                 .parse::<u32>()
@@ -284,19 +348,18 @@ impl Agent {
     /// Records the delivery of each of the task's secrets before any byte of them is written
     /// for it; a record that cannot be written keeps the task from starting.
     async fn audit_deliveries(
-        active: &Active,
+        active: &dyn AgentHost,
         task: &Task,
         service_name: &str,
     ) -> Result<(), String> {
-        let Some(trail) = &active.audit else {
+        let Some(trail) = active.audit() else {
             return Ok(());
         };
         for r in &task.spec.secrets {
             let Some(file) = &r.file else { continue };
             let fingerprint = active
-                .store
-                .read(|s| s.secrets.get(&r.secret_id).map(|s| s.spec.data.clone()))
-                .and_then(|d| active.value_fingerprint(&d));
+                .secret(&r.secret_id)
+                .and_then(|d| active.fingerprint(&d));
             let mut details = std::collections::BTreeMap::new();
             details.insert("target".to_owned(), file.name.clone());
             details.insert("node".to_owned(), task.node_id.clone());
@@ -336,7 +399,7 @@ impl Agent {
     /// The task's `TaskTemplate.Networks`, resolved against the stored networks (by ID, then
     /// name). Unknown targets are skipped: the service was validated when it was created, and a
     /// network removed since then has nothing to attach to.
-    fn networks_for(active: &Active, task: &Task) -> Vec<NetworkAttachment> {
+    fn networks_for(active: &dyn AgentHost, task: &Task) -> Vec<NetworkAttachment> {
         #[derive(serde::Deserialize)]
         struct Template {
             #[serde(rename = "Networks", default)]
@@ -353,40 +416,35 @@ impl Agent {
             return Vec::new();
         };
         let wanted = t.networks.unwrap_or_default();
-        active.store.read(|st| {
-            wanted
-                .into_iter()
-                .filter_map(|a| {
-                    let n = st
-                        .networks
-                        .get(&a.target)
-                        .or_else(|| st.networks.values().find(|n| n.name == a.target))?;
-                    Some(NetworkAttachment {
-                        id: n.id.clone(),
-                        name: n.name.clone(),
-                        attachable: n.attachable,
-                        internal: n.internal,
-                        labels: n.labels.clone(),
-                        aliases: a.aliases.unwrap_or_default(),
-                    })
+        wanted
+            .into_iter()
+            .filter_map(|a| {
+                let n = active.network(&a.target)?;
+                Some(NetworkAttachment {
+                    id: n.id.clone(),
+                    name: n.name.clone(),
+                    attachable: n.attachable,
+                    internal: n.internal,
+                    labels: n.labels.clone(),
+                    aliases: a.aliases.unwrap_or_default(),
                 })
-                .collect()
-        })
+            })
+            .collect()
     }
 
     async fn run(
         self: Arc<Self>,
-        active: Arc<Active>,
+        active: Arc<dyn AgentHost>,
         task: Task,
         stop: oneshot::Receiver<Duration>,
         control: tokio::sync::mpsc::Receiver<Control>,
     ) {
         let id = task.id.clone();
-        let result = self.run_inner(&active, &task, stop, control).await;
+        let result = self.run_inner(active.as_ref(), &task, stop, control).await;
         if let Err(err) = result {
             let mut st = status(TaskState::Failed, "starting");
             st.err = err;
-            report(&active, &id, st).await;
+            report(active.as_ref(), &id, st).await;
         }
         if let Ok(mut r) = self.running.lock() {
             r.remove(&id);
@@ -396,7 +454,7 @@ impl Agent {
 
     async fn run_inner(
         &self,
-        active: &Arc<Active>,
+        active: &dyn AgentHost,
         task: &Task,
         mut stop: oneshot::Receiver<Duration>,
         mut control: tokio::sync::mpsc::Receiver<Control>,
@@ -409,14 +467,7 @@ impl Agent {
             )
         })?;
         let secrets = Self::secrets_for(active, task)?;
-        let service_name = active
-            .store
-            .read(|s| {
-                s.services
-                    .get(&task.service_id)
-                    .map(|s| s.spec.name.clone())
-            })
-            .unwrap_or_default();
+        let service_name = active.service_name(&task.service_id);
         Self::audit_deliveries(active, task, &service_name).await?;
         let launch = Launch {
             task_id: task.id.clone(),

@@ -5,14 +5,18 @@
 //! swarm keeps them in `swarm/certificates`: the store needs them to talk to the other
 //! managers before it can be read. The CA key itself is only in the replicated, sealed store.
 
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use lockbox_cluster::{AddManager, ClusterError, Dialer, JoinRequest, JoinResponse, Peer};
+use lockbox_cluster::{
+    AddManager, ClusterError, Dialer, JoinRequest, JoinResponse, Peer, SessionRequest,
+    SessionResponse,
+};
 use lockbox_pki::{Issued, NodeRole as PkiRole};
 use lockbox_store::Rpc;
 use lockbox_types::{Command, Meta, Node, NodeAvailability, NodeRole, NodeSpec, Outcome};
@@ -262,6 +266,63 @@ impl lockbox_cluster::Service for NodeService {
         })
     }
 
+    fn session(
+        &self,
+        body: Bytes,
+        peer: Peer,
+    ) -> BoxFuture<'static, Result<Zeroizing<Vec<u8>>, ClusterError>> {
+        let active = self.active();
+        Box::pin(async move {
+            let a = active?;
+            let req: SessionRequest =
+                lockbox_cluster::decode(&body).map_err(ClusterError::bad_request)?;
+            drop(body);
+            // A relay must come from a current manager: a demoted or removed one keeps its
+            // old certificate and must not open anyone's session.
+            let relayed = peer.manager().is_some_and(|id| {
+                a.store.read(|st| {
+                    st.nodes
+                        .get(id)
+                        .is_some_and(|n| n.spec.role == NodeRole::Manager)
+                })
+            });
+            let own = peer
+                .identity
+                .as_ref()
+                .is_some_and(|i| i.common_name == req.node_id);
+            if !relayed && !own {
+                return Err(ClusterError::forbidden(
+                    "a worker may only open its own session",
+                ));
+            }
+            if !a.store.is_leader() {
+                // Relay to the leader, which keeps the workers' heartbeats.
+                let Some((_, addr)) = a.store.leader() else {
+                    return Err(ClusterError::unavailable(
+                        "the swarm does not have a leader; try again",
+                    ));
+                };
+                let dialer = a.dialer().ok_or_else(|| {
+                    ClusterError::unavailable("this manager cannot reach the leader")
+                })?;
+                let bytes = lockbox_cluster::encode(&req).map_err(ClusterError::internal)?;
+                let (status, answer) = dialer
+                    .post(&addr, "/dispatcher/session", Bytes::from_owner(bytes))
+                    .await
+                    .map_err(|e| ClusterError::unavailable(format!("leader {addr}: {e}")))?;
+                if status != 200 {
+                    return Err(ClusterError {
+                        status,
+                        message: String::from_utf8_lossy(&answer).into_owned(),
+                    });
+                }
+                return Ok(Zeroizing::new(answer.to_vec()));
+            }
+            let resp = dispatch(&a, req).await?;
+            lockbox_cluster::encode(&resp).map_err(ClusterError::internal)
+        })
+    }
+
     fn add_manager(
         &self,
         req: AddManager,
@@ -292,6 +353,145 @@ impl lockbox_cluster::Service for NodeService {
             Ok(())
         })
     }
+
+    fn membership(
+        &self,
+        body: Bytes,
+        peer: Peer,
+    ) -> BoxFuture<'static, Result<Zeroizing<Vec<u8>>, ClusterError>> {
+        let active = self.active();
+        Box::pin(async move { crate::membership::serve(active?, body, peer).await })
+    }
+}
+
+/// The leader serves a worker's session: records its heartbeat and its tasks' statuses, and
+/// answers with its tasks and exactly the secrets they need.
+async fn dispatch(a: &Active, req: SessionRequest) -> Result<SessionResponse, ClusterError> {
+    let node = a
+        .store
+        .read(|st| st.nodes.get(&req.node_id).cloned())
+        .filter(|n| n.spec.role == NodeRole::Worker)
+        .ok_or_else(|| ClusterError::forbidden("not a worker of this cluster"))?;
+    if let Ok(mut w) = a.liveness.workers.lock() {
+        w.insert(node.id.clone(), Instant::now());
+    }
+    // The worker's task output, for `service logs` on this manager.
+    let own: HashSet<String> = a.store.read(|st| {
+        st.tasks
+            .values()
+            .filter(|t| t.node_id == node.id)
+            .map(|t| t.id.clone())
+            .collect()
+    });
+    for (task_id, stream, time, data) in req.logs.iter().cloned() {
+        if own.contains(&task_id) {
+            a.agent.logs.push(crate::agent::LogLine {
+                task_id,
+                stream,
+                time: lockbox_types::Timestamp(time),
+                data,
+            });
+        }
+    }
+    // Statuses only for the worker's own tasks.
+    let changes: Vec<lockbox_types::TaskChange> = a.store.read(|st| {
+        req.statuses
+            .iter()
+            .filter(|(id, _)| st.tasks.get(id).is_some_and(|t| t.node_id == node.id))
+            .map(|(id, status)| lockbox_types::TaskChange::Status {
+                id: id.clone(),
+                status: status.clone(),
+            })
+            .collect()
+    });
+    if !changes.is_empty() {
+        a.store
+            .propose(Command::Tasks {
+                changes,
+                now: now(),
+            })
+            .await
+            .map_err(|e| ClusterError::unavailable(e.to_string()))?;
+        a.kick();
+    }
+    let held: HashSet<&str> = req.held.iter().map(String::as_str).collect();
+    let (tasks, needed, services, networks) = a.store.read(|st| {
+        let tasks: Vec<lockbox_types::Task> = st
+            .tasks
+            .values()
+            .filter(|t| t.node_id == node.id)
+            .cloned()
+            .collect();
+        let mut needed: Vec<(String, String)> = tasks
+            .iter()
+            .filter(|t| {
+                t.desired_state <= lockbox_types::TaskState::Running
+                    && !t.status.state.is_terminal()
+            })
+            .flat_map(|t| {
+                t.spec
+                    .secrets
+                    .iter()
+                    .map(|r| (r.secret_id.clone(), r.secret_name.clone()))
+            })
+            .filter(|(id, _)| st.secrets.contains_key(id))
+            .collect();
+        needed.sort();
+        needed.dedup();
+        let services: Vec<(String, String)> = tasks
+            .iter()
+            .filter_map(|t| {
+                st.services
+                    .get(&t.service_id)
+                    .map(|s| (s.id.clone(), s.spec.name.clone()))
+            })
+            .collect();
+        let networks: Vec<lockbox_types::Network> = st.networks.values().cloned().collect();
+        (tasks, needed, services, networks)
+    });
+    let mut values = Vec::new();
+    for (id, name) in &needed {
+        if held.contains(id.as_str()) {
+            continue;
+        }
+        let Some(data) = a
+            .store
+            .read(|st| st.secrets.get(id).map(|s| s.spec.data.clone()))
+        else {
+            continue;
+        };
+        // Each delivery to a node (the worker did not hold it) is audited before it leaves.
+        if let Some(trail) = &a.audit {
+            let mut details = std::collections::BTreeMap::new();
+            details.insert("node".to_owned(), node.id.clone());
+            if let Some(fp) = a.value_fingerprint(&data) {
+                details.insert("value_hmac".to_owned(), fp);
+            }
+            let entry = crate::AuditEntry {
+                actor: "daemon".into(),
+                source: "dispatcher".into(),
+                action: "secret.dispatch".into(),
+                objects: vec![
+                    crate::AuditObject::new("secret", id.clone(), name.clone()),
+                    crate::AuditObject::new("node", node.id.clone(), node.hostname.clone()),
+                ],
+                details,
+                ..crate::AuditEntry::default()
+            };
+            trail.record(entry).await.map_err(|e| {
+                ClusterError::internal(format!("secret {name} not dispatched: {e}"))
+            })?;
+        }
+        values.push((id.clone(), data));
+    }
+    Ok(SessionResponse {
+        tasks,
+        needed: needed.into_iter().map(|(id, _)| id).collect(),
+        values,
+        services,
+        networks,
+        managers: a.manager_addrs(),
+    })
 }
 
 /// The leader admits a node: checks its token, names it, issues its certificate and records
@@ -312,11 +512,6 @@ async fn admit(a: &Active, req: JoinRequest, peer: Peer) -> Result<JoinResponse,
         tracing::warn!(peer = %peer.addr, "refused a join with an invalid token");
         return Err(invalid());
     };
-    if role == NodeRole::Worker {
-        return Err(ClusterError::unavailable(
-            "this lockbox release does not run worker nodes yet: join with the manager token",
-        ));
-    }
     let availability = match req.availability.as_str() {
         "" | "active" => NodeAvailability::Active,
         "pause" => NodeAvailability::Pause,
@@ -333,18 +528,29 @@ async fn admit(a: &Active, req: JoinRequest, peer: Peer) -> Result<JoinResponse,
             "advertise address {addr:?} must be an IP address and port"
         )));
     }
-    if a.store.read(|st| st.nodes.values().any(|n| n.addr == addr)) {
+    if role == NodeRole::Manager
+        && a.store.read(|st| {
+            st.nodes
+                .values()
+                .any(|n| n.addr == addr && n.spec.role == NodeRole::Manager)
+        })
+    {
         return Err(ClusterError::bad_request(format!(
             "a node with advertise address {addr} is already a member; remove it first (node rm)"
         )));
     }
     let ca = a.ca().map_err(|e| ClusterError::internal(e.to_string()))?;
     let node_id = lockbox_types::new_id();
-    let raft_id = a
-        .store
-        .read(|st| st.nodes.values().map(|n| n.raft_id).max())
-        .unwrap_or(1)
-        + 1;
+    // Workers are not in the Raft group: Raft id 0.
+    let raft_id = match role {
+        NodeRole::Manager => {
+            a.store
+                .read(|st| st.nodes.values().map(|n| n.raft_id).max())
+                .unwrap_or(1)
+                + 1
+        }
+        NodeRole::Worker => 0,
+    };
     let issued = issue_node_cert(&ca, &node_id, role, &req.hostname, &addr)
         .map_err(|e| ClusterError::internal(e.to_string()))?;
     let t = now();
@@ -377,10 +583,17 @@ async fn admit(a: &Active, req: JoinRequest, peer: Peer) -> Result<JoinResponse,
         Err(e) => return Err(ClusterError::unavailable(e.to_string())),
     }
     tracing::info!(node = %node_id, role = ?role, peer = %peer.addr, "node joined");
-    let unlock_key = a.unlock_key_text();
+    let unlock_key = match role {
+        NodeRole::Manager => a.unlock_key_text(),
+        NodeRole::Worker => None,
+    };
     Ok(JoinResponse {
         node_id,
-        role: "manager".into(),
+        role: match role {
+            NodeRole::Manager => "manager".into(),
+            NodeRole::Worker => "worker".into(),
+        },
+        managers: a.manager_addrs(),
         raft_id,
         cluster_id: cluster.id.clone(),
         ca_pem: ca.cert_pem().to_owned(),
@@ -423,30 +636,121 @@ mod tests {
     }
 }
 
-/// How this node sees a manager.
+/// How this node sees a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManagerView {
+pub struct NodeView {
     /// It is the leader.
     pub leader: bool,
-    /// `reachable`, `unreachable` or `unknown` (swarm's words).
+    /// For managers: `reachable`, `unreachable` or `unknown` (swarm's words).
     pub reachability: &'static str,
+    /// `ready`, `down` or `unknown`.
+    pub state: &'static str,
 }
 
 /// A manager that has not answered the leader for this long is unreachable.
 const UNREACHABLE_AFTER: Duration = Duration::from_secs(5);
 
+/// A node not heard from for this long is down: its tasks are replaced elsewhere.
+pub(crate) const NODE_DOWN_AFTER: Duration = Duration::from_secs(8);
+
+/// What the leader hears from nodes, beyond Raft.
+#[derive(Debug, Default)]
+pub(crate) struct Liveness {
+    /// When this node last became the leader (nodes get this long before they are down).
+    leader_since: std::sync::Mutex<Option<Instant>>,
+    /// Workers' last dispatcher calls.
+    workers: std::sync::Mutex<HashMap<String, Instant>>,
+}
+
+impl Active {
+    /// Cluster addresses of the managers.
+    pub(crate) fn manager_addrs(&self) -> Vec<String> {
+        self.store.read(|st| {
+            st.nodes
+                .values()
+                .filter(|n| n.spec.role == NodeRole::Manager)
+                .map(|n| n.addr.clone())
+                .collect()
+        })
+    }
+
+    /// When each other node was last heard from (leader's view).
+    fn last_heard(&self) -> HashMap<String, Option<Instant>> {
+        let members = self.store.members();
+        let workers = self
+            .liveness
+            .workers
+            .lock()
+            .map(|w| w.clone())
+            .unwrap_or_default();
+        self.store.read(|st| {
+            st.nodes
+                .values()
+                .filter(|n| n.id != self.node_id)
+                .map(|n| {
+                    let heard = match n.spec.role {
+                        NodeRole::Manager => members
+                            .iter()
+                            .find(|m| m.raft_id == n.raft_id)
+                            .and_then(|m| m.last_seen)
+                            .and_then(|d| Instant::now().checked_sub(d)),
+                        NodeRole::Worker => workers.get(&n.id).copied(),
+                    };
+                    (n.id.clone(), heard)
+                })
+                .collect()
+        })
+    }
+
+    /// The nodes the leader has not heard from for [`NODE_DOWN_AFTER`] (counting from when
+    /// it became the leader). Empty on a follower.
+    pub(crate) fn down_nodes(&self) -> HashSet<String> {
+        let since = {
+            let Ok(mut s) = self.liveness.leader_since.lock() else {
+                return HashSet::new();
+            };
+            if !self.store.is_leader() {
+                *s = None;
+                return HashSet::new();
+            }
+            *s.get_or_insert_with(Instant::now)
+        };
+        self.last_heard()
+            .into_iter()
+            .filter(|(_, heard)| heard.map_or(since, |h| h.max(since)).elapsed() > NODE_DOWN_AFTER)
+            .map(|(id, _)| id)
+            .collect()
+    }
+}
+
 impl crate::Manager {
     /// Each manager node's leader flag and reachability, as this node sees them: the leader
     /// hears from every manager; a follower knows the leader and itself.
-    pub async fn manager_views(
-        &self,
-    ) -> Result<std::collections::HashMap<String, ManagerView>, CoreError> {
+    pub async fn node_views(&self) -> Result<HashMap<String, NodeView>, CoreError> {
         let a = self.active().await?;
         let members = a.store.members();
         let me = a.store.raft_id();
         let leading = a.store.is_leader();
         let nodes: Vec<Node> = a.store.read(|st| st.nodes.values().cloned().collect());
-        let mut out = std::collections::HashMap::new();
+        let down = a.down_nodes();
+        let mut out = HashMap::new();
+        for n in nodes.iter().filter(|n| n.spec.role == NodeRole::Worker) {
+            let state = if !leading {
+                "unknown"
+            } else if down.contains(&n.id) {
+                "down"
+            } else {
+                "ready"
+            };
+            out.insert(
+                n.id.clone(),
+                NodeView {
+                    leader: false,
+                    reachability: "unknown",
+                    state,
+                },
+            );
+        }
         for n in nodes.iter().filter(|n| n.spec.role == NodeRole::Manager) {
             let member = members.iter().find(|m| m.raft_id == n.raft_id);
             let leader = member.is_some_and(|m| m.leader);
@@ -462,9 +766,14 @@ impl crate::Manager {
             };
             out.insert(
                 n.id.clone(),
-                ManagerView {
+                NodeView {
                     leader,
                     reachability,
+                    state: if reachability == "unreachable" {
+                        "down"
+                    } else {
+                        "ready"
+                    },
                 },
             );
         }

@@ -8,6 +8,11 @@ pub enum CoreError {
     /// The node is in no swarm.
     #[error("this node is not part of a swarm")]
     NotInSwarm,
+    /// The node is a worker: the cluster's state is only on managers.
+    #[error(
+        "This node is not a swarm manager. Worker nodes can't be used to view or modify cluster state. Please run this command on a manager node or promote the current node to a manager."
+    )]
+    WorkerNode,
     /// The node is locked (autolock) and needs its unlock key.
     #[error("the swarm is locked")]
     Locked,
@@ -70,7 +75,13 @@ pub enum CoreError {
 
 impl From<lockbox_store::StoreError> for CoreError {
     fn from(e: lockbox_store::StoreError) -> Self {
-        CoreError::Internal(e.to_string())
+        match e {
+            // swarmkit answers these as gRPC Unknown.
+            lockbox_store::StoreError::NoLeader
+            | lockbox_store::StoreError::NotLeader
+            | lockbox_store::StoreError::Unreachable(_) => CoreError::Unknown(e.to_string()),
+            other => CoreError::Internal(other.to_string()),
+        }
     }
 }
 

@@ -17,12 +17,14 @@ mod executor;
 mod live;
 mod lockfile;
 mod manager;
+mod membership;
 mod networks;
 mod orchestrator;
 mod run;
 mod secrets;
 mod services;
 mod tokens;
+mod worker;
 
 pub use access::{CertPeer, Identity, IdentityKind, Permissions, RoleInfo, UnixPeer, UserInfo};
 pub use agent::{LogLine, Logs};
@@ -31,7 +33,7 @@ pub use backup::{
     BackupFile, BackupSummary, OpenedBackup, RestoreOptions, RestoreReport, WRONG_PASSPHRASE,
     check_restore_target, open_backup, restore,
 };
-pub use cluster::{DEFAULT_CLUSTER_PORT, ManagerView, with_default_port};
+pub use cluster::{DEFAULT_CLUSTER_PORT, NodeView, with_default_port};
 pub use error::CoreError;
 pub use events::Event;
 pub use executor::{Executor, Exit, Launch, NetworkAttachment, Output, SecretMount, TaskHandle};

@@ -72,6 +72,9 @@ pub struct InitOptions {
     pub advertise_addr: Option<String>,
     /// Where the cluster listener listens (`None`: the daemon's `--listen-addr`, or none).
     pub listen_addr: Option<String>,
+    /// On a manager of a cluster that lost its quorum: make this manager the only one,
+    /// keeping the state (swarm's `--force-new-cluster`).
+    pub force_new_cluster: bool,
 }
 
 /// Options of `swarm join`.
@@ -123,14 +126,22 @@ pub enum LocalState {
     Inactive,
     /// Needs its unlock key.
     Locked,
-    /// Serving.
+    /// Serving as a manager.
     Active,
+    /// In a swarm as a worker (runs tasks; the cluster's state is only on managers).
+    Worker,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct NodeFile {
     node_id: String,
     cluster_id: String,
+    /// `worker` for a worker; managers (and files written before workers) leave it empty.
+    #[serde(default)]
+    role: String,
+    /// Workers: the managers' cluster addresses.
+    #[serde(default)]
+    managers: Vec<String>,
     /// Raft id (0 in files written before managers replicated: the first manager's, 1).
     #[serde(default)]
     raft_id: u64,
@@ -156,21 +167,23 @@ pub(crate) struct ClusterRuntime {
     pub(crate) listen: Option<std::net::SocketAddr>,
 }
 
-enum Phase {
+pub(crate) enum Phase {
     Inactive,
     Locked,
     Active(Arc<Active>),
+    /// A worker: no store; tasks and their secrets come from the dispatcher.
+    Worker(Arc<crate::worker::Worker>),
 }
 
 /// A node that is in a swarm and unlocked.
 pub(crate) struct Active {
     pub(crate) store: Store,
-    keyring: Arc<RwLock<Keyring>>,
-    keystore: KeyStore,
-    unlock_key: Mutex<Option<UnlockKey>>,
+    pub(crate) keyring: Arc<RwLock<Keyring>>,
+    pub(crate) keystore: KeyStore,
+    pub(crate) unlock_key: Mutex<Option<UnlockKey>>,
     pub(crate) node_id: String,
     events: broadcast::Sender<Event>,
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     kick: Arc<tokio::sync::Notify>,
     stopping: std::sync::atomic::AtomicBool,
     pub(crate) agent: Arc<Agent>,
@@ -179,6 +192,8 @@ pub(crate) struct Active {
     pub(crate) audit: Option<crate::audit::AuditTrail>,
     /// The node-to-node transport, once this node has a certificate.
     pub(crate) cluster: Mutex<Option<ClusterRuntime>>,
+    /// What the leader hears from nodes (heartbeats, dispatched secrets).
+    pub(crate) liveness: crate::cluster::Liveness,
 }
 
 impl Active {
@@ -305,7 +320,8 @@ impl Active {
                 // Only the leader orchestrates; every manager runs its own tasks.
                 let leading = a.store.is_leader();
                 let plan = if leading {
-                    a.store.read(|st| planner.step(st, &a.node_id, now()))
+                    let down = a.down_nodes();
+                    a.store.read(|st| planner.step_with(st, &down, now()))
                 } else {
                     crate::orchestrator::Plan::default()
                 };
@@ -335,7 +351,8 @@ impl Active {
                         }
                     }
                 }
-                a.agent.step(&a).await;
+                let host: Arc<dyn crate::agent::AgentHost> = a.clone();
+                a.agent.step(&host).await;
                 if leading && last_collect.elapsed() >= std::time::Duration::from_secs(1) {
                     last_collect = std::time::Instant::now();
                     for id in a.unused_superseded_secrets() {
@@ -366,7 +383,7 @@ impl Active {
 
     /// Stops the loop and every task of this node (without recording their end: the store
     /// may be closing too; a restarted daemon finds them lost and restarts them).
-    async fn stop_control(&self) {
+    pub(crate) async fn stop_control(&self) {
         self.stop_cluster();
         self.stopping
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -413,7 +430,7 @@ impl Active {
     }
 
     /// Re-wraps the keyring for the given autolock setting. With `new_key`, a fresh unlock key.
-    fn protect(&self, autolock: bool, new_key: bool) -> Result<(), CoreError> {
+    pub(crate) fn protect(&self, autolock: bool, new_key: bool) -> Result<(), CoreError> {
         let keyring = self
             .keyring
             .read()
@@ -437,7 +454,7 @@ impl Active {
     }
 
     /// New data key; every record re-sealed with it; the old key forgotten.
-    async fn rotate_data_key(&self) -> Result<RotateReport, CoreError> {
+    pub(crate) async fn rotate_data_key(&self) -> Result<RotateReport, CoreError> {
         let autolock = self.keystore.is_autolocked()?;
         let new_id = {
             let mut keyring = self
@@ -484,7 +501,7 @@ pub struct Manager {
     cfg: ManagerConfig,
     audit: Option<crate::audit::AuditTrail>,
     _lock: DirLock,
-    phase: tokio::sync::RwLock<Phase>,
+    phase: Arc<tokio::sync::RwLock<Phase>>,
     events: broadcast::Sender<Event>,
     executors: Vec<Arc<dyn Executor>>,
 }
@@ -551,12 +568,16 @@ impl Manager {
             audit,
             cfg,
             _lock: lock,
-            phase: tokio::sync::RwLock::new(Phase::Inactive),
+            phase: Arc::new(tokio::sync::RwLock::new(Phase::Inactive)),
             events,
             executors,
         };
         let keystore = KeyStore::new(&mgr.cfg.data_dir);
-        if keystore.exists() {
+        let nf = read_node_file(&mgr.cfg.data_dir);
+        if let Some(nf) = nf.filter(|nf| nf.role == "worker") {
+            let worker = mgr.start_worker(&nf)?;
+            *mgr.phase.write().await = Phase::Worker(worker);
+        } else if keystore.exists() {
             if keystore.is_autolocked()? {
                 tracing::info!("store is autolocked; waiting for `swarm unlock`");
                 *mgr.phase.write().await = Phase::Locked;
@@ -576,6 +597,7 @@ impl Manager {
             LocalState::Active => "active",
             LocalState::Locked => "locked",
             LocalState::Inactive => "inactive",
+            LocalState::Worker => "worker",
         };
         mgr.audit(crate::AuditEntry {
             actor: "daemon".into(),
@@ -630,6 +652,13 @@ impl Manager {
         sc.raft_addr = open.raft_addr;
         sc.bootstrap = open.bootstrap;
         sc.snapshot_interval = self.cfg.snapshot_interval;
+        // With several managers the store talks to the others from the start (electing a
+        // leader needs them); the listener starts once the node is active.
+        sc.transport = crate::cluster::read_node_certs(&self.cfg.data_dir)
+            .and_then(|c| crate::cluster::dialer(&c).ok())
+            .map(|d| {
+                Arc::new(lockbox_cluster::TlsTransport(d)) as Arc<dyn lockbox_store::Transport>
+            });
         let store = Store::open(sc, keyring.clone()).await?;
         let node_id = match (node_id, read_node_file(&self.cfg.data_dir)) {
             (Some(id), _) => id,
@@ -657,28 +686,73 @@ impl Manager {
             control: Mutex::new(None),
             audit: self.audit.clone(),
             cluster: Mutex::new(None),
+            liveness: Default::default(),
         });
         // Bring key protection in line with the replicated autolock setting.
-        if let Ok(cluster) = active.cluster() {
-            let want = cluster.spec.encryption_config.auto_lock_managers;
-            if want != active.keystore.is_autolocked()? {
-                tracing::warn!(
-                    autolock = want,
-                    "key protection differs from the cluster setting; re-wrapping"
-                );
-                active.protect(want, false)?;
-            }
-        }
+        active.align_key_protection()?;
         if active.store.read(|st| st.cluster.is_some()) {
             active.ensure_keys().await?;
         }
         active.start_control();
+        crate::membership::watch(
+            &active,
+            self.phase.clone(),
+            self.executors.clone(),
+            self.audit.clone(),
+        );
         Ok(active)
     }
 
     pub(crate) async fn active(&self) -> Result<Arc<Active>, CoreError> {
         match &*self.phase.read().await {
             Phase::Active(a) => Ok(a.clone()),
+            Phase::Locked => Err(CoreError::Locked),
+            Phase::Inactive => Err(CoreError::NotInSwarm),
+            Phase::Worker(_) => Err(CoreError::WorkerNode),
+        }
+    }
+
+    /// Starts a worker from its node file and certificates.
+    fn start_worker(&self, nf: &NodeFile) -> Result<Arc<crate::worker::Worker>, CoreError> {
+        let certs = crate::cluster::read_node_certs(&self.cfg.data_dir).ok_or_else(|| {
+            CoreError::Internal("this worker's certificates are missing from DATA_DIR/certs".into())
+        })?;
+        let dialer = crate::cluster::dialer(&certs)?;
+        tracing::info!(node_id = %nf.node_id, managers = ?nf.managers, "running as a worker");
+        Ok(crate::worker::Worker::start(
+            nf.node_id.clone(),
+            dialer,
+            nf.managers.clone(),
+            self.executors.clone(),
+            self.audit.clone(),
+        ))
+    }
+
+    /// What this node's agent holds: its node ID, role, the IDs of the secrets it holds in
+    /// memory for its tasks (never values) and its tasks' IDs.
+    pub async fn agent_state(&self) -> Result<serde_json::Value, CoreError> {
+        match &*self.phase.read().await {
+            Phase::Worker(w) => Ok(serde_json::json!({
+                "NodeID": w.node_id,
+                "Role": "worker",
+                "Connected": w.is_connected(),
+                "HeldSecrets": w.held_secrets(),
+                "Tasks": w.assigned_tasks().iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
+            })),
+            Phase::Active(a) => {
+                let tasks: Vec<String> = a.store.read(|st| {
+                    st.tasks
+                        .values()
+                        .filter(|t| t.node_id == a.node_id)
+                        .map(|t| t.id.clone())
+                        .collect()
+                });
+                Ok(serde_json::json!({
+                    "NodeID": a.node_id,
+                    "Role": "manager",
+                    "Tasks": tasks,
+                }))
+            }
             Phase::Locked => Err(CoreError::Locked),
             Phase::Inactive => Err(CoreError::NotInSwarm),
         }
@@ -690,6 +764,7 @@ impl Manager {
             Phase::Active(_) => LocalState::Active,
             Phase::Locked => LocalState::Locked,
             Phase::Inactive => LocalState::Inactive,
+            Phase::Worker(_) => LocalState::Worker,
         }
     }
 
@@ -697,6 +772,7 @@ impl Manager {
     pub async fn node_id(&self) -> Option<String> {
         match &*self.phase.read().await {
             Phase::Active(a) => Some(a.node_id.clone()),
+            Phase::Worker(w) => Some(w.node_id.clone()),
             Phase::Locked => read_node_file(&self.cfg.data_dir).map(|n| n.node_id),
             Phase::Inactive => None,
         }
@@ -718,6 +794,11 @@ impl Manager {
 
     /// `swarm init`: creates keys, the store, the cluster and this node. Returns the node ID.
     pub async fn init(&self, opts: InitOptions) -> Result<String, CoreError> {
+        if opts.force_new_cluster
+            && matches!(*self.phase.read().await, Phase::Active(_) | Phase::Locked)
+        {
+            return self.force_new_cluster().await;
+        }
         let mut phase = self.phase.write().await;
         if !matches!(*phase, Phase::Inactive) {
             return Err(CoreError::AlreadyInSwarm);
@@ -820,6 +901,7 @@ impl Manager {
                 raft_id: 1,
                 listen_addr: opts.listen_addr.clone(),
                 advertise_addr: Some(advertise),
+                ..NodeFile::default()
             },
         )?;
         self.start_cluster_of(&active).await;
@@ -880,6 +962,24 @@ impl Manager {
         let issued = lockbox_pki::Issued::from_pem(&resp.cert_pem, &resp.key_pem)
             .map_err(|e| CoreError::Internal(format!("the certificate the manager issued: {e}")))?;
         crate::cluster::write_node_certs(&self.cfg.data_dir, &resp.ca_pem, &issued)?;
+        if resp.role == "worker" {
+            let nf = NodeFile {
+                node_id: resp.node_id.clone(),
+                cluster_id: resp.cluster_id.clone(),
+                role: "worker".into(),
+                managers: if resp.managers.is_empty() {
+                    vec![remote.clone()]
+                } else {
+                    resp.managers.clone()
+                },
+                ..NodeFile::default()
+            };
+            write_node_file(&self.cfg.data_dir, &nf)?;
+            let worker = self.start_worker(&nf)?;
+            tracing::info!(node_id = %resp.node_id, %remote, "joined the swarm as a worker");
+            *phase = Phase::Worker(worker);
+            return Ok(resp.node_id.clone());
+        }
         let keyring = Keyring::generate();
         let keystore = KeyStore::new(&self.cfg.data_dir);
         let unlock_key = match &resp.unlock_key {
@@ -901,6 +1001,7 @@ impl Manager {
                 raft_id: resp.raft_id,
                 listen_addr: Some(listen.clone()),
                 advertise_addr: Some(advertise.clone()),
+                ..NodeFile::default()
             },
         )?;
         let active = self
@@ -953,6 +1054,94 @@ impl Manager {
         Ok(resp.node_id.clone())
     }
 
+    /// `swarm init --force-new-cluster` on a manager: rebuilds its store as a one-manager
+    /// Raft group holding everything it has applied (a cluster that lost its quorum is
+    /// recovered from one surviving manager). The other managers are removed from the
+    /// cluster (their certificates are refused from then on); workers stay.
+    async fn force_new_cluster(&self) -> Result<String, CoreError> {
+        let mut phase = self.phase.write().await;
+        let a = match &*phase {
+            Phase::Active(a) => a.clone(),
+            Phase::Locked => return Err(CoreError::Locked),
+            _ => return Err(CoreError::NotInSwarm),
+        };
+        let mut state = a.store.state_with_whole_log().await?;
+        let node_id = a.node_id.clone();
+        let unlock_key = a
+            .unlock_key
+            .lock()
+            .map_err(|_| CoreError::Internal("unlock key lock poisoned".into()))?
+            .clone();
+        let keyring = a
+            .keyring
+            .read()
+            .map_err(|_| CoreError::Internal("keyring lock poisoned".into()))?
+            .clone();
+        let nf = read_node_file(&self.cfg.data_dir).unwrap_or_default();
+        let advertise = nf
+            .advertise_addr
+            .clone()
+            .unwrap_or_else(|| self.cfg.advertise_addr.clone());
+        let removed: Vec<String> = state
+            .nodes
+            .values()
+            .filter(|n| n.id != node_id && n.spec.role == NodeRole::Manager)
+            .map(|n| n.id.clone())
+            .collect();
+        for id in &removed {
+            state.nodes.remove(id);
+        }
+        if let Some(me) = state.nodes.get_mut(&node_id) {
+            me.raft_id = 1;
+            me.addr = advertise.clone();
+        }
+        a.stop_control().await;
+        a.store.shutdown().await?;
+        *phase = Phase::Inactive;
+        drop(a);
+        let dir = self.cfg.data_dir.clone();
+        // The store file is released once the old store's tasks have dropped it.
+        let mut tries = 0;
+        loop {
+            match std::fs::remove_file(dir.join(lockbox_store::DB_FILE)) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) if tries > 40 => {
+                    return Err(CoreError::Internal(format!("remove the old store: {e}")));
+                }
+                Err(_) => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+        lockbox_store::create_restored(&dir, 1, &advertise, &keyring, state)?;
+        write_node_file(
+            &dir,
+            &NodeFile {
+                raft_id: 1,
+                advertise_addr: Some(advertise.clone()),
+                ..nf
+            },
+        )?;
+        let active = self
+            .open_active(
+                keyring,
+                unlock_key,
+                Some(node_id.clone()),
+                OpenStore {
+                    raft_id: 1,
+                    raft_addr: advertise,
+                    bootstrap: true,
+                },
+            )
+            .await?;
+        self.start_cluster_of(&active).await;
+        *phase = Phase::Active(active);
+        tracing::warn!(node_id, removed = ?removed, "forced a new cluster: this is now the only manager");
+        Ok(node_id)
+    }
+
     /// `swarm leave`. The last manager leaves only with `force`, which erases all state.
     pub async fn leave(&self, force: bool) -> Result<(), CoreError> {
         let mut phase = self.phase.write().await;
@@ -962,8 +1151,13 @@ impl Manager {
             _ => {}
         }
         if let Phase::Active(a) = &*phase {
+            // One manager of several: out of the Raft group first (best effort).
+            a.leave_raft_group().await;
             a.stop_control().await;
             a.store.shutdown().await?;
+        }
+        if let Phase::Worker(w) = &*phase {
+            w.stop().await;
         }
         *phase = Phase::Inactive;
         let dir = &self.cfg.data_dir;
@@ -1030,40 +1224,8 @@ impl Manager {
 
     /// `swarm update`.
     pub async fn update_swarm(&self, upd: SwarmUpdate) -> Result<(), CoreError> {
-        let a = self.active().await?;
-        let cluster = a.cluster()?;
-        if upd.spec.name != "default" && !upd.spec.name.is_empty() {
-            return Err(CoreError::InvalidParameter(
-                r#"swarm spec must be named "default""#.into(),
-            ));
-        }
-        let mut spec = upd.spec;
-        spec.name = "default".into();
-        let was_locked = cluster.spec.encryption_config.auto_lock_managers;
-        let autolock = spec.encryption_config.auto_lock_managers;
-        let join_tokens =
-            (upd.rotate_worker_token || upd.rotate_manager_token).then(|| JoinTokens {
-                worker: tokens::rotate(&cluster.join_tokens.worker, upd.rotate_worker_token),
-                manager: tokens::rotate(&cluster.join_tokens.manager, upd.rotate_manager_token),
-            });
-        let cmd = Command::UpdateCluster {
-            expected_version: upd.version,
-            spec: Box::new(spec),
-            join_tokens,
-            now: now(),
-        };
-        match a.store.propose(cmd).await? {
-            Outcome::Applied { .. } => {}
-            Outcome::Rejected(r) => return Err(r.into()),
-        }
-        if autolock != was_locked || (autolock && upd.rotate_unlock_key) {
-            a.protect(autolock, upd.rotate_unlock_key || !was_locked)?;
-            if autolock && !was_locked {
-                // The old key file wrapped the current data key: retire that key too.
-                a.rotate_data_key().await?;
-            }
-        }
-        Ok(())
+        // With several managers the unlock key changes on the leader (membership.rs).
+        self.active().await?.update_cluster(upd).await
     }
 
     /// Replaces the data key and re-seals the whole store with it, online.
@@ -1204,6 +1366,9 @@ impl Manager {
             if let Err(e) = a.store.shutdown().await {
                 tracing::warn!(error = %e, "store shutdown");
             }
+        }
+        if let Phase::Worker(w) = &*self.phase.read().await {
+            w.stop().await;
         }
         if let Some(t) = self.audit_log() {
             let stop = crate::AuditEntry {

@@ -131,6 +131,113 @@ pub(crate) fn constraints_met(constraints: &[String], node: &Node) -> bool {
     })
 }
 
+/// Where new tasks can go: the nodes that are up, and how many live tasks each runs (in all,
+/// and per service), so replicas spread over nodes as swarmkit's scheduler spreads them.
+pub(crate) struct Placement<'a> {
+    nodes: Vec<&'a Node>,
+    down: &'a std::collections::HashSet<String>,
+    total: HashMap<String, usize>,
+    per_service: HashMap<(String, String), usize>,
+}
+
+impl<'a> Placement<'a> {
+    fn new(st: &'a State, down: &'a std::collections::HashSet<String>) -> Placement<'a> {
+        let mut nodes: Vec<&Node> = st.nodes.values().collect();
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut total = HashMap::new();
+        let mut per_service = HashMap::new();
+        for t in st
+            .tasks
+            .values()
+            .filter(|t| live(t) && !t.node_id.is_empty())
+        {
+            *total.entry(t.node_id.clone()).or_insert(0) += 1;
+            *per_service
+                .entry((t.service_id.clone(), t.node_id.clone()))
+                .or_insert(0) += 1;
+        }
+        Placement {
+            nodes,
+            down,
+            total,
+            per_service,
+        }
+    }
+
+    fn available(&self, n: &Node) -> bool {
+        n.spec.availability == NodeAvailability::Active && !self.down.contains(&n.id)
+    }
+
+    /// Node `id`, if it can take new tasks.
+    fn ready(&self, id: &str) -> Option<&'a Node> {
+        self.nodes
+            .iter()
+            .copied()
+            .find(|n| n.id == id && self.available(n))
+    }
+
+    /// The nodes a global service with `constraints` runs on.
+    fn eligible(&self, constraints: &[String]) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| self.available(n) && constraints_met(constraints, n))
+            .map(|n| n.id.clone())
+            .collect()
+    }
+
+    /// The node for a new task of `service`: among the available nodes meeting the
+    /// constraints, the one with the fewest tasks of the service, then the fewest tasks.
+    fn pick(&mut self, service: &str, constraints: &[String]) -> Result<String, &'static str> {
+        let mut unavailable = 0usize;
+        let mut unfit = 0usize;
+        let mut best: Option<(usize, usize, &Node)> = None;
+        for n in &self.nodes {
+            if !self.available(n) {
+                unavailable += 1;
+                continue;
+            }
+            if !constraints_met(constraints, n) {
+                unfit += 1;
+                continue;
+            }
+            let key = (
+                self.per_service
+                    .get(&(service.to_owned(), n.id.clone()))
+                    .copied()
+                    .unwrap_or(0),
+                self.total.get(&n.id).copied().unwrap_or(0),
+            );
+            if best.is_none_or(|(a, b, _)| key < (a, b)) {
+                best = Some((key.0, key.1, n));
+            }
+        }
+        match best {
+            Some((_, _, n)) => {
+                *self.total.entry(n.id.clone()).or_insert(0) += 1;
+                *self
+                    .per_service
+                    .entry((service.to_owned(), n.id.clone()))
+                    .or_insert(0) += 1;
+                Ok(n.id.clone())
+            }
+            None if self.nodes.is_empty() => Err("no suitable node"),
+            None if unfit > 0 && unavailable == 0 && unfit == 1 => {
+                Err("no suitable node (scheduling constraints not satisfied on 1 node)")
+            }
+            None if unfit > 0 && unavailable == 0 => {
+                Err("no suitable node (scheduling constraints not satisfied on every node)")
+            }
+            None if unfit == 0 && unavailable == 1 => {
+                Err("no suitable node (1 node not available for new tasks)")
+            }
+            None if unfit == 0 => Err("no suitable node (no node available for new tasks)"),
+            None => Err(
+                "no suitable node (scheduling constraints not satisfied or not available on every node)",
+            ),
+        }
+    }
+}
+
 fn status(state: TaskState, message: &str, now: Timestamp) -> TaskStatus {
     TaskStatus {
         timestamp: now,
@@ -176,10 +283,36 @@ pub(crate) struct Planner {
 const NS: i64 = 1;
 
 impl Planner {
-    /// One planning step over `st` for this node.
-    pub(crate) fn step(&mut self, st: &State, node_id: &str, now: Timestamp) -> Plan {
+    /// One planning step over `st` with every node ready (a one-node cluster).
+    #[cfg(test)]
+    pub(crate) fn step(&mut self, st: &State, _node_id: &str, now: Timestamp) -> Plan {
+        self.step_with(st, &std::collections::HashSet::new(), now)
+    }
+
+    /// One planning step over `st`; the nodes in `down` are not answering: their tasks are
+    /// orphaned (and replaced elsewhere, as the restart policy says) and nothing new goes to
+    /// them.
+    pub(crate) fn step_with(
+        &mut self,
+        st: &State,
+        down: &std::collections::HashSet<String>,
+        now: Timestamp,
+    ) -> Plan {
         let mut plan = Plan::default();
-        let node = st.nodes.get(node_id);
+        for t in st.tasks.values() {
+            let gone = !t.node_id.is_empty()
+                && (down.contains(&t.node_id) || !st.nodes.contains_key(&t.node_id));
+            if gone && !t.status.state.is_terminal() && t.status.state >= TaskState::Assigned {
+                let mut s = status(TaskState::Orphaned, "node is down", now);
+                s.err = "task: node is down".into();
+                plan.tasks.push(TaskChange::Status {
+                    id: t.id.clone(),
+                    status: s,
+                });
+            }
+        }
+        let mut node = Placement::new(st, down);
+        let node = &mut node;
         let retention = st
             .cluster
             .as_ref()
@@ -208,24 +341,20 @@ impl Planner {
         plan
     }
 
-    fn new_task(svc: &Service, key: &SlotKey, node: Option<&Node>, now: Timestamp) -> Task {
-        let placeable = node.filter(|n| {
-            n.spec.availability == NodeAvailability::Active
-                && constraints_met(&svc.spec.task.constraints, n)
-        });
-        let (node_id, st) = match (placeable, key) {
-            (Some(n), _) => (
-                n.id.clone(),
+    fn new_task(svc: &Service, key: &SlotKey, node: &mut Placement<'_>, now: Timestamp) -> Task {
+        let picked = match key {
+            SlotKey::Node(n) => node
+                .ready(n)
+                .map(|n| n.id.clone())
+                .ok_or("no suitable node (1 node not available for new tasks)"),
+            SlotKey::Replica(_) => node.pick(&svc.id, &svc.spec.task.constraints),
+        };
+        let (node_id, st) = match picked {
+            Ok(id) => (
+                id,
                 status(TaskState::Assigned, "scheduler assigned task to node", now),
             ),
-            (None, _) => {
-                let why = match node {
-                    Some(n) if n.spec.availability != NodeAvailability::Active => {
-                        "no suitable node (1 node not available for new tasks)"
-                    }
-                    Some(_) => "no suitable node (scheduling constraints not satisfied on 1 node)",
-                    None => "no suitable node",
-                };
+            Err(why) => {
                 let mut st = status(TaskState::Pending, "pending task scheduling", now);
                 st.err = why.into();
                 (String::new(), st)
@@ -259,7 +388,7 @@ impl Planner {
         &mut self,
         st: &State,
         svc: &Service,
-        node: Option<&Node>,
+        node: &mut Placement<'_>,
         now: Timestamp,
         retention: usize,
         plan: &mut Plan,
@@ -274,12 +403,10 @@ impl Planner {
         let wanted: Vec<SlotKey> = match svc.spec.mode {
             ServiceMode::Replicated { replicas } => (1..=replicas).map(SlotKey::Replica).collect(),
             ServiceMode::Global => node
-                .filter(|n| {
-                    n.spec.availability == NodeAvailability::Active
-                        && constraints_met(&svc.spec.task.constraints, n)
-                })
-                .map(|n| vec![SlotKey::Node(n.id.clone())])
-                .unwrap_or_default(),
+                .eligible(&svc.spec.task.constraints)
+                .into_iter()
+                .map(SlotKey::Node)
+                .collect(),
         };
         let updating: Vec<SlotKey> = self
             .progress
@@ -288,20 +415,25 @@ impl Planner {
             .unwrap_or_default();
         let restart = svc.spec.task.restart.clone().unwrap_or_default();
 
-        // Pending tasks get placed when the node can take them.
-        if let Some(n) = node.filter(|n| n.spec.availability == NodeAvailability::Active) {
-            for t in st.tasks_of(&svc.id) {
-                if t.node_id.is_empty() && live(t) && constraints_met(&t.spec.constraints, n) {
-                    plan.tasks.push(TaskChange::Assign {
-                        id: t.id.clone(),
-                        node_id: n.id.clone(),
-                        status: status(TaskState::Assigned, "scheduler assigned task to node", now),
-                    });
-                }
+        // Pending tasks get placed when a node can take them.
+        for t in st.tasks_of(&svc.id) {
+            if t.node_id.is_empty()
+                && live(t)
+                && let Ok(n) = node.pick(&svc.id, &t.spec.constraints)
+            {
+                plan.tasks.push(TaskChange::Assign {
+                    id: t.id.clone(),
+                    node_id: n,
+                    status: status(TaskState::Assigned, "scheduler assigned task to node", now),
+                });
             }
         }
-        // Drained node: its tasks stop.
-        if let Some(n) = node.filter(|n| n.spec.availability == NodeAvailability::Drain) {
+        // Drained nodes: their tasks stop.
+        for n in st
+            .nodes
+            .values()
+            .filter(|n| n.spec.availability == NodeAvailability::Drain)
+        {
             for t in st.tasks_of(&svc.id) {
                 if t.node_id == n.id && live(t) {
                     plan.tasks.push(TaskChange::Desired {
@@ -380,7 +512,7 @@ impl Planner {
         svc: &Service,
         by_slot: &BTreeMap<SlotKey, Vec<&Task>>,
         wanted: &[SlotKey],
-        node: Option<&Node>,
+        node: &mut Placement<'_>,
         now: Timestamp,
         plan: &mut Plan,
     ) {

@@ -454,9 +454,8 @@ impl Active {
         });
         let node = node.ok_or_else(|| CoreError::NotFound(format!("node {key} not found")))?;
         if spec.role != node.spec.role {
-            return Err(CoreError::FailedPrecondition(
-                "attempting to demote the last manager of the swarm".into(),
-            ));
+            // Promotion and demotion change the Raft group (membership.rs).
+            return self.change_role(&node, version, spec).await;
         }
         let cmd = Command::UpdateNode {
             id: node.id,

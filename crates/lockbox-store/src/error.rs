@@ -25,7 +25,7 @@ pub enum StoreError {
     NotLeader,
     /// No leader is elected (fewer than a quorum of managers can talk to each other).
     #[error(
-        "the swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online."
+        "The swarm does not have a leader. It's possible that too few managers are online. Make sure more than half of the managers are online."
     )]
     NoLeader,
     /// The leader could not be reached to forward a write.

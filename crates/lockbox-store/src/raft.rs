@@ -280,6 +280,30 @@ impl Store {
         Ok(store)
     }
 
+    /// The state with every entry of this node's log applied, including entries this node
+    /// does not know to be committed: what `swarm init --force-new-cluster` keeps (a manager
+    /// restarted without a quorum has applied only what it knew was committed).
+    pub async fn state_with_whole_log(&self) -> Result<State, StoreError> {
+        use openraft::RaftLogReader;
+        let (mut state, next) = {
+            let a = self
+                .sm
+                .applied
+                .read()
+                .map_err(|_| StoreError::Raft("state lock poisoned".into()))?;
+            (a.state.clone(), a.last_applied.map_or(0, |l| l.index + 1))
+        };
+        let mut log = LogStore::new(self.disk.clone());
+        let entries = log
+            .try_get_log_entries(next..)
+            .await
+            .map_err(|e| StoreError::Database(e.to_string()))?;
+        for entry in &entries {
+            crate::storage::apply_entry(&mut state, entry);
+        }
+        Ok(state)
+    }
+
     /// Sets (or clears) how this store reaches other managers.
     pub fn set_transport(&self, transport: Option<Arc<dyn Transport>>) {
         self.transport.set(transport);
@@ -292,13 +316,20 @@ impl Store {
 
     /// Whether this node is the leader.
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().current_leader == Some(self.raft_id)
+        // A leader that removed itself from the group keeps its committed vote (and so names
+        // itself leader) after it steps down.
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.current_leader == Some(self.raft_id) && m.state == ServerState::Leader
     }
 
     /// The leader this node knows of: its Raft id and address.
     pub fn leader(&self) -> Option<(u64, String)> {
         let m = self.raft.metrics().borrow().clone();
         let id = m.current_leader?;
+        if id == self.raft_id && m.state != ServerState::Leader {
+            return None;
+        }
         let addr = m
             .membership_config
             .membership()
@@ -579,7 +610,7 @@ async fn propose_batches(
 
 /// How long a proposal waits for a leader to be elected, and for a forwarded write to be
 /// applied here.
-const LEADER_WAIT: Duration = Duration::from_secs(10);
+const LEADER_WAIT: Duration = Duration::from_secs(5);
 
 /// Writes one entry and hands each command's outcome to its proposer. On a follower the
 /// commands go to the leader, and the outcome is handed back once this node has applied the
@@ -594,47 +625,61 @@ async fn propose_one(
     // The common case, a leader (every one-node store), costs one look at the metrics.
     let leading = raft.metrics().borrow().current_leader == Some(raft_id);
     if !leading && let Some(transport) = transport.get() {
-        let leader = raft
-            .wait(Some(LEADER_WAIT))
-            .metrics(|m| m.current_leader.is_some(), "a leader is known")
-            .await
-            .ok()
-            .and_then(|m| {
-                let id = m.current_leader?;
-                let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
-                Some((id, addr))
-            });
-        match leader {
-            Some((id, _)) if id == raft_id => {}
-            Some((_, addr)) => {
-                let result = forward(&raft, transport.as_ref(), &addr, &cmds).await;
-                match result {
-                    Ok(outcomes) if outcomes.len() == replies.len() => {
-                        for (reply, o) in replies.into_iter().zip(outcomes) {
-                            let _ = reply.send(Ok(o));
-                        }
-                    }
-                    Ok(_) => {
-                        for reply in replies {
-                            let _ = reply.send(Err(StoreError::Raft(
-                                "the leader answered with the wrong number of outcomes".into(),
-                            )));
-                        }
-                    }
-                    Err(e) => {
-                        for reply in replies {
-                            let _ = reply.send(Err(e.clone_shallow()));
-                        }
-                    }
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let leader = raft
+                .wait(Some(left))
+                .metrics(|m| m.current_leader.is_some(), "a leader is known")
+                .await
+                .ok()
+                .and_then(|m| {
+                    let id = m.current_leader?;
+                    let addr = m.membership_config.membership().get_node(&id)?.addr.clone();
+                    Some((id, addr))
+                });
+            let result = match leader {
+                Some((id, _)) if id == raft_id => break,
+                Some((_, addr)) => forward(&raft, transport.as_ref(), &addr, &cmds).await,
+                None => Err(StoreError::NoLeader),
+            };
+            // A leader that is gone (not reached at all) or no longer leads: the write was
+            // not taken; wait for the next leader while there is time.
+            let retry = match &result {
+                Err(StoreError::NotLeader) => true,
+                Err(StoreError::Unreachable(e)) => not_delivered(e),
+                _ => false,
+            };
+            if retry {
+                if tokio::time::Instant::now() + Duration::from_millis(200) < deadline {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
                 }
-                return;
-            }
-            None => {
                 for reply in replies {
                     let _ = reply.send(Err(StoreError::NoLeader));
                 }
                 return;
             }
+            match result {
+                Ok(outcomes) if outcomes.len() == replies.len() => {
+                    for (reply, o) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(Ok(o));
+                    }
+                }
+                Ok(_) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Raft(
+                            "the leader answered with the wrong number of outcomes".into(),
+                        )));
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone_shallow()));
+                    }
+                }
+            }
+            return;
         }
     }
     let proposal = match <[Command; 1]>::try_from(cmds) {
@@ -690,6 +735,13 @@ async fn forward(
         Forwarded::NotLeader => Err(StoreError::NotLeader),
         Forwarded::Failed(e) => Err(StoreError::Raft(e)),
     }
+}
+
+/// Whether a transport failure happened before the request left (nothing was delivered).
+fn not_delivered(e: &str) -> bool {
+    e.contains(": connect: ")
+        || e.contains(": TLS handshake: ")
+        || e.contains(": HTTP/2 handshake: ")
 }
 
 fn membership_error<E: std::fmt::Display>(e: E) -> StoreError {

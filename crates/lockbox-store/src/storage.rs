@@ -573,6 +573,27 @@ fn next_version(state: &State, index: u64) -> u64 {
     index.max(state.version + 1)
 }
 
+/// Applies one log entry's commands to `state` as the state machine does (membership and
+/// blank entries only move the version). For a state rebuilt outside the state machine.
+pub(crate) fn apply_entry(state: &mut State, entry: &Entry<TypeConfig>) {
+    let index = entry.log_id.index;
+    match &entry.payload {
+        EntryPayload::Normal(Proposal::One(cmd)) => {
+            let version = next_version(state, index);
+            let _ = state.apply(version, cmd);
+        }
+        EntryPayload::Normal(Proposal::Batch(cmds)) => {
+            for cmd in cmds {
+                let version = next_version(state, index);
+                let _ = state.apply(version, cmd);
+            }
+        }
+        EntryPayload::Blank | EntryPayload::Membership(_) => {
+            state.version = state.version.max(index);
+        }
+    }
+}
+
 /// What the state machine holds besides the state itself.
 #[derive(Debug, Default)]
 pub(crate) struct Applied {

@@ -331,8 +331,11 @@ pub(crate) enum SwarmCmd {
         /// Listen address for other nodes (format: <ip>[:port])
         #[arg(long, default_value = "0.0.0.0:2377")]
         listen_addr: String,
+        /// Force create a new cluster from current state (a manager whose cluster lost its quorum)
+        #[arg(long)]
+        force_new_cluster: bool,
     },
-    /// Join a swarm as a manager
+    /// Join a swarm as a manager or a worker
     Join {
         /// Token for entry into the swarm
         #[arg(long)]
@@ -764,6 +767,28 @@ pub(crate) enum NodeCmd {
         #[arg(short, long)]
         quiet: bool,
         /// [NODE...]
+        nodes: Vec<String>,
+    },
+    /// Demote one or more nodes from manager in the swarm
+    Demote {
+        /// NODE [NODE...]
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Promote one or more nodes to manager in the swarm
+    Promote {
+        /// NODE [NODE...]
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Remove one or more nodes from the swarm
+    #[command(alias = "remove")]
+    Rm {
+        /// Force remove a node from the swarm
+        #[arg(short, long)]
+        force: bool,
+        /// NODE [NODE...]
+        #[arg(required = true)]
         nodes: Vec<String>,
     },
 }

@@ -134,6 +134,7 @@ pub(crate) async fn run(a: DaemonArgs, hosts: &[String]) -> anyhow::Result<ExitC
 
     let status = match manager.local_state().await {
         LocalState::Active => "active",
+        LocalState::Worker => "active (worker)",
         LocalState::Locked => "locked (run `lockbox swarm unlock` or `docker swarm unlock`)",
         LocalState::Inactive => "not in a swarm (run `lockbox swarm init` or `docker swarm init`)",
     };

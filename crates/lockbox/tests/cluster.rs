@@ -28,18 +28,57 @@ fn prerequisites(test: &str) -> bool {
 
 /// A manager daemon on node `i` of `net`: listening for other nodes on its address.
 fn manager(net: &Net, i: usize, first: bool) -> Daemon {
+    node_daemon(net, i, first, false)
+}
+
+/// A daemon on node `i`; `audit` keeps its audit trail.
+fn node_daemon(net: &Net, i: usize, first: bool, audit: bool) -> Daemon {
     let addr = net.addr(i);
-    let mut args = vec![
-        "--listen-addr",
-        &addr,
-        "--advertise-addr",
-        &addr,
-        "--no-audit",
-    ];
+    let mut args = vec!["--listen-addr", &addr, "--advertise-addr", &addr];
+    if !audit {
+        args.push("--no-audit");
+    }
     if !first {
         args.push("--no-auto-init");
     }
     Daemon::try_start_in(net.ns(i), &args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `GET /lockbox/v1/agent` of a node: its ID, tasks and the IDs of the secrets it holds.
+fn agent_state(d: &Daemon) -> serde_json::Value {
+    let (status, _, body) = d.http("GET", "/lockbox/v1/agent", None, None);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn held(d: &Daemon) -> Vec<String> {
+    agent_state(d)["HeldSecrets"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The audit records of `action` in a node's trail.
+fn audit_records(d: &Daemon, action: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(d.data_dir().join("audit")) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        for line in text.lines() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && v["action"] == action
+            {
+                out.push(v);
+            }
+        }
+    }
+    out
 }
 
 /// `docker swarm join` of `d` (on node `i`) to the manager on node 0.
@@ -90,7 +129,12 @@ fn node_rows(d: &Daemon) -> Vec<String> {
         None,
     );
     assert!(o.status.success(), "{}", err(&o));
-    let mut rows: Vec<String> = out(&o).lines().map(str::to_owned).collect();
+    // Not trimmed at the front: a worker's row starts with its empty manager status.
+    let mut rows: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.trim_end().to_owned())
+        .collect();
     rows.sort();
     rows
 }
@@ -378,4 +422,303 @@ fn a_cut_off_manager_heals_and_traffic_between_managers_is_encrypted() {
         tls_records > 50,
         "only {tls_records} TLS records between managers"
     );
+}
+
+#[test]
+fn workers_receive_only_the_secrets_their_tasks_need_and_lost_nodes_are_replaced() {
+    if !prerequisites(
+        "workers_receive_only_the_secrets_their_tasks_need_and_lost_nodes_are_replaced",
+    ) {
+        return;
+    }
+    let net = Net::new(5).expect("network namespaces");
+    // Three managers (the first keeps an audit trail), two workers (with trails).
+    let leader = node_daemon(&net, 0, true, true);
+    let mtoken = out(&leader.docker(&["swarm", "join-token", "-q", "manager"], None));
+    let wtoken = out(&leader.docker(&["swarm", "join-token", "-q", "worker"], None));
+    let mut managers = vec![leader];
+    for i in 1..3 {
+        let d = manager(&net, i, false);
+        let o = join(&net, &d, i, &mtoken);
+        assert!(o.status.success(), "{}", err(&o));
+        managers.push(d);
+    }
+    let mut workers = Vec::new();
+    for i in 3..5 {
+        let d = node_daemon(&net, i, false, true);
+        let o = join(&net, &d, i, &wtoken);
+        assert!(o.status.success(), "{}\n{}", err(&o), d.log());
+        assert_eq!(out(&o), "This node joined a swarm as a worker.");
+        workers.push(d);
+    }
+    let leader = &managers[0];
+    assert_eq!(
+        node_rows(leader),
+        [
+            " Ready",
+            " Ready",
+            "Leader Ready",
+            "Reachable Ready",
+            "Reachable Ready"
+        ]
+    );
+    // A worker is no manager: the cluster's state is not there.
+    let o = workers[0].docker(&["secret", "ls"], None);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("Worker nodes can't be used to view or modify cluster state"),
+        "{}",
+        err(&o)
+    );
+    let o = workers[0].docker(
+        &[
+            "info",
+            "--format",
+            "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}",
+        ],
+        None,
+    );
+    assert_eq!(out(&o), "active false");
+
+    let w0 = agent_state(&workers[0])["NodeID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let w1 = agent_state(&workers[1])["NodeID"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let o = leader.docker(&["node", "update", "--label-add", "zone=a", &w0], None);
+    assert!(o.status.success(), "{}", err(&o));
+
+    let value = b"worker-canary-51c2d9";
+    let o = leader.docker(&["secret", "create", "w-secret", "-"], Some(value));
+    assert!(o.status.success(), "{}", err(&o));
+    let secret_id = out(&o);
+    let o = leader.docker(
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "zonal",
+            "--replicas",
+            "2",
+            "--constraint",
+            "node.labels.zone==a",
+            "--secret",
+            "w-secret",
+            "host",
+            "sh",
+            "-c",
+            "echo \"got $(cat /run/secrets/w-secret)\"; sleep 300",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    eventually(
+        "both tasks run on the labelled worker",
+        Duration::from_secs(20),
+        || {
+            let o = leader.docker(
+                &[
+                    "service",
+                    "ps",
+                    "zonal",
+                    "--format",
+                    "{{.Node}} {{.CurrentState}}",
+                ],
+                None,
+            );
+            let tasks = agent_state(&workers[0])["Tasks"]
+                .as_array()
+                .map_or(0, |a| a.len());
+            out(&o).lines().filter(|l| l.contains("Running")).count() == 2 && tasks == 2
+        },
+    );
+    // The task read the value from its tmpfs; its output reached the manager.
+    eventually(
+        "the tasks' output reaches service logs",
+        Duration::from_secs(10),
+        || {
+            let o = leader.docker(&["service", "logs", "--raw", "zonal"], None);
+            out(&o)
+                .lines()
+                .filter(|l| *l == "got worker-canary-51c2d9")
+                .count()
+                == 2
+        },
+    );
+    // Only the worker running the tasks holds the secret; the other never did.
+    assert_eq!(held(&workers[0]), std::slice::from_ref(&secret_id));
+    for _ in 0..5 {
+        assert!(held(&workers[1]).is_empty());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dispatched = audit_records(leader, "secret.dispatch");
+    assert!(!dispatched.is_empty(), "no dispatch recorded");
+    for r in &dispatched {
+        let text = r.to_string();
+        assert!(text.contains(&w0), "dispatched to another node: {text}");
+        assert!(
+            !text.contains(&w1),
+            "dispatched to the other worker: {text}"
+        );
+        assert!(
+            !text.contains("worker-canary"),
+            "a value in the audit trail"
+        );
+    }
+    let delivered = audit_records(&workers[0], "secret.deliver");
+    assert_eq!(delivered.len(), 2, "{delivered:?}");
+    assert!(audit_records(&workers[1], "secret.deliver").is_empty());
+    // Nothing of the value on either worker's disk.
+    for w in &workers {
+        let o = std::process::Command::new("grep")
+            .args(["-r", "-l", "worker-canary"])
+            .arg(w.dir())
+            .output()
+            .unwrap();
+        assert!(
+            out(&o).is_empty(),
+            "the value is on a worker's disk: {}",
+            out(&o)
+        );
+    }
+
+    // The service goes: the worker drops the secret.
+    let o = leader.docker(&["service", "rm", "zonal"], None);
+    assert!(o.status.success(), "{}", err(&o));
+    eventually(
+        "the worker drops the secret once no task needs it",
+        Duration::from_secs(15),
+        || held(&workers[0]).is_empty(),
+    );
+
+    // A worker dies: its tasks are replaced on the other one.
+    let o = leader.docker(
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "spread",
+            "--replicas",
+            "2",
+            "--constraint",
+            "node.role==worker",
+            "host",
+            "sleep",
+            "300",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", err(&o));
+    eventually("one task per worker", Duration::from_secs(20), || {
+        agent_state(&workers[0])["Tasks"]
+            .as_array()
+            .map_or(0, |a| a.len())
+            >= 1
+            && agent_state(&workers[1])["Tasks"]
+                .as_array()
+                .map_or(0, |a| a.len())
+                == 1
+    });
+    workers[0].kill9();
+    eventually(
+        "the dead worker shows as down",
+        Duration::from_secs(20),
+        || node_rows(leader).contains(&" Down".to_owned()),
+    );
+    eventually(
+        "its task is replaced on the live worker",
+        Duration::from_secs(20),
+        || {
+            let o = leader.docker(
+                &[
+                    "service",
+                    "ps",
+                    "spread",
+                    "--filter",
+                    "desired-state=running",
+                    "--format",
+                    "{{.Node}} {{.CurrentState}}",
+                ],
+                None,
+            );
+            let running = out(&o).lines().filter(|l| l.contains("Running")).count();
+            running == 2
+                && agent_state(&workers[1])["Tasks"]
+                    .as_array()
+                    .map_or(0, |a| a.len())
+                    >= 2
+        },
+    );
+}
+
+#[test]
+fn force_new_cluster_recovers_an_autolocked_survivor() {
+    if !prerequisites("force_new_cluster_recovers_an_autolocked_survivor") {
+        return;
+    }
+    let net = Net::new(3).expect("network namespaces");
+    let first = manager(&net, 0, true);
+    let o = first.docker(&["swarm", "update", "--autolock=true"], None);
+    assert!(o.status.success(), "{}", err(&o));
+    let key = out(&first.docker(&["swarm", "unlock-key", "-q"], None));
+    assert!(key.starts_with("SWMKEY-1-"), "{key}");
+    let token = out(&first.docker(&["swarm", "join-token", "-q", "manager"], None));
+    let mut m = vec![first];
+    for i in 1..3 {
+        let d = manager(&net, i, false);
+        let o = join(&net, &d, i, &token);
+        assert!(o.status.success(), "{}", err(&o));
+        m.push(d);
+    }
+    let o = m[0].docker(&["secret", "create", "kept", "-"], Some(b"kept-value"));
+    assert!(o.status.success(), "{}", err(&o));
+    eventually("replicated to manager 2", Duration::from_secs(5), || {
+        secret_names(&m[2]).contains(&"kept".to_owned())
+    });
+
+    // Two of three managers are lost: no quorum.
+    m[0].kill9();
+    m[1].kill9();
+    let o = m[2].docker(&["secret", "create", "no-quorum", "-"], Some(b"x"));
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("The swarm does not have a leader"),
+        "{}",
+        err(&o)
+    );
+
+    // The survivor restarts locked, is unlocked with the cluster's key, and is made the
+    // only manager.
+    m[2].restart();
+    let o = m[2].docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"], None);
+    assert_eq!(out(&o), "locked");
+    let o = m[2].docker(&["swarm", "unlock"], Some(format!("{key}\n").as_bytes()));
+    assert!(o.status.success(), "{}", err(&o));
+    let o = m[2].docker(
+        &[
+            "swarm",
+            "init",
+            "--force-new-cluster",
+            "--advertise-addr",
+            &net.addr(2),
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}\n{}", err(&o), m[2].log());
+    assert_eq!(node_rows(&m[2]), ["Leader Ready"]);
+    assert_eq!(secret_names(&m[2]), ["kept"]);
+    let o = m[2].docker(&["secret", "create", "after-recovery", "-"], Some(b"y"));
+    assert!(o.status.success(), "{}", err(&o));
+
+    // It stays a one-manager cluster across a restart (still autolocked).
+    m[2].restart();
+    let o = m[2].docker(&["swarm", "unlock"], Some(format!("{key}\n").as_bytes()));
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(secret_names(&m[2]), ["after-recovery", "kept"]);
+    assert_eq!(node_rows(&m[2]), ["Leader Ready"]);
 }

@@ -48,6 +48,67 @@ pub(crate) async fn run(client: &Client, cmd: NodeCmd) -> anyhow::Result<ExitCod
             };
             ps(client, &opts, &filters, nodes).await
         }
+        NodeCmd::Demote { nodes } => set_role(client, &nodes, "worker").await,
+        NodeCmd::Promote { nodes } => set_role(client, &nodes, "manager").await,
+        NodeCmd::Rm { force, nodes } => rm(client, force, &nodes).await,
+    }
+}
+
+/// `node demote` / `node promote`: the node's spec with the new role, as docker sends it.
+async fn set_role(client: &Client, nodes: &[String], role: &str) -> anyhow::Result<ExitCode> {
+    let api = Api::new(client).await?;
+    for node in nodes {
+        let current = api.get(&format!("/nodes/{}", path_escape(node))).await?;
+        let mut spec = current.get("Spec").cloned().unwrap_or_else(|| json!({}));
+        if spec.get("Role").and_then(Value::as_str) == Some(role) {
+            match role {
+                "worker" => println!("Node {node} is already a worker."),
+                _ => println!("Node {node} is already a manager."),
+            }
+            continue;
+        }
+        if let Some(obj) = spec.as_object_mut() {
+            obj.insert("Role".into(), json!(role));
+        }
+        let version = current
+            .pointer("/Version/Index")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let id = current
+            .get("ID")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        api.post_go_json(
+            &format!("/nodes/{}/update?version={version}", path_escape(id)),
+            &lockbox_format::node_spec_go(&spec),
+        )
+        .await?;
+        match role {
+            "worker" => println!("Manager {node} demoted in the swarm."),
+            _ => println!("Node {node} promoted to a manager in the swarm."),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `node rm [--force]`: each node in turn; the errors together at the end, as docker does.
+async fn rm(client: &Client, force: bool, nodes: &[String]) -> anyhow::Result<ExitCode> {
+    let api = Api::new(client).await?;
+    let mut errors = Vec::new();
+    for node in nodes {
+        let mut path = format!("/nodes/{}", path_escape(node));
+        if force {
+            path.push_str("?force=1");
+        }
+        match api.send(http::Method::DELETE, &path, None).await {
+            Ok(_) => println!("{node}"),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        bail!("{}", errors.join("\n"))
     }
 }
 

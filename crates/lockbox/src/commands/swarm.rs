@@ -18,7 +18,17 @@ pub(crate) async fn run(client: &Client, cmd: SwarmCmd) -> anyhow::Result<ExitCo
             autolock,
             advertise_addr,
             listen_addr,
-        } => init(client, autolock, advertise_addr, listen_addr).await,
+            force_new_cluster,
+        } => {
+            init(
+                client,
+                autolock,
+                advertise_addr,
+                listen_addr,
+                force_new_cluster,
+            )
+            .await
+        }
         SwarmCmd::Join {
             token,
             advertise_addr,
@@ -81,7 +91,7 @@ async fn join(
     client
         .request(Method::POST, "/swarm/join", Some(&body))
         .await?;
-    println!("This node joined a swarm as a manager.");
+    println!("This node joined a swarm.");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -90,11 +100,12 @@ async fn init(
     autolock: bool,
     advertise: Option<String>,
     listen: String,
+    force_new_cluster: bool,
 ) -> anyhow::Result<ExitCode> {
     let body = json!({
         "ListenAddr": listen,
         "AdvertiseAddr": advertise.unwrap_or_default(),
-        "ForceNewCluster": false,
+        "ForceNewCluster": force_new_cluster,
         "Spec": { "EncryptionConfig": { "AutoLockManagers": autolock } },
         "AutoLockManagers": autolock,
     });
