@@ -78,53 +78,28 @@ fn escape_line_separators(body: Vec<u8>) -> Vec<u8> {
     out
 }
 
-/// A JSON array response written in chunks of about 64 KiB as the client reads them, instead
-/// of one buffer for the whole list: a list of tens of thousands of objects then needs neither
-/// a body-sized buffer (which malloc keeps afterwards) nor the time to fill it before the
-/// first byte goes out. The bytes are those [`json`] writes for the same items.
-pub(crate) fn json_array_stream<T, F>(status: StatusCode, items: Vec<T>, write: F) -> Response
+/// A JSON array in chunks of about 64 KiB, for [`json_chunks_response`]: a list of tens of
+/// thousands of objects then needs no body-sized buffer (one allocation that big, grown by
+/// doubling, which malloc keeps afterwards). The chunks are made at once, for items borrowed
+/// under a lock (the state's) that must not wait for a slow client: only the JSON is held
+/// meanwhile, not a copy of the items. The bytes are those [`json`] writes for the same items.
+pub(crate) fn json_array_chunks<T, I, F>(items: I, write: F) -> std::io::Result<Vec<bytes::Bytes>>
 where
-    T: Send + 'static,
-    F: Fn(&T, &mut Vec<u8>) -> serde_json::Result<()> + Send + 'static,
+    I: IntoIterator<Item = T>,
+    F: Fn(&T, &mut Vec<u8>) -> serde_json::Result<()>,
 {
-    const CHUNK: usize = 64 * 1024;
-    let mut items = items.into_iter().peekable();
-    let mut first = true;
-    let mut done = false;
-    let chunks = std::iter::from_fn(move || {
-        if done {
-            return None;
-        }
-        let mut buf = Vec::with_capacity(CHUNK + 1024);
-        if first {
-            buf.push(b'[');
-        }
-        while buf.len() < CHUNK {
-            let Some(item) = items.next() else { break };
-            if !first {
-                buf.push(b',');
-            }
-            first = false;
-            if let Err(e) = write(&item, &mut buf) {
-                return Some(Err(std::io::Error::other(e)));
-            }
-        }
-        if items.peek().is_none() {
-            if first {
-                // An empty list: `[` was written above.
-                first = false;
-            }
-            buf.extend_from_slice(b"]\n");
-            done = true;
-        }
-        // Objects are whole within a chunk, so the escape sees every separator whole.
-        Some(Ok::<_, std::io::Error>(bytes::Bytes::from(
-            escape_line_separators(buf),
-        )))
-    });
+    array_chunks(items, write).collect()
+}
+
+/// The response for [`json_array_chunks`].
+pub(crate) fn json_chunks_response<C>(status: StatusCode, chunks: C) -> Response
+where
+    C: IntoIterator<Item = std::io::Result<bytes::Bytes>>,
+    C::IntoIter: Send + 'static,
+{
     // A list that fits in one chunk goes out with a Content-Length, as Go's server sends a
     // small body; only longer lists are chunked.
-    let mut chunks = chunks.peekable();
+    let mut chunks = chunks.into_iter().peekable();
     let first_chunk = chunks.next();
     let body = match (first_chunk, chunks.peek().is_none()) {
         (Some(Ok(only)), true) => Body::from(only),
@@ -139,6 +114,48 @@ where
         http::HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// The chunks of a JSON array of `items`, about 64 KiB each, each item whole in one chunk.
+fn array_chunks<T, I, F>(items: I, write: F) -> impl Iterator<Item = std::io::Result<bytes::Bytes>>
+where
+    I: IntoIterator<Item = T>,
+    F: Fn(&T, &mut Vec<u8>) -> serde_json::Result<()>,
+{
+    const CHUNK: usize = 64 * 1024;
+    let mut items = items.into_iter().peekable();
+    let mut first = true;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut buf = Vec::with_capacity(CHUNK + 1024);
+        if first {
+            buf.push(b'[');
+        }
+        while buf.len() < CHUNK {
+            let Some(item) = items.next() else { break };
+            if !first {
+                buf.push(b',');
+            }
+            first = false;
+            if let Err(e) = write(&item, &mut buf) {
+                done = true;
+                return Some(Err(std::io::Error::other(e)));
+            }
+        }
+        if items.peek().is_none() {
+            if first {
+                // An empty list: `[` was written above.
+                first = false;
+            }
+            buf.extend_from_slice(b"]\n");
+            done = true;
+        }
+        // Objects are whole within a chunk, so the escape sees every separator whole.
+        Some(Ok(bytes::Bytes::from(escape_line_separators(buf))))
+    })
 }
 
 /// An empty response with `status`.
@@ -391,9 +408,14 @@ mod stream_tests {
         for n in [0usize, 1, 2, 5000] {
             let items: Vec<String> = (0..n).map(|i| format!("item {i} \u{2028}")).collect();
             let buffered = bytes_of(json(StatusCode::OK, &items)).await;
-            let streamed = bytes_of(json_array_stream(StatusCode::OK, items, |s, out| {
-                serde_json::to_writer(out, s)
-            }))
+            let chunks = json_array_chunks(&items, |s, out| serde_json::to_writer(out, s)).unwrap();
+            // Chunks of about 64 KiB (more where separators were escaped).
+            assert!(chunks.iter().all(|c| c.len() < 2 * 64 * 1024));
+            assert_eq!(chunks.len() > 1, n == 5000);
+            let streamed = bytes_of(json_chunks_response(
+                StatusCode::OK,
+                chunks.into_iter().map(Ok),
+            ))
             .await;
             assert_eq!(
                 String::from_utf8(streamed).unwrap(),

@@ -44,16 +44,23 @@ pub(crate) async fn list(
         id_prefixes: filters.values("id"),
         labels: filters.labels("label"),
     };
-    let mut secrets = app.manager.list_secrets(&filter).await?;
     let perms = app.manager.permissions(&caller).await;
-    if !perms.has("secret.list") {
-        // A scoped caller sees only the secrets in its scopes.
-        secrets.retain(|s| perms.covers("secret.list", &s.name, &s.labels));
-    }
-    Ok(body::json_array_stream(
+    let all = perms.has("secret.list");
+    // Serialized straight from the state (see `visit_secrets`); a scoped caller sees only the
+    // secrets in its scopes.
+    let chunks = app
+        .manager
+        .visit_secrets(&filter, |secrets| {
+            body::json_array_chunks(
+                secrets.filter(|s| all || perms.covers("secret.list", s.name, s.labels)),
+                |s, out| serde_json::to_writer(out, &crate::wire::SecretViewJson(*s)),
+            )
+        })
+        .await?
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(body::json_chunks_response(
         StatusCode::OK,
-        secrets,
-        |s, out| serde_json::to_writer(out, &crate::wire::SecretJson(s)),
+        chunks.into_iter().map(Ok),
     ))
 }
 
@@ -187,10 +194,14 @@ pub(crate) async fn create(
     if let Some(fp) = fingerprint {
         a.details.push(("value_hmac".into(), fp));
     }
-    Ok(audited(
-        json(StatusCode::CREATED, &serde_json::json!({ "ID": id })),
-        a,
-    ))
+    Ok(audited(json(StatusCode::CREATED, &IdJson { id: &id }), a))
+}
+
+/// `{"ID":"…"}`, the answer to a create, without building a JSON map for it.
+#[derive(serde::Serialize)]
+struct IdJson<'a> {
+    #[serde(rename = "ID")]
+    id: &'a str,
 }
 
 pub(crate) async fn inspect(

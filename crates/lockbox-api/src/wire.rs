@@ -2,7 +2,7 @@
 //! it, `Labels` always an object, times in Go's RFC 3339 with trimmed nanoseconds. Secret
 //! values have no field here: nothing can serialize them.
 
-use lockbox_core::SecretInfo;
+use lockbox_core::{SecretInfo, SecretView};
 use lockbox_types::{
     Cluster, ClusterSpec, Driver, Meta, Node, NodeAvailability, NodeRole, Timestamp,
 };
@@ -326,11 +326,20 @@ mod tests {
 /// tree (time, and a peak of hundreds of MB that malloc keeps), so lists use this.
 pub(crate) struct SecretJson<'a>(pub(crate) &'a SecretInfo);
 
+/// [`SecretJson`] for a secret borrowed from the state (`GET /secrets`).
+pub(crate) struct SecretViewJson<'a>(pub(crate) SecretView<'a>);
+
 struct VersionJson(u64);
 struct DriverJson<'a>(&'a Driver);
-struct SpecJson<'a>(&'a SecretInfo);
+struct SpecJson<'a>(SecretView<'a>);
 
 impl serde::Serialize for SecretJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        SecretViewJson(SecretView::from(self.0)).serialize(s)
+    }
+}
+
+impl serde::Serialize for SecretViewJson<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let info = self.0;
@@ -360,12 +369,12 @@ impl serde::Serialize for SpecJson<'_> {
         use serde::ser::SerializeMap;
         let info = self.0;
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("Name", &info.name)?;
-        m.serialize_entry("Labels", &info.labels)?;
-        if let Some(d) = &info.driver {
+        m.serialize_entry("Name", info.name)?;
+        m.serialize_entry("Labels", info.labels)?;
+        if let Some(d) = info.driver {
             m.serialize_entry("Driver", &DriverJson(d))?;
         }
-        if let Some(d) = &info.templating {
+        if let Some(d) = info.templating {
             m.serialize_entry("Templating", &DriverJson(d))?;
         }
         m.end()
@@ -495,5 +504,23 @@ mod secret_json_tests {
             serde_json::to_string(&list).unwrap(),
             serde_json::to_string(&values).unwrap()
         );
+        // Lists serialize straight from the stored secret: the same bytes, and no value.
+        for info in &cases {
+            let stored = lockbox_types::Secret {
+                id: info.id.clone(),
+                meta: info.meta.clone(),
+                spec: lockbox_types::SecretSpec {
+                    name: info.name.clone(),
+                    labels: info.labels.clone(),
+                    data: lockbox_crypto::SecretBytes::new(b"hunter2".to_vec()),
+                    driver: info.driver.clone(),
+                    templating: info.templating.clone(),
+                },
+            };
+            let from_state =
+                serde_json::to_string(&SecretViewJson(SecretView::from(&stored))).unwrap();
+            assert_eq!(from_state, serde_json::to_string(&secret(info)).unwrap());
+            assert!(!from_state.contains("hunter2") && !from_state.contains("aHVudGVyMg"));
+        }
     }
 }

@@ -43,5 +43,5 @@ pub use manager::{
 };
 pub use orchestrator::same_template;
 pub use run::{RunEvent, RunExit, RunRequest, RunSession};
-pub use secrets::{SecretFilter, SecretInfo, SecretInput};
+pub use secrets::{SecretFilter, SecretInfo, SecretInput, SecretView};
 pub use services::ServiceInfo;

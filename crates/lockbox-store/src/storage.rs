@@ -53,9 +53,22 @@ const KEY_PURGED: &str = "purged";
 pub(crate) const KEY_SNAPSHOT: &str = "snapshot";
 
 /// How many recent entries are kept decoded in memory so `apply` need not read them back.
-/// Apply follows the flush closely, so a few suffice; an entry may carry a batch of
-/// commands (with secret values), so this bounds memory too.
+/// Apply follows the flush closely, so a few suffice.
 const CACHE_ENTRIES: usize = 256;
+
+/// How many commands the cached entries may carry in all (beyond [`CACHE_MIN_ENTRIES`]): an
+/// entry may carry a batch of up to 64 commands with their secret values, so the cache is
+/// bounded by commands too (256 full batches would be 16,384 secrets held twice).
+const CACHE_COMMANDS: usize = 1024;
+
+/// How far the committed index on disk may trail the one openraft reported, in entries (see
+/// [`Committed`]): writing it with every append would dirty the meta table's pages in every
+/// fsynced commit.
+const COMMITTED_EVERY: u64 = 64;
+
+/// Entries always kept, however many commands they carry: more than the proposer has in
+/// flight, so apply still finds what was just flushed.
+const CACHE_MIN_ENTRIES: usize = 8;
 
 /// Snapshot bytes in memory; zeroized when dropped because they hold secret values.
 #[derive(Debug, Default)]
@@ -131,14 +144,42 @@ fn meta_aad(key: &str) -> Vec<u8> {
     format!("meta:{key}").into_bytes()
 }
 
+/// Encodes `value` with postcard into a buffer of exactly its size, after `prefix`. The size is
+/// measured first, so the buffer never grows: growing would leave copies of the plaintext
+/// (secret values) behind in freed memory, and cost a reallocation per doubling.
+pub(crate) fn encode_exact<T: Serialize + ?Sized>(
+    prefix: &[u8],
+    value: &T,
+) -> Result<Zeroizing<Vec<u8>>, postcard::Error> {
+    let size = postcard::serialize_with_flavor(value, postcard::ser_flavors::Size::default())?;
+    let mut out = Zeroizing::new(Vec::with_capacity(prefix.len() + size));
+    out.extend_from_slice(prefix);
+    postcard::to_extend(value, InPlace(&mut out))?;
+    Ok(out)
+}
+
+/// Appends to a borrowed buffer (postcard's `to_extend` takes its writer by value).
+struct InPlace<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for InPlace<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
 impl Disk {
     pub(crate) fn seal<T: Serialize>(&self, aad: &[u8], value: &T) -> Result<Vec<u8>, String> {
-        let plain = Zeroizing::new(postcard::to_allocvec(value).map_err(|e| e.to_string())?);
+        let plain = encode_exact(&[], value).map_err(|e| e.to_string())?;
+        self.seal_bytes(aad, &plain)
+    }
+
+    /// Seals bytes that are already encoded.
+    fn seal_bytes(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
         let keyring = self
             .keyring
             .read()
             .map_err(|_| "keyring lock poisoned".to_string())?;
-        Ok(keyring.seal(aad, &plain))
+        Ok(keyring.seal(aad, plain))
     }
 
     pub(crate) fn open<T: for<'de> Deserialize<'de>>(
@@ -177,7 +218,13 @@ impl Disk {
         value: &T,
         durable: bool,
     ) -> Result<(), String> {
-        let sealed = self.seal(&meta_aad(key), value)?;
+        let plain = encode_exact(&[], value).map_err(|e| e.to_string())?;
+        self.write_meta_encoded(key, &plain, durable)
+    }
+
+    /// [`Disk::write_meta`] for a value already encoded with postcard.
+    fn write_meta_encoded(&self, key: &str, plain: &[u8], durable: bool) -> Result<(), String> {
+        let sealed = self.seal_bytes(&meta_aad(key), plain)?;
         let mut txn = self.db.begin_write().map_err(|e| e.to_string())?;
         if !durable {
             txn.set_durability(Durability::None)
@@ -290,15 +337,115 @@ impl Disk {
 #[derive(Clone)]
 pub(crate) struct LogStore {
     disk: Disk,
-    cache: Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
+    cache: Arc<Mutex<LogCache>>,
+    committed: Arc<Mutex<Committed>>,
+}
+
+/// Recently appended entries, decoded, and how many commands they carry.
+#[derive(Default)]
+struct LogCache {
+    entries: BTreeMap<u64, Entry<TypeConfig>>,
+    commands: usize,
+}
+
+fn commands_in(e: &Entry<TypeConfig>) -> usize {
+    match &e.payload {
+        EntryPayload::Normal(p) => p.len(),
+        _ => 1,
+    }
+}
+
+impl LogCache {
+    fn insert(&mut self, e: Entry<TypeConfig>) {
+        self.commands += commands_in(&e);
+        if let Some(old) = self.entries.insert(e.log_id.index, e) {
+            self.commands -= commands_in(&old);
+        }
+        while self.entries.len() > CACHE_ENTRIES
+            || (self.entries.len() > CACHE_MIN_ENTRIES && self.commands > CACHE_COMMANDS)
+        {
+            match self.entries.pop_first() {
+                Some((_, old)) => self.commands -= commands_in(&old),
+                None => break,
+            }
+        }
+    }
+
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        self.entries.retain(|&k, _| keep(k));
+        self.commands = self.entries.values().map(commands_in).sum();
+    }
+
+    /// The range, when the cache covers all of it.
+    fn range(&self, start: u64, end_inclusive: Option<u64>) -> Option<Vec<Entry<TypeConfig>>> {
+        let (&first, _) = self.entries.first_key_value()?;
+        let end = end_inclusive?;
+        (first <= start && self.entries.contains_key(&end)).then(|| {
+            self.entries
+                .range(start..=end)
+                .map(|(_, e)| e.clone())
+                .collect()
+        })
+    }
+}
+
+/// The committed log id. openraft reports it after every commit, before it applies the
+/// entries (`save_committed`, awaited on the write path). It need not be durable: a restarted
+/// node applies the entries up to what the file holds at once, and the rest once a leader
+/// (itself, for a one-node store) commits again. So it is kept here and written inside a later
+/// log write's transaction, every [`COMMITTED_EVERY`] entries and with every purge: no commit,
+/// no thread hand-off and no dirtied page of its own on the write path. (It was a separate
+/// non-durable redb commit per entry, whose pages the next fsynced commit then wrote.)
+#[derive(Default)]
+struct Committed {
+    /// The latest value reported.
+    latest: Option<LogId<NodeId>>,
+    /// The value the file holds (as far as this process wrote it).
+    written: Option<LogId<NodeId>>,
 }
 
 impl LogStore {
     pub(crate) fn new(disk: Disk) -> Self {
         LogStore {
             disk,
-            cache: Arc::new(Mutex::new(BTreeMap::new())),
+            cache: Arc::new(Mutex::new(LogCache::default())),
+            committed: Arc::new(Mutex::new(Committed::default())),
         }
+    }
+
+    /// The committed log id to write with the next transaction: if it changed, and, unless
+    /// `force`, if it moved [`COMMITTED_EVERY`] entries since it was last written.
+    fn committed_to_write(&self, force: bool) -> Option<Option<LogId<NodeId>>> {
+        let c = self.committed.lock().ok()?;
+        let index = |l: Option<LogId<NodeId>>| l.map_or(0, |l| l.index);
+        let due = force || index(c.latest) >= index(c.written) + COMMITTED_EVERY;
+        (c.latest > c.written && due).then_some(c.latest)
+    }
+
+    /// Records that the file now holds `written`.
+    fn committed_written(&self, written: Option<LogId<NodeId>>) {
+        if let Ok(mut c) = self.committed.lock()
+            && c.written < written
+        {
+            c.written = written;
+        }
+    }
+
+    /// Puts the committed log id into `txn` (sealed), if it changed since it was last written.
+    /// Returns what was written, for [`LogStore::committed_written`] once `txn` is committed.
+    fn write_committed(
+        &self,
+        txn: &redb::WriteTransaction,
+        force: bool,
+    ) -> Result<Option<Option<LogId<NodeId>>>, String> {
+        let Some(committed) = self.committed_to_write(force) else {
+            return Ok(None);
+        };
+        let sealed = self.disk.seal(&meta_aad(KEY_COMMITTED), &committed)?;
+        let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
+        meta.insert(KEY_COMMITTED, sealed.as_slice())
+            .map_err(|e| e.to_string())?;
+        Ok(Some(committed))
     }
 
     /// The range from the cache, when the cache covers all of it.
@@ -307,11 +454,7 @@ impl LogStore {
         start: u64,
         end_inclusive: Option<u64>,
     ) -> Option<Vec<Entry<TypeConfig>>> {
-        let cache = self.cache.lock().ok()?;
-        let (&first, _) = cache.first_key_value()?;
-        let end = end_inclusive?;
-        (first <= start && cache.contains_key(&end))
-            .then(|| cache.range(start..=end).map(|(_, e)| e.clone()).collect())
+        self.cache.lock().ok()?.range(start, end_inclusive)
     }
 
     fn read_range(
@@ -320,12 +463,8 @@ impl LogStore {
         end_inclusive: Option<u64>,
     ) -> StoreResult<Vec<Entry<TypeConfig>>> {
         // Served from the cache when it covers the whole range.
-        if let Ok(cache) = self.cache.lock()
-            && let (Some((&first, _)), Some(end)) = (cache.first_key_value(), end_inclusive)
-            && first <= start
-            && cache.contains_key(&end)
-        {
-            return Ok(cache.range(start..=end).map(|(_, e)| e.clone()).collect());
+        if let Some(hit) = self.cached_range(start, end_inclusive) {
+            return Ok(hit);
         }
         let disk = &self.disk;
         let txn = disk
@@ -451,21 +590,37 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {
-        // Not durable on its own: losing it only means re-applying already committed entries
-        // after a restart, which the next durable write (or the leader) restores.
-        let disk = self.disk.clone();
-        tokio::task::spawn_blocking(move || disk.write_meta(KEY_COMMITTED, &committed, false))
-            .await
-            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?
-            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
+        // Written by the next log write (see `Committed`): this is on the write path of every
+        // proposal, between the flush and the apply.
+        let mut c = self.committed.lock().map_err(|_| {
+            io_err(
+                ErrorSubject::Store,
+                ErrorVerb::Write,
+                "committed lock poisoned",
+            )
+        })?;
+        if c.latest < committed {
+            c.latest = committed;
+        }
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> StoreResult<Option<LogId<NodeId>>> {
+        if let Ok(c) = self.committed.lock()
+            && c.latest.is_some()
+        {
+            return Ok(c.latest);
+        }
         let v: Option<Option<LogId<NodeId>>> = self
             .disk
             .read_meta(KEY_COMMITTED)
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
-        Ok(v.flatten())
+        let v = v.flatten();
+        if let Ok(mut c) = self.committed.lock() {
+            c.written = c.written.max(v);
+            c.latest = c.latest.max(v);
+        }
+        Ok(v)
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StoreResult<()>
@@ -481,6 +636,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 sealed.push((e.log_id.index, this.disk.seal(&log_aad(e.log_id.index), e)?));
             }
             let txn = this.disk.db.begin_write().map_err(|e| e.to_string())?;
+            let committed = this.write_committed(&txn, false)?;
             {
                 let mut table = txn.open_table(LOG).map_err(|e| e.to_string())?;
                 for (index, bytes) in &sealed {
@@ -489,13 +645,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         .map_err(|e| e.to_string())?;
                 }
             }
+            // Durability::Immediate (redb's default): one fdatasync, before the callback below
+            // tells openraft the entries are flushed.
             txn.commit().map_err(|e| e.to_string())?;
+            if let Some(c) = committed {
+                this.committed_written(c);
+            }
             if let Ok(mut cache) = this.cache.lock() {
                 for e in entries {
-                    cache.insert(e.log_id.index, e);
-                }
-                while cache.len() > CACHE_ENTRIES {
-                    cache.pop_first();
+                    cache.insert(e);
                 }
             }
             Ok(())
@@ -527,7 +685,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             txn.commit().map_err(|e| e.to_string())?;
             if let Ok(mut cache) = this.cache.lock() {
-                cache.retain(|&k, _| k < log_id.index);
+                cache.retain(|k| k < log_id.index);
             }
             Ok(())
         })
@@ -541,6 +699,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         tokio::task::spawn_blocking(move || -> Result<(), String> {
             let sealed = this.disk.seal(&meta_aad(KEY_PURGED), &log_id)?;
             let txn = this.disk.db.begin_write().map_err(|e| e.to_string())?;
+            let committed = this.write_committed(&txn, true)?;
             {
                 let mut meta = txn.open_table(META).map_err(|e| e.to_string())?;
                 meta.insert(KEY_PURGED, sealed.as_slice())
@@ -551,8 +710,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     .map_err(|e| e.to_string())?;
             }
             txn.commit().map_err(|e| e.to_string())?;
+            if let Some(c) = committed {
+                this.committed_written(c);
+            }
             if let Ok(mut cache) = this.cache.lock() {
-                cache.retain(|&k, _| k > log_id.index);
+                cache.retain(|k| k > log_id.index);
             }
             Ok(())
         })
@@ -626,11 +788,27 @@ struct SnapshotPayloadV1 {
     state: crate::state::StateV1,
 }
 
+/// [`SnapshotPayload`] borrowed from the state machine: the same encoding, without a copy of
+/// the state.
+#[derive(Serialize)]
+struct SnapshotPayloadRef<'a> {
+    last_applied: &'a Option<LogId<NodeId>>,
+    membership: &'a StoredMembership<NodeId, BasicNode>,
+    state: &'a State,
+}
+
+/// The header of a versioned snapshot payload.
+fn snapshot_header() -> [u8; 6] {
+    let mut h = [0u8; 6];
+    h[..4].copy_from_slice(SNAPSHOT_MAGIC);
+    h[4..].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    h
+}
+
 impl SnapshotPayload {
     pub(crate) fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
-        let mut out = SNAPSHOT_MAGIC.to_vec();
-        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-        postcard::to_extend(self, out)
+        let mut out = encode_exact(&snapshot_header(), self)?;
+        Ok(std::mem::take(&mut *out))
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Result<SnapshotPayload, String> {
@@ -663,6 +841,29 @@ impl SnapshotPayload {
 pub(crate) struct StoredSnapshot {
     pub(crate) meta: SnapshotMeta<NodeId, BasicNode>,
     pub(crate) data: Vec<u8>,
+}
+
+/// Encodes the record [`StoredSnapshot`] { `meta`, data: the encoding of `payload` } in one
+/// buffer of exactly its size, byte for byte as postcard encodes the struct: `meta`, the
+/// payload's length as a varint, the payload. Returns the buffer and where the payload starts.
+/// The state is encoded straight from `payload`'s borrow: no copy of it, and one plaintext
+/// buffer instead of three (payload, record, and each one's doublings while it grew).
+fn encode_stored_snapshot(
+    meta: &SnapshotMeta<NodeId, BasicNode>,
+    payload: &SnapshotPayloadRef<'_>,
+) -> Result<(Zeroizing<Vec<u8>>, usize), postcard::Error> {
+    let header = snapshot_header();
+    let payload_len = header.len()
+        + postcard::serialize_with_flavor(payload, postcard::ser_flavors::Size::default())?;
+    let mut prefix = postcard::to_allocvec(meta)?;
+    // A byte sequence's length is a varint usize, as a u64 is encoded.
+    prefix.extend_from_slice(&postcard::to_allocvec(&(payload_len as u64))?);
+    let at = prefix.len() + header.len();
+    let mut out = Zeroizing::new(Vec::with_capacity(at + payload_len - header.len()));
+    out.extend_from_slice(&prefix);
+    out.extend_from_slice(&header);
+    postcard::to_extend(payload, InPlace(&mut out))?;
+    Ok((out, prefix.len()))
 }
 
 impl Drop for StoredSnapshot {
@@ -708,40 +909,42 @@ impl StateMachine {
     }
 
     fn build(&self) -> StoreResult<Snapshot<TypeConfig>> {
-        let (data, last_applied, membership) = {
-            let applied = self.applied.read().map_err(|_| poisoned())?;
-            let payload = SnapshotPayload {
-                last_applied: applied.last_applied,
-                membership: applied.membership.clone(),
-                state: applied.state.clone(),
-            };
-            let data = payload
-                .encode()
-                .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
-            (data, applied.last_applied, applied.membership.clone())
-        };
         let seq = self
             .snapshot_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let snapshot_id = match last_applied {
-            Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
-            None => format!("--{seq}"),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
+        // Encoded under the read lock, straight from the state: reads go on meanwhile, applies
+        // wait (as they did for the copy of the state this used to make first, which took
+        // longer than the encoding and as much memory again as the state).
+        let (mut record, at, meta) = {
+            let applied = self.applied.read().map_err(|_| poisoned())?;
+            let snapshot_id = match applied.last_applied {
+                Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
+                None => format!("--{seq}"),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: applied.last_applied,
+                last_membership: applied.membership.clone(),
+                snapshot_id,
+            };
+            let payload = SnapshotPayloadRef {
+                last_applied: &applied.last_applied,
+                membership: &applied.membership,
+                state: &applied.state,
+            };
+            let (record, at) = encode_stored_snapshot(&meta, &payload)
+                .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+            (record, at, meta)
         };
         self.disk
-            .write_meta(KEY_SNAPSHOT, &stored, true)
+            .write_meta_encoded(KEY_SNAPSHOT, &record, true)
             .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        // openraft takes only the meta of a snapshot it had built; the payload goes back in the
+        // record's own buffer, the prefix shifted out (SnapshotBuf zeroizes all of it).
+        let mut data = std::mem::take(&mut *record);
+        data.drain(..at);
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(SnapshotBuf::new(stored.data.clone())),
+            snapshot: Box::new(SnapshotBuf::new(data)),
         })
     }
 }
@@ -895,6 +1098,123 @@ mod conformance {
 }
 
 #[cfg(test)]
+mod committed_and_cache {
+    use lockbox_types::Command;
+    use openraft::CommittedLeaderId;
+
+    use super::*;
+
+    fn disk() -> (tempfile::TempDir, Disk) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("store.redb")).unwrap();
+        let disk = Disk {
+            db: Arc::new(db),
+            keyring: Arc::new(RwLock::new(Keyring::generate())),
+        };
+        disk.init_tables().unwrap();
+        (dir, disk)
+    }
+
+    fn log_id(index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    fn on_disk(disk: &Disk) -> Option<LogId<NodeId>> {
+        disk.read_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)
+            .unwrap()
+            .flatten()
+    }
+
+    /// Writes what `write_committed` puts into a transaction, as an append would.
+    fn log_write(log: &LogStore, force: bool) {
+        let txn = log.disk.db.begin_write().unwrap();
+        let c = log.write_committed(&txn, force).unwrap();
+        txn.commit().unwrap();
+        if let Some(c) = c {
+            log.committed_written(c);
+        }
+    }
+
+    #[tokio::test]
+    async fn committed_is_kept_in_memory_and_rides_along_with_log_writes() {
+        let (_dir, disk) = disk();
+        let mut log = LogStore::new(disk.clone());
+        assert_eq!(log.read_committed().await.unwrap(), None);
+        log.save_committed(Some(log_id(3))).await.unwrap();
+        // Nothing written by save_committed itself.
+        assert_eq!(on_disk(&disk), None);
+        assert_eq!(log.read_committed().await.unwrap(), Some(log_id(3)));
+        // Not due yet for an append (3 < COMMITTED_EVERY), due for a purge.
+        log_write(&log, false);
+        assert_eq!(on_disk(&disk), None);
+        log_write(&log, true);
+        assert_eq!(on_disk(&disk), Some(log_id(3)));
+        // Written again only once it moved COMMITTED_EVERY entries.
+        log.save_committed(Some(log_id(3 + COMMITTED_EVERY - 1)))
+            .await
+            .unwrap();
+        log_write(&log, false);
+        assert_eq!(on_disk(&disk), Some(log_id(3)));
+        log.save_committed(Some(log_id(3 + COMMITTED_EVERY)))
+            .await
+            .unwrap();
+        log_write(&log, false);
+        assert_eq!(on_disk(&disk), Some(log_id(3 + COMMITTED_EVERY)));
+        // It never goes back.
+        log.save_committed(Some(log_id(1))).await.unwrap();
+        assert_eq!(
+            log.read_committed().await.unwrap(),
+            Some(log_id(3 + COMMITTED_EVERY))
+        );
+        // A new log store over the same file reads what was written.
+        let mut again = LogStore::new(disk.clone());
+        assert_eq!(
+            again.read_committed().await.unwrap(),
+            Some(log_id(3 + COMMITTED_EVERY))
+        );
+        assert_eq!(again.committed_to_write(true), None);
+    }
+
+    fn entry(index: u64, commands: usize) -> Entry<TypeConfig> {
+        let payload = if commands == 1 {
+            Proposal::One(Command::Noop)
+        } else {
+            Proposal::Batch(vec![Command::Noop; commands])
+        };
+        Entry {
+            log_id: log_id(index),
+            payload: EntryPayload::Normal(payload),
+        }
+    }
+
+    #[test]
+    fn the_cache_is_bounded_by_entries_and_by_commands() {
+        let mut c = LogCache::default();
+        for i in 1..=(CACHE_ENTRIES as u64 + 10) {
+            c.insert(entry(i, 1));
+        }
+        assert_eq!(c.entries.len(), CACHE_ENTRIES);
+        assert_eq!(c.commands, CACHE_ENTRIES);
+        assert_eq!(c.entries.first_key_value().map(|(k, _)| *k), Some(11));
+        // Full batches: bounded by commands, but the newest few entries always stay.
+        let mut c = LogCache::default();
+        for i in 1..=100u64 {
+            c.insert(entry(i, 64));
+        }
+        assert_eq!(c.entries.len(), CACHE_MIN_ENTRIES.max(CACHE_COMMANDS / 64));
+        assert_eq!(c.commands, 64 * c.entries.len());
+        assert!(c.range(100, Some(100)).is_some());
+        assert!(c.range(1, Some(100)).is_none());
+        c.retain(|k| k < 98);
+        assert_eq!(c.commands, 64 * c.entries.len());
+        assert_eq!(c.entries.last_key_value().map(|(k, _)| *k), Some(97));
+        // Re-inserting an index replaces it.
+        c.insert(entry(97, 1));
+        assert_eq!(c.commands, 64 * (c.entries.len() - 1) + 1);
+    }
+}
+
+#[cfg(test)]
 mod snapshot_format {
     use std::collections::BTreeMap;
 
@@ -961,6 +1281,72 @@ mod snapshot_format {
         // The name index is rebuilt, the new parts start empty.
         assert!(p.state.secret_by_name("alpha").is_some());
         assert!(p.state.access.users.is_empty() && p.state.keys.is_none());
+    }
+
+    fn sample_state(n: usize) -> State {
+        let mut state = State::default();
+        for i in 0..n {
+            let mut s = secret(&format!("id{i}"), &format!("name{i}"));
+            s.spec.labels.insert("k".into(), format!("v{i}"));
+            state.secrets.insert(s.id.clone(), s);
+        }
+        state.version = 42;
+        state.reindex();
+        state
+    }
+
+    #[test]
+    fn the_borrowed_snapshot_record_is_byte_identical_to_the_owned_one() {
+        for n in [0, 1, 3, 200] {
+            let state = sample_state(n);
+            let last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(3, 1), 77));
+            let membership = StoredMembership::new(
+                last_applied,
+                openraft::Membership::new(
+                    vec![[1u64].into()],
+                    BTreeMap::from([(1u64, BasicNode { addr: "a:1".into() })]),
+                ),
+            );
+            let meta = SnapshotMeta {
+                last_log_id: last_applied,
+                last_membership: membership.clone(),
+                snapshot_id: "3-1-77-0".into(),
+            };
+            let owned = SnapshotPayload {
+                last_applied,
+                membership: membership.clone(),
+                state: state.clone(),
+            };
+            let data = owned.encode().unwrap();
+            let want = postcard::to_allocvec(&StoredSnapshot {
+                meta: meta.clone(),
+                data: data.clone(),
+            })
+            .unwrap();
+            let payload = SnapshotPayloadRef {
+                last_applied: &last_applied,
+                membership: &membership,
+                state: &state,
+            };
+            let (got, at) = encode_stored_snapshot(&meta, &payload).unwrap();
+            assert_eq!(&got[..], &want[..], "{n} secrets");
+            assert_eq!(&got[at..], &data[..]);
+            // Exactly sized: no growth (which would leave plaintext behind in freed memory).
+            assert_eq!(got.capacity(), got.len());
+            let back: StoredSnapshot = postcard::from_bytes(&got).unwrap();
+            let mut p = SnapshotPayload::decode(&back.data).unwrap();
+            p.state.reindex();
+            assert_eq!(p.state, state);
+        }
+    }
+
+    #[test]
+    fn exact_encoding_matches_postcard() {
+        let state = sample_state(50);
+        let plain = encode_exact(b"xy", &state).unwrap();
+        assert_eq!(plain.capacity(), plain.len());
+        assert_eq!(&plain[..2], b"xy");
+        assert_eq!(&plain[2..], &postcard::to_allocvec(&state).unwrap()[..]);
     }
 
     #[test]
