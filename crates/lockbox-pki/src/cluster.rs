@@ -12,6 +12,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::pem::{one_cert, private_key};
+use crate::tls::{provider, roots};
 use crate::{Issued, PkiError, Result};
 
 /// The name every manager's certificate carries and nodes dial managers by (swarmkit's
@@ -20,17 +21,6 @@ pub const MANAGER_NAME: &str = "lockbox-manager";
 
 /// The ALPN protocol of node-to-node connections.
 pub const CLUSTER_ALPN: &[u8] = b"h2";
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn roots(ca_cert_pem: &str) -> Result<Arc<RootCertStore>> {
-    let ca = one_cert("CA certificate", ca_cert_pem)?;
-    let mut roots = RootCertStore::empty();
-    roots.add(ca).map_err(PkiError::Tls)?;
-    Ok(Arc::new(roots))
-}
 
 /// The manager's cluster listener: presents `node` followed by the CA certificate (so a
 /// joining node can check the CA against its token's digest), asks for a client certificate

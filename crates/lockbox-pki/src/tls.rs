@@ -29,11 +29,11 @@ pub const CLIENT_ALPN: &[u8] = b"http/1.1";
 
 /// The ring crypto provider, named explicitly so that no process-wide
 /// default provider is needed (and none is installed).
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn roots(ca_cert_pem: &str) -> Result<Arc<RootCertStore>> {
+pub(crate) fn roots(ca_cert_pem: &str) -> Result<Arc<RootCertStore>> {
     let ca = one_cert("CA certificate", ca_cert_pem)?;
     let mut roots = RootCertStore::empty();
     roots.add(ca).map_err(PkiError::Tls)?;

@@ -7,42 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Daemon;
+use common::cluster::*;
 use common::netns::{self, Net};
-
-fn out(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
-
-fn err(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).trim().to_owned()
-}
-
-/// Skips (printing why) when namespaces or the docker CLI are not available.
-fn prerequisites(test: &str) -> bool {
-    if let Some(why) = netns::unavailable().or_else(common::docker_unavailable) {
-        common::skip(test, &why);
-        return false;
-    }
-    true
-}
-
-/// A manager daemon on node `i` of `net`: listening for other nodes on its address.
-fn manager(net: &Net, i: usize, first: bool) -> Daemon {
-    node_daemon(net, i, first, false)
-}
-
-/// A daemon on node `i`; `audit` keeps its audit trail.
-fn node_daemon(net: &Net, i: usize, first: bool, audit: bool) -> Daemon {
-    let addr = net.addr(i);
-    let mut args = vec!["--listen-addr", &addr, "--advertise-addr", &addr];
-    if !audit {
-        args.push("--no-audit");
-    }
-    if !first {
-        args.push("--no-auto-init");
-    }
-    Daemon::try_start_in(net.ns(i), &args).unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// `GET /lockbox/v1/agent` of a node: its ID, tasks and the IDs of the secrets it holds.
 fn agent_state(d: &Daemon) -> serde_json::Value {
@@ -81,47 +47,6 @@ fn audit_records(d: &Daemon, action: &str) -> Vec<serde_json::Value> {
     out
 }
 
-/// `docker swarm join` of `d` (on node `i`) to the manager on node 0.
-fn join(net: &Net, d: &Daemon, i: usize, token: &str) -> std::process::Output {
-    d.docker(
-        &[
-            "swarm",
-            "join",
-            "--token",
-            token,
-            "--listen-addr",
-            &net.addr(i),
-            "--advertise-addr",
-            &net.addr(i),
-            &net.addr(0),
-        ],
-        None,
-    )
-}
-
-/// Three managers built with the stock CLI.
-fn three_managers(net: &Net) -> Vec<Daemon> {
-    let first = manager(net, 0, true);
-    let token = first.docker(&["swarm", "join-token", "-q", "manager"], None);
-    assert!(token.status.success(), "{}", err(&token));
-    let token = out(&token);
-    let mut all = vec![first];
-    for i in 1..3 {
-        let d = manager(net, i, false);
-        let o = join(net, &d, i, &token);
-        assert!(
-            o.status.success(),
-            "join of node {i}: {}\n--- joiner log ---\n{}\n--- leader log ---\n{}",
-            err(&o),
-            d.log(),
-            all[0].log()
-        );
-        assert_eq!(out(&o), "This node joined a swarm as a manager.");
-        all.push(d);
-    }
-    all
-}
-
 /// `docker node ls` as (manager status, status) rows, sorted.
 fn node_rows(d: &Daemon) -> Vec<String> {
     let o = d.docker(
@@ -137,23 +62,6 @@ fn node_rows(d: &Daemon) -> Vec<String> {
         .collect();
     rows.sort();
     rows
-}
-
-fn secret_names(d: &Daemon) -> Vec<String> {
-    let o = d.docker(&["secret", "ls", "--format", "{{.Name}}"], None);
-    assert!(o.status.success(), "{}", err(&o));
-    let mut names: Vec<String> = out(&o).lines().map(str::to_owned).collect();
-    names.sort();
-    names
-}
-
-/// Waits until `f` holds (or panics after `timeout` with `what`).
-fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -8,83 +8,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Daemon;
-use common::netns::{self, Net};
-
-fn out(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).trim().to_owned()
-}
-
-fn err(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).trim().to_owned()
-}
-
-/// Skips (printing why) when namespaces or the docker CLI are not available.
-fn prerequisites(test: &str) -> bool {
-    if let Some(why) = netns::unavailable().or_else(common::docker_unavailable) {
-        common::skip(test, &why);
-        return false;
-    }
-    true
-}
-
-/// A manager daemon on node `i` of `net`: listening for other nodes on its address.
-fn manager(net: &Net, i: usize, first: bool) -> Daemon {
-    let addr = net.addr(i);
-    let mut args = vec![
-        "--listen-addr",
-        &addr,
-        "--advertise-addr",
-        &addr,
-        "--no-audit",
-    ];
-    if !first {
-        args.push("--no-auto-init");
-    }
-    Daemon::try_start_in(net.ns(i), &args).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// `docker swarm join` of `d` (on node `i`) to the manager on node 0.
-fn join(net: &Net, d: &Daemon, i: usize, token: &str) -> std::process::Output {
-    d.docker(
-        &[
-            "swarm",
-            "join",
-            "--token",
-            token,
-            "--listen-addr",
-            &net.addr(i),
-            "--advertise-addr",
-            &net.addr(i),
-            &net.addr(0),
-        ],
-        None,
-    )
-}
-
-/// Three managers built with the stock CLI.
-fn three_managers(net: &Net) -> Vec<Daemon> {
-    let first = manager(net, 0, true);
-    let token = first.docker(&["swarm", "join-token", "-q", "manager"], None);
-    assert!(token.status.success(), "{}", err(&token));
-    let token = out(&token);
-    let mut all = vec![first];
-    for i in 1..3 {
-        let d = manager(net, i, false);
-        let o = join(net, &d, i, &token);
-        assert!(
-            o.status.success(),
-            "join of node {i}: {}\n--- joiner log ---\n{}\n--- leader log ---\n{}",
-            err(&o),
-            d.log(),
-            all[0].log()
-        );
-        all.push(d);
-    }
-    all
-}
+use common::cluster::*;
+use common::netns::Net;
 
 /// Runs the docker CLI and insists it succeeds; returns its stdout.
 fn ok(d: &Daemon, args: &[&str], stdin: Option<&[u8]>) -> String {
@@ -148,20 +76,6 @@ fn managers(d: &Daemon) -> Vec<String> {
     let mut ids: Vec<String> = o.lines().map(str::to_owned).collect();
     ids.sort();
     ids
-}
-
-fn secret_names(d: &Daemon) -> Vec<String> {
-    let o = ok(d, &["secret", "ls", "--format", "{{.Name}}"], None);
-    o.lines().map(str::to_owned).collect()
-}
-
-/// Waits until `f` holds (or panics after `timeout` with `what`).
-fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Which of `m` is the leader now (by its own `node ls`).

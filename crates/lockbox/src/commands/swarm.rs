@@ -1,7 +1,7 @@
 //! `lockbox swarm init|update|unlock|unlock-key|join-token|leave|rotate-key`; `backup` and
 //! `restore` are in `swarm_backup.rs`.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -190,28 +190,16 @@ async fn unlock(client: &Client) -> anyhow::Result<ExitCode> {
         _ => bail!("Error: swarm is not locked"),
     }
     let stdin = std::io::stdin();
-    let mut line = Zeroizing::new(String::new());
-    if stdin.is_terminal() {
-        eprint!("Enter unlock key: ");
-        std::io::stderr().flush().ok();
-        let tty = rustix::stdio::stdin();
-        let old = rustix::termios::tcgetattr(tty).ok();
-        if let Some(mut t) = old.clone() {
-            t.local_modes.remove(rustix::termios::LocalModes::ECHO);
-            let _ = rustix::termios::tcsetattr(tty, rustix::termios::OptionalActions::Now, &t);
-        }
-        let r = stdin.lock().read_line(&mut line);
-        if let Some(t) = old {
-            let _ = rustix::termios::tcsetattr(tty, rustix::termios::OptionalActions::Now, &t);
-        }
-        eprintln!();
-        r.context("reading the unlock key")?;
+    let line = if stdin.is_terminal() {
+        super::swarm_backup::read_hidden("Enter unlock key: ")?
     } else {
+        let mut line = Zeroizing::new(String::new());
         stdin
             .lock()
             .read_line(&mut line)
             .context("reading the unlock key")?;
-    }
+        line
+    };
     let key = Zeroizing::new(line.trim().to_owned());
     let mut body = json!({ "UnlockKey": key.as_str() });
     let r = client

@@ -56,7 +56,7 @@ pub(crate) struct RestoreArgs {
 }
 
 /// Reads a line from the terminal without echoing it.
-fn read_hidden(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
+pub(crate) fn read_hidden(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     let stdin = std::io::stdin();
     let mut line = Zeroizing::new(String::new());
     eprint!("{prompt}");

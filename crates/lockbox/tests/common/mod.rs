@@ -10,6 +10,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod cases;
+pub mod cluster;
 pub mod engine;
 pub mod netns;
 pub mod normalize;
