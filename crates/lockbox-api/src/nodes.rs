@@ -14,14 +14,14 @@ use crate::error::{ApiError, ApiResult};
 use crate::filters::Filters;
 
 async fn render(app: &AppState, nodes: &[Node]) -> ApiResult<Vec<serde_json::Value>> {
-    let cluster = app.manager.cluster().await?;
+    let pki = app.manager.pki_status().await?;
     let views = app.manager.node_views().await?;
     Ok(nodes
         .iter()
         .map(|n| {
             crate::wire::node(
                 n,
-                Some(&cluster),
+                pki.nodes.get(&n.id),
                 &app.host,
                 views.get(&n.id),
                 crate::ENGINE_VERSION,

@@ -122,7 +122,8 @@ fn with_port(addr: &str) -> String {
 
 pub(crate) async fn inspect(State(app): State<AppState>) -> ApiResult<Response> {
     let c = app.manager.cluster().await?;
-    Ok(json(StatusCode::OK, &crate::wire::swarm(&c)))
+    let pki = app.manager.pki_status().await?;
+    Ok(json(StatusCode::OK, &crate::wire::swarm(&c, &pki)))
 }
 
 fn query_bool(q: &HashMap<String, String>, key: &str) -> ApiResult<bool> {
@@ -153,6 +154,31 @@ pub(crate) async fn update(
     let obj = body::object(&v, "swarm.Spec")?;
     let current = app.manager.cluster().await?;
     let spec = merge_spec(&current.spec, obj)?;
+    // `swarm ca --rotate`: a new ForceRotate, or the operator's own CA.
+    let ca = body::sub(obj, "CAConfig", "Spec.CAConfig")?;
+    if ca
+        .and_then(|c| c.get("ExternalCAs"))
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "lockbox does not support external CAs: the swarm's CA signs node certificates itself (rotate it with `docker swarm ca --rotate`, optionally with --ca-cert and --ca-key)",
+        ));
+    }
+    let signing_cert = body::string(ca, "SigningCACert", "CAConfig.SigningCACert")?;
+    let signing_key =
+        zeroize::Zeroizing::new(body::string(ca, "SigningCAKey", "CAConfig.SigningCAKey")?);
+    let operator_ca = match (signing_cert.is_empty(), signing_key.is_empty()) {
+        (true, true) => None,
+        (false, false) => Some((signing_cert, signing_key)),
+        _ => {
+            return Err(ApiError::bad_request(
+                "a signing CA certificate and its key must be given together",
+            ));
+        }
+    };
+    let rotate_ca =
+        operator_ca.is_some() || spec.ca_config.force_rotate != current.spec.ca_config.force_rotate;
     let upd = SwarmUpdate {
         version,
         spec,
@@ -161,6 +187,9 @@ pub(crate) async fn update(
         rotate_unlock_key: query_bool(&q, "rotateManagerUnlockKey")?,
     };
     app.manager.update_swarm(upd).await?;
+    if rotate_ca {
+        app.manager.rotate_ca(operator_ca).await?;
+    }
     Ok(body::empty(StatusCode::OK))
 }
 

@@ -149,10 +149,10 @@ pub(crate) async fn info(State(app): State<AppState>) -> Response {
         swarm.insert("RemoteManagers".into(), json!(remote));
         swarm.insert("Nodes".into(), json!(nodes.len()));
         swarm.insert("Managers".into(), json!(managers));
-        if let Ok(c) = app.manager.cluster().await {
+        if let (Ok(c), Ok(pki)) = (app.manager.cluster().await, app.manager.pki_status().await) {
             swarm.insert(
                 "Cluster".into(),
-                Value::Object(crate::wire::cluster_info(&c)),
+                Value::Object(crate::wire::cluster_info(&c, &pki)),
             );
         }
     } else {

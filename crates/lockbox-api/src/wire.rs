@@ -142,22 +142,31 @@ pub(crate) fn cluster_spec(s: &ClusterSpec) -> Value {
     })
 }
 
-fn tls_info(c: &Cluster) -> Value {
-    // `TrustRoot` is lockbox's cluster CA. The issuer fields still say what swarmkit's say
-    // (`CN=swarm-ca`, base64 of the DER name; no key), which lockbox's CA does not match.
-    json!({ "TrustRoot": c.root_ca_pem, "CertIssuerSubject": "MBMxETAPBgNVBAMTCHN3YXJtLWNh", "CertIssuerPublicKey": "" })
+/// A `TLSInfo`: the trusted root CA and the raw subject and key of the certificate's issuer
+/// (Go's `[]byte`, so base64).
+fn tls_info(t: &lockbox_core::TlsInfo) -> Value {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    json!({
+        "TrustRoot": t.trust_root,
+        "CertIssuerSubject": b64(&t.issuer_subject),
+        "CertIssuerPublicKey": b64(&t.issuer_public_key),
+    })
 }
 
 /// `ClusterInfo` (as in `/info`), without join tokens.
-pub(crate) fn cluster_info(c: &Cluster) -> Map<String, Value> {
+pub(crate) fn cluster_info(c: &Cluster, pki: &lockbox_core::PkiStatus) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("ID".into(), json!(c.id));
     m.insert("Version".into(), version(&c.meta));
     m.insert("CreatedAt".into(), json!(go_time(c.meta.created_at)));
     m.insert("UpdatedAt".into(), json!(go_time(c.meta.updated_at)));
     m.insert("Spec".into(), cluster_spec(&c.spec));
-    m.insert("TLSInfo".into(), tls_info(c));
-    m.insert("RootRotationInProgress".into(), json!(false));
+    m.insert("TLSInfo".into(), tls_info(&pki.cluster));
+    m.insert(
+        "RootRotationInProgress".into(),
+        json!(pki.rotation_in_progress),
+    );
     m.insert("DefaultAddrPool".into(), json!(c.default_addr_pool));
     m.insert("SubnetSize".into(), json!(c.subnet_size));
     m.insert("DataPathPort".into(), json!(c.data_path_port));
@@ -165,8 +174,8 @@ pub(crate) fn cluster_info(c: &Cluster) -> Map<String, Value> {
 }
 
 /// `GET /swarm`: cluster info plus join tokens.
-pub(crate) fn swarm(c: &Cluster) -> Value {
-    let mut m = cluster_info(c);
+pub(crate) fn swarm(c: &Cluster, pki: &lockbox_core::PkiStatus) -> Value {
+    let mut m = cluster_info(c, pki);
     m.insert(
         "JoinTokens".into(),
         json!({ "Worker": c.join_tokens.worker, "Manager": c.join_tokens.manager }),
@@ -235,7 +244,7 @@ fn availability(a: NodeAvailability) -> &'static str {
 /// A node, as `GET /nodes/{id}` returns it.
 pub(crate) fn node(
     n: &Node,
-    c: Option<&Cluster>,
+    tls: Option<&lockbox_core::TlsInfo>,
     host: &HostFacts,
     view: Option<&lockbox_core::NodeView>,
     engine_version: &str,
@@ -265,7 +274,7 @@ pub(crate) fn node(
             "Platform": { "Architecture": host.arch, "OS": "linux" },
             "Resources": { "NanoCPUs": host.ncpu * 1_000_000_000, "MemoryBytes": host.mem_total },
             "Engine": { "EngineVersion": engine_version, "Plugins": [] },
-            "TLSInfo": c.map(tls_info).unwrap_or_else(|| json!({})),
+            "TLSInfo": tls.map(tls_info).unwrap_or_else(|| json!({})),
         },
         "Status": { "State": state, "Addr": host_only },
     });

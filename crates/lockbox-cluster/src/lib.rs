@@ -24,7 +24,7 @@ mod server;
 
 pub use client::{Dialer, TlsTransport, join_pinned};
 pub use messages::{
-    AddManager, ClusterError, JoinRequest, JoinResponse, SessionRequest, SessionResponse, decode,
-    encode,
+    AddManager, ClusterError, JoinRequest, JoinResponse, RenewedCert, SessionRequest,
+    SessionResponse, decode, encode,
 };
-pub use server::{Peer, Service, serve};
+pub use server::{Peer, ServerTls, Service, serve};

@@ -55,6 +55,10 @@ pub struct JoinResponse {
     /// Cluster addresses of the managers (workers reach the dispatcher there).
     #[serde(default)]
     pub managers: Vec<String>,
+    /// Intermediates to present with the certificate (PEM; a cross-signed CA certificate
+    /// while a root rotation is under way, else empty).
+    #[serde(default)]
+    pub chain_pem: String,
 }
 
 impl std::fmt::Debug for JoinResponse {
@@ -137,6 +141,35 @@ pub struct SessionRequest {
     pub held: Vec<String>,
     /// Task output since the last call: (task ID, stream, time in ns, bytes).
     pub logs: Vec<(String, u8, i64, Vec<u8>)>,
+    /// The serial of the certificate the worker presents (checked against the connection's
+    /// by the manager it calls).
+    pub cert_serial: String,
+    /// Hex SHA-256 of the CA certificate the worker trusts.
+    pub trust_digest: String,
+}
+
+/// A certificate the dispatcher renewed for the worker (it expires soon, or a root rotation
+/// wants one from the new CA).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RenewedCert {
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// Its private key, PEM (wiped on drop).
+    pub key_pem: String,
+    /// Intermediates to present with it (PEM, maybe empty).
+    pub chain_pem: String,
+}
+
+impl Drop for RenewedCert {
+    fn drop(&mut self) {
+        self.key_pem.zeroize();
+    }
+}
+
+impl std::fmt::Debug for RenewedCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenewedCert").finish_non_exhaustive()
+    }
 }
 
 /// The dispatcher's answer: everything the worker needs for its own tasks, nothing else.
@@ -154,6 +187,10 @@ pub struct SessionResponse {
     pub networks: Vec<lockbox_types::Network>,
     /// Cluster addresses of the managers, to fail over to.
     pub managers: Vec<String>,
+    /// A new certificate for the worker, when its own should be replaced.
+    pub renewed: Option<RenewedCert>,
+    /// The CA certificate (PEM) to trust, when the worker trusts another.
+    pub trust_pem: Option<String>,
 }
 
 /// Encodes a dispatcher message (postcard, in a wiped buffer).

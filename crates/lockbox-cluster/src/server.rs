@@ -38,11 +38,39 @@ impl Peer {
     }
 }
 
+/// The listener's TLS configuration, replaceable while it serves (a renewed node
+/// certificate, a new CA): each new connection uses the current one.
+#[derive(Debug)]
+pub struct ServerTls(std::sync::RwLock<Arc<ServerConfig>>);
+
+impl ServerTls {
+    /// A slot holding `config`.
+    pub fn new(config: Arc<ServerConfig>) -> Arc<ServerTls> {
+        Arc::new(ServerTls(std::sync::RwLock::new(config)))
+    }
+
+    /// Replaces the configuration for connections accepted from now on.
+    pub fn set(&self, config: Arc<ServerConfig>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
+    }
+
+    fn get(&self) -> Arc<ServerConfig> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
 /// What the cluster listener serves; lockbox-core implements it.
 pub trait Service: Send + Sync + 'static {
-    /// Whether `node_id` is a manager of the cluster now (removed nodes are refused even
-    /// with a valid certificate).
-    fn is_manager(&self, node_id: &str) -> bool;
+    /// Whether the certificate `peer` presented is a current manager's: the node is a
+    /// manager now and the certificate is not revoked (removed nodes and superseded
+    /// certificates are refused even when they chain to the CA).
+    fn is_manager(&self, peer: &PeerIdentity) -> bool;
     /// A store message from another manager.
     fn raft(&self, rpc: Rpc, body: Bytes)
     -> BoxFuture<'static, Result<Zeroizing<Vec<u8>>, String>>;
@@ -105,7 +133,8 @@ async fn handle(
         Err(e) => return Ok(reply(400, format!("reading the request: {e}"))),
     };
     if let Some(rpc) = Rpc::from_path(&path) {
-        let allowed = peer.manager().is_some_and(|id| svc.is_manager(id));
+        let allowed =
+            peer.manager().is_some() && peer.identity.as_ref().is_some_and(|i| svc.is_manager(i));
         if !allowed {
             tracing::warn!(peer = %peer.addr, ?rpc, "refused a raft message from a node that is not a manager");
             return Ok(reply(
@@ -176,11 +205,10 @@ async fn handle(
 /// Serves the cluster listener on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    config: Arc<ServerConfig>,
+    tls: Arc<ServerTls>,
     svc: Arc<dyn Service>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
-    let acceptor = lockbox_pki::acceptor(config);
     tokio::pin!(shutdown);
     // Dropped when the listener stops: its connections close too (a peer's cached connection
     // must not keep reaching a node that left and maybe joined again).
@@ -198,7 +226,7 @@ pub async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let acceptor = lockbox_pki::acceptor(tls.get());
         let svc = svc.clone();
         let mut closing = closing.clone();
         tokio::spawn(async move {

@@ -36,12 +36,16 @@ const CERTS: &str = "certs";
 const CA_FILE: &str = "ca.pem";
 const CERT_FILE: &str = "node.pem";
 const KEY_FILE: &str = "node-key.pem";
+const CHAIN_FILE: &str = "chain.pem";
 
-/// This node's certificate and the CA certificate.
+/// This node's certificate, the intermediates it presents with it and the CA certificate
+/// it trusts.
 #[derive(Debug)]
 pub(crate) struct NodeCerts {
     pub(crate) ca_pem: String,
     pub(crate) issued: Issued,
+    /// Intermediates (PEM; a cross-signed CA certificate from a root rotation, or empty).
+    pub(crate) chain_pem: String,
 }
 
 fn certs_dir(data_dir: &Path) -> PathBuf {
@@ -55,15 +59,17 @@ pub(crate) fn read_node_certs(data_dir: &Path) -> Option<NodeCerts> {
     let cert = std::fs::read_to_string(dir.join(CERT_FILE)).ok()?;
     let key = Zeroizing::new(std::fs::read_to_string(dir.join(KEY_FILE)).ok()?);
     let issued = Issued::from_pem(&cert, &key).ok()?;
-    Some(NodeCerts { ca_pem, issued })
+    let chain_pem = std::fs::read_to_string(dir.join(CHAIN_FILE)).unwrap_or_default();
+    Some(NodeCerts {
+        ca_pem,
+        issued,
+        chain_pem,
+    })
 }
 
 /// Writes the node certificates (key 0600; each file written beside and renamed).
-pub(crate) fn write_node_certs(
-    data_dir: &Path,
-    ca_pem: &str,
-    issued: &Issued,
-) -> Result<(), CoreError> {
+pub(crate) fn write_node_certs(data_dir: &Path, certs: &NodeCerts) -> Result<(), CoreError> {
+    let (ca_pem, issued) = (&certs.ca_pem, &certs.issued);
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let dir = certs_dir(data_dir);
@@ -73,6 +79,7 @@ pub(crate) fn write_node_certs(
         (CA_FILE, ca_pem.as_bytes(), 0o644),
         (CERT_FILE, issued.cert_pem.as_bytes(), 0o644),
         (KEY_FILE, issued.key_pem.as_bytes(), 0o600),
+        (CHAIN_FILE, certs.chain_pem.as_bytes(), 0o644),
     ] {
         let tmp = dir.join(format!("{name}.tmp"));
         let mut f = std::fs::OpenOptions::new()
@@ -121,13 +128,15 @@ pub(crate) fn host_of(addr: &str) -> &str {
     }
 }
 
-/// Issues a node certificate naming the node's host name and advertised address.
-pub(crate) fn issue_node_cert(
+/// Issues a node certificate naming the node's host name and advertised address, valid
+/// for `validity`.
+pub(crate) fn issue_node_cert_for(
     ca: &lockbox_pki::Ca,
     node_id: &str,
     role: NodeRole,
     hostname: &str,
     addr: &str,
+    validity: Duration,
 ) -> Result<Issued, CoreError> {
     let mut names = Vec::new();
     if !hostname.is_empty() && hostname.parse::<IpAddr>().is_err() {
@@ -141,7 +150,7 @@ pub(crate) fn issue_node_cert(
         NodeRole::Manager => PkiRole::Manager,
         NodeRole::Worker => PkiRole::Worker,
     };
-    ca.issue_node(node_id, role, &names, &ips, NODE_CERT_VALIDITY)
+    ca.issue_node(node_id, role, &names, &ips, validity)
         .map_err(|e| CoreError::Internal(format!("issuing the node certificate: {e}")))
 }
 
@@ -164,7 +173,7 @@ pub(crate) fn token_digest(token: &str) -> Option<&str> {
 
 /// A dialer presenting this node's certificate.
 pub(crate) fn dialer(certs: &NodeCerts) -> Result<Arc<Dialer>, CoreError> {
-    let config = lockbox_pki::cluster_client_config(&certs.ca_pem, &certs.issued)
+    let config = lockbox_pki::cluster_client_config(&certs.ca_pem, &certs.issued, &certs.chain_pem)
         .map_err(|e| CoreError::Internal(format!("node TLS configuration: {e}")))?;
     Ok(Arc::new(Dialer::new(config)))
 }
@@ -222,17 +231,11 @@ async fn to_leader<T: serde::Serialize, R: serde::de::DeserializeOwned>(
 }
 
 impl lockbox_cluster::Service for NodeService {
-    fn is_manager(&self, node_id: &str) -> bool {
+    fn is_manager(&self, peer: &lockbox_pki::PeerIdentity) -> bool {
         self.active.upgrade().is_some_and(|a| {
-            a.store.read(|st| {
-                // A node still joining has no state yet: any manager the CA vouches for may
-                // replicate to it (the leader is the only one that does).
-                st.cluster.is_none()
-                    || st
-                        .nodes
-                        .get(node_id)
-                        .is_some_and(|n| n.spec.role == NodeRole::Manager)
-            })
+            // A node still joining has no state yet: any manager the CA vouches for may
+            // replicate to it (the leader is the only one that does).
+            a.store.read(|st| st.cluster.is_none()) || a.current_cert(peer, NodeRole::Manager)
         })
     }
 
@@ -279,21 +282,29 @@ impl lockbox_cluster::Service for NodeService {
             drop(body);
             // A relay must come from a current manager: a demoted or removed one keeps its
             // old certificate and must not open anyone's session.
-            let relayed = peer.manager().is_some_and(|id| {
-                a.store.read(|st| {
-                    st.nodes
-                        .get(id)
-                        .is_some_and(|n| n.spec.role == NodeRole::Manager)
-                })
-            });
+            let relayed = peer.manager().is_some()
+                && peer
+                    .identity
+                    .as_ref()
+                    .is_some_and(|i| a.current_cert(i, NodeRole::Manager));
             let own = peer
                 .identity
                 .as_ref()
-                .is_some_and(|i| i.common_name == req.node_id);
-            if !relayed && !own {
-                return Err(ClusterError::forbidden(
-                    "a worker may only open its own session",
-                ));
+                .filter(|i| i.common_name == req.node_id);
+            if !relayed {
+                let Some(own) = own else {
+                    return Err(ClusterError::forbidden(
+                        "a worker may only open its own session",
+                    ));
+                };
+                // The serial it reports is the one it presents, and that certificate is its
+                // current one: a superseded or removed node's certificate is revoked.
+                if own.serial != req.cert_serial || !a.current_cert(own, NodeRole::Worker) {
+                    tracing::warn!(node = %req.node_id, peer = %peer.addr, presented = %own.serial, reported = %req.cert_serial, "refused a session with a revoked certificate");
+                    return Err(ClusterError::forbidden(
+                        "this node's certificate has been revoked or the node is no longer a member of the swarm",
+                    ));
+                }
             }
             if !a.store.is_leader() {
                 // Relay to the leader, which keeps the workers' heartbeats.
@@ -484,6 +495,8 @@ async fn dispatch(a: &Active, req: SessionRequest) -> Result<SessionResponse, Cl
         }
         values.push((id.clone(), data));
     }
+    let (renewed, trust_pem) =
+        crate::pki::for_worker(a, &node, &req.cert_serial, &req.trust_digest).await?;
     Ok(SessionResponse {
         tasks,
         needed: needed.into_iter().map(|(id, _)| id).collect(),
@@ -491,6 +504,8 @@ async fn dispatch(a: &Active, req: SessionRequest) -> Result<SessionResponse, Cl
         services,
         networks,
         managers: a.manager_addrs(),
+        renewed,
+        trust_pem,
     })
 }
 
@@ -539,7 +554,6 @@ async fn admit(a: &Active, req: JoinRequest, peer: Peer) -> Result<JoinResponse,
             "a node with advertise address {addr} is already a member; remove it first (node rm)"
         )));
     }
-    let ca = a.ca().map_err(|e| ClusterError::internal(e.to_string()))?;
     let node_id = lockbox_types::new_id();
     // Workers are not in the Raft group: Raft id 0.
     let raft_id = match role {
@@ -551,8 +565,6 @@ async fn admit(a: &Active, req: JoinRequest, peer: Peer) -> Result<JoinResponse,
         }
         NodeRole::Worker => 0,
     };
-    let issued = issue_node_cert(&ca, &node_id, role, &req.hostname, &addr)
-        .map_err(|e| ClusterError::internal(e.to_string()))?;
     let t = now();
     let node = Node {
         id: node_id.clone(),
@@ -568,7 +580,7 @@ async fn admit(a: &Active, req: JoinRequest, peer: Peer) -> Result<JoinResponse,
             availability,
         },
         hostname: req.hostname.clone(),
-        addr,
+        addr: addr.clone(),
         raft_id,
     };
     match a
@@ -582,6 +594,12 @@ async fn admit(a: &Active, req: JoinRequest, peer: Peer) -> Result<JoinResponse,
         Ok(Outcome::Rejected(r)) => return Err(ClusterError::bad_request(r.to_string())),
         Err(e) => return Err(ClusterError::unavailable(e.to_string())),
     }
+    // Issued from the CA that signs now (the new one while a rotation is under way) and
+    // recorded, so the listener knows it as this node's current certificate.
+    let (issued, signing) = a
+        .issue_recorded(&node_id, role, &req.hostname, &addr, None)
+        .await
+        .map_err(|e| ClusterError::unavailable(e.to_string()))?;
     tracing::info!(node = %node_id, role = ?role, peer = %peer.addr, "node joined");
     let unlock_key = match role {
         NodeRole::Manager => a.unlock_key_text(),
@@ -596,10 +614,11 @@ async fn admit(a: &Active, req: JoinRequest, peer: Peer) -> Result<JoinResponse,
         managers: a.manager_addrs(),
         raft_id,
         cluster_id: cluster.id.clone(),
-        ca_pem: ca.cert_pem().to_owned(),
+        ca_pem: signing.root_pem,
         cert_pem: issued.cert_pem.clone(),
         key_pem: issued.key_pem.to_string(),
         unlock_key: unlock_key.map(|k| k.to_string()),
+        chain_pem: signing.chain_pem,
     })
 }
 

@@ -20,6 +20,7 @@ mod manager;
 mod membership;
 mod networks;
 mod orchestrator;
+mod pki;
 mod run;
 mod secrets;
 mod services;
@@ -42,6 +43,7 @@ pub use manager::{
     InitOptions, JoinOptions, LocalState, Manager, ManagerConfig, RotateReport, SwarmUpdate,
 };
 pub use orchestrator::same_template;
+pub use pki::{PkiStatus, TlsInfo};
 pub use run::{RunEvent, RunExit, RunRequest, RunSession};
 pub use secrets::{SecretFilter, SecretInfo, SecretInput, SecretView};
 pub use services::ServiceInfo;

@@ -163,6 +163,8 @@ struct OpenStore {
 /// The cluster listener and dialer of a manager.
 pub(crate) struct ClusterRuntime {
     pub(crate) dialer: Arc<lockbox_cluster::Dialer>,
+    /// The listener's TLS, replaced when the node's certificate or trust changes.
+    tls: Option<Arc<lockbox_cluster::ServerTls>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub(crate) listen: Option<std::net::SocketAddr>,
 }
@@ -185,6 +187,10 @@ pub(crate) struct Active {
     events: broadcast::Sender<Event>,
     pub(crate) data_dir: PathBuf,
     kick: Arc<tokio::sync::Notify>,
+    /// Wakes the keeper of this node's certificate ([`crate::pki::keep`]).
+    pub(crate) pki_kick: Arc<tokio::sync::Notify>,
+    /// Whether that keeper runs (one per manager).
+    pub(crate) pki_keeping: std::sync::atomic::AtomicBool,
     stopping: std::sync::atomic::AtomicBool,
     pub(crate) agent: Arc<Agent>,
     control: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -210,6 +216,33 @@ impl Active {
             .and_then(|c| c.as_ref().map(|c| c.dialer.clone()))
     }
 
+    /// Wakes the keeper of this node's certificate (a root rotation started).
+    pub(crate) fn kick_pki(&self) {
+        self.pki_kick.notify_one();
+    }
+
+    /// Puts renewed node certificates or a new trust root to use: new connections to other
+    /// nodes, and the listener's configuration for new connections to this one.
+    pub(crate) fn reload_cluster_tls(
+        &self,
+        certs: &crate::cluster::NodeCerts,
+    ) -> Result<(), CoreError> {
+        let (dialer, server) = crate::pki::tls_of(certs)?;
+        self.store
+            .set_transport(Some(Arc::new(lockbox_cluster::TlsTransport(
+                dialer.clone(),
+            ))));
+        if let Ok(mut slot) = self.cluster.lock()
+            && let Some(rt) = slot.as_mut()
+        {
+            rt.dialer = dialer;
+            if let Some(tls) = &rt.tls {
+                tls.set(server);
+            }
+        }
+        Ok(())
+    }
+
     /// The unlock key, when autolock is on.
     pub(crate) fn unlock_key_text(&self) -> Option<Zeroizing<String>> {
         self.unlock_key
@@ -219,8 +252,8 @@ impl Active {
     }
 
     /// Gives the store its transport and, with `listen`, starts the cluster listener. Issues
-    /// this node's certificate first if it has none (a manager holds the CA key) or if it
-    /// expires within a third of its validity.
+    /// this node's certificate first if it has none (a manager holds the CA key); from then
+    /// on [`crate::pki::keep`] renews it and follows root rotations.
     pub(crate) async fn start_cluster(
         self: &Arc<Self>,
         hostname: &str,
@@ -228,39 +261,43 @@ impl Active {
         listen: Option<&str>,
     ) -> Result<(), CoreError> {
         let mut certs = crate::cluster::read_node_certs(&self.data_dir);
-        let stale = certs.as_ref().is_none_or(|c| {
-            c.issued.not_after - time::OffsetDateTime::now_utc()
-                < time::Duration::seconds(crate::cluster::NODE_CERT_VALIDITY.as_secs() as i64 / 3)
-        });
-        if stale && self.store.read(|st| st.keys.is_some()) {
-            let ca = self.ca()?;
-            let issued = crate::cluster::issue_node_cert(
-                &ca,
-                &self.node_id,
-                NodeRole::Manager,
-                hostname,
-                advertise,
+        if certs.is_none() && self.store.read(|st| st.keys.is_some()) {
+            let (issued, signing) = self
+                .issue_recorded(&self.node_id, NodeRole::Manager, hostname, advertise, None)
+                .await?;
+            crate::cluster::write_node_certs(
+                &self.data_dir,
+                &crate::cluster::NodeCerts {
+                    ca_pem: signing.root_pem,
+                    issued,
+                    chain_pem: signing.chain_pem,
+                },
             )?;
-            crate::cluster::write_node_certs(&self.data_dir, ca.cert_pem(), &issued)?;
-            tracing::info!(not_after = %issued.not_after, "issued this node's certificate");
+            tracing::info!("issued this node's certificate");
             certs = crate::cluster::read_node_certs(&self.data_dir);
         }
         let Some(certs) = certs else {
             return Ok(());
         };
-        let dialer = crate::cluster::dialer(&certs)?;
+        let (dialer, config) = crate::pki::tls_of(&certs)?;
         self.store
             .set_transport(Some(Arc::new(lockbox_cluster::TlsTransport(
                 dialer.clone(),
             ))));
         let mut runtime = ClusterRuntime {
             dialer,
+            tls: None,
             stop: None,
             listen: None,
         };
+        crate::pki::keep(
+            Arc::downgrade(self),
+            hostname.to_owned(),
+            advertise.to_owned(),
+        );
         if let Some(listen) = listen {
-            let config = lockbox_pki::cluster_server_config(&certs.ca_pem, &certs.issued)
-                .map_err(|e| CoreError::Internal(format!("cluster TLS configuration: {e}")))?;
+            let tls = lockbox_cluster::ServerTls::new(config);
+            runtime.tls = Some(tls.clone());
             let addr = crate::cluster::with_default_port(listen);
             match tokio::net::TcpListener::bind(&addr).await {
                 Ok(listener) => {
@@ -269,7 +306,7 @@ impl Active {
                     let svc = Arc::new(crate::cluster::NodeService {
                         active: Arc::downgrade(self),
                     });
-                    tokio::spawn(lockbox_cluster::serve(listener, config, svc, async move {
+                    tokio::spawn(lockbox_cluster::serve(listener, tls, svc, async move {
                         let _ = rx.await;
                     }));
                     runtime.stop = Some(tx);
@@ -681,6 +718,8 @@ impl Manager {
             events: self.events.clone(),
             data_dir: self.cfg.data_dir.clone(),
             kick: Arc::new(tokio::sync::Notify::new()),
+            pki_kick: Arc::new(tokio::sync::Notify::new()),
+            pki_keeping: std::sync::atomic::AtomicBool::new(false),
             stopping: std::sync::atomic::AtomicBool::new(false),
             agent: Arc::new(Agent::new(self.executors.clone())),
             control: Mutex::new(None),
@@ -714,18 +753,14 @@ impl Manager {
 
     /// Starts a worker from its node file and certificates.
     fn start_worker(&self, nf: &NodeFile) -> Result<Arc<crate::worker::Worker>, CoreError> {
-        let certs = crate::cluster::read_node_certs(&self.cfg.data_dir).ok_or_else(|| {
-            CoreError::Internal("this worker's certificates are missing from DATA_DIR/certs".into())
-        })?;
-        let dialer = crate::cluster::dialer(&certs)?;
         tracing::info!(node_id = %nf.node_id, managers = ?nf.managers, "running as a worker");
-        Ok(crate::worker::Worker::start(
+        crate::worker::Worker::start(
             nf.node_id.clone(),
-            dialer,
+            &self.cfg.data_dir,
             nf.managers.clone(),
             self.executors.clone(),
             self.audit.clone(),
-        ))
+        )
     }
 
     /// What this node's agent holds: its node ID, role, the IDs of the secrets it holds in
@@ -961,7 +996,14 @@ impl Manager {
             })?;
         let issued = lockbox_pki::Issued::from_pem(&resp.cert_pem, &resp.key_pem)
             .map_err(|e| CoreError::Internal(format!("the certificate the manager issued: {e}")))?;
-        crate::cluster::write_node_certs(&self.cfg.data_dir, &resp.ca_pem, &issued)?;
+        crate::cluster::write_node_certs(
+            &self.cfg.data_dir,
+            &crate::cluster::NodeCerts {
+                ca_pem: resp.ca_pem.clone(),
+                issued,
+                chain_pem: resp.chain_pem.clone(),
+            },
+        )?;
         if resp.role == "worker" {
             let nf = NodeFile {
                 node_id: resp.node_id.clone(),
@@ -1226,6 +1268,24 @@ impl Manager {
     pub async fn update_swarm(&self, upd: SwarmUpdate) -> Result<(), CoreError> {
         // With several managers the unlock key changes on the leader (membership.rs).
         self.active().await?.update_cluster(upd).await
+    }
+
+    /// Starts a root CA rotation (`docker swarm ca --rotate`): with a new CA of its own, or
+    /// with the operator's certificate and key (PEM). Nodes move to it while the swarm runs;
+    /// [`Manager::pki_status`] shows the progress.
+    pub async fn rotate_ca(
+        &self,
+        operator_ca: Option<(String, Zeroizing<String>)>,
+    ) -> Result<(), CoreError> {
+        let a = self.active().await?;
+        crate::pki::start_rotation(&a, operator_ca).await
+    }
+
+    /// The node PKI as Docker shows it: the cluster's `TLSInfo`, whether a root rotation is
+    /// under way, and each node's `TLSInfo`.
+    pub async fn pki_status(&self) -> Result<crate::pki::PkiStatus, CoreError> {
+        let a = self.active().await?;
+        Ok(crate::pki::status(&a))
     }
 
     /// Replaces the data key and re-seals the whole store with it, online.

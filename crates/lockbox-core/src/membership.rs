@@ -223,11 +223,10 @@ pub(crate) async fn serve(
     drop(body);
     // Anyone with a manager certificate may ask what it is (a demoted node must learn it);
     // everything else is for current managers only.
-    let current = a.store.read(|st| {
-        st.nodes
-            .get(&caller)
-            .is_some_and(|n| n.spec.role == NodeRole::Manager)
-    });
+    let current = peer
+        .identity
+        .as_ref()
+        .is_some_and(|i| a.current_cert(i, NodeRole::Manager));
     if !current && !matches!(env.request, Request::Status) {
         tracing::warn!(peer = %peer.addr, node = %caller, "refused a membership request from a node that is not a manager");
         return Err(ClusterError::forbidden(
@@ -1139,17 +1138,13 @@ impl Watch {
         node_id: &str,
         managers: Vec<String>,
     ) -> Result<Arc<crate::worker::Worker>, CoreError> {
-        let certs = crate::cluster::read_node_certs(dir).ok_or_else(|| {
-            CoreError::Internal("this node's certificates are missing from DATA_DIR/certs".into())
-        })?;
-        let dialer = crate::cluster::dialer(&certs)?;
-        Ok(crate::worker::Worker::start(
+        crate::worker::Worker::start(
             node_id.to_owned(),
-            dialer,
+            dir,
             managers,
             self.executors.clone(),
             self.audit.clone(),
-        ))
+        )
     }
 }
 

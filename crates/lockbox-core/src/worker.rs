@@ -7,17 +7,19 @@
 //! needed is dropped at once.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use lockbox_cluster::{Dialer, SessionRequest, SessionResponse};
+use lockbox_cluster::{Dialer, RenewedCert, SessionRequest, SessionResponse};
 use lockbox_crypto::SecretBytes;
 use lockbox_types::{Network, Task, TaskStatus};
 
 use crate::agent::{Agent, AgentHost};
+use crate::error::CoreError;
 use crate::executor::Executor;
 
 /// How often a worker calls the dispatcher (its heartbeat).
@@ -34,7 +36,11 @@ struct Assigned {
 /// A running worker.
 pub(crate) struct Worker {
     pub(crate) node_id: String,
-    dialer: Arc<Dialer>,
+    data_dir: PathBuf,
+    /// Presents this node's current certificate; replaced when the dispatcher renews it.
+    dialer: Mutex<Arc<Dialer>>,
+    /// The serial of that certificate and the digest of the CA this node trusts.
+    tls: Mutex<(String, String)>,
     managers: Mutex<Vec<String>>,
     assigned: Mutex<Assigned>,
     pending: Mutex<Vec<(String, TaskStatus)>>,
@@ -45,6 +51,8 @@ pub(crate) struct Worker {
     session: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Whether the last call to the dispatcher succeeded (for `info`).
     connected: AtomicBool,
+    /// Whether the swarm refused the last session call (403), said once in the log.
+    refused: AtomicBool,
     /// Task output not yet sent to the managers (`service logs` runs there).
     output: Mutex<tokio::sync::broadcast::Receiver<crate::agent::LogLine>>,
     unsent: Mutex<Vec<crate::agent::LogLine>>,
@@ -54,18 +62,29 @@ pub(crate) struct Worker {
 const LOG_LINES_PER_CALL: usize = 2000;
 
 impl Worker {
+    /// Starts the worker with the node certificates in `data_dir`.
     pub(crate) fn start(
         node_id: String,
-        dialer: Arc<Dialer>,
+        data_dir: &Path,
         managers: Vec<String>,
         executors: Vec<Arc<dyn Executor>>,
         audit: Option<crate::audit::AuditTrail>,
-    ) -> Arc<Worker> {
+    ) -> Result<Arc<Worker>, CoreError> {
+        let certs = crate::cluster::read_node_certs(data_dir).ok_or_else(|| {
+            CoreError::Internal("this node's certificates are missing from DATA_DIR/certs".into())
+        })?;
+        let dialer = crate::cluster::dialer(&certs)?;
+        let tls = (
+            certs.issued.serial.clone(),
+            lockbox_pki::cert_digest(&certs.ca_pem).unwrap_or_default(),
+        );
         let agent = Arc::new(Agent::new(executors));
         let output = Mutex::new(agent.logs.follow());
         let w = Arc::new(Worker {
             node_id,
-            dialer,
+            data_dir: data_dir.to_owned(),
+            dialer: Mutex::new(dialer),
+            tls: Mutex::new(tls),
             managers: Mutex::new(managers),
             assigned: Mutex::new(Assigned::default()),
             pending: Mutex::new(Vec::new()),
@@ -77,6 +96,7 @@ impl Worker {
             audit,
             session: Mutex::new(None),
             connected: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&w);
         let handle = tokio::spawn(async move {
@@ -100,7 +120,58 @@ impl Worker {
         if let Ok(mut s) = w.session.lock() {
             *s = Some(handle);
         }
-        w
+        Ok(w)
+    }
+
+    /// Installs what the dispatcher sent: a renewed certificate, a new CA to trust. Written
+    /// to `DATA_DIR/certs` first, then used for new connections.
+    fn update_certs(&self, renewed: Option<&RenewedCert>, trust_pem: Option<&str>) {
+        if renewed.is_none() && trust_pem.is_none() {
+            return;
+        }
+        let Some(mut certs) = crate::cluster::read_node_certs(&self.data_dir) else {
+            tracing::warn!("this node's certificates are missing from DATA_DIR/certs");
+            return;
+        };
+        if let Some(r) = renewed {
+            match lockbox_pki::Issued::from_pem(&r.cert_pem, &r.key_pem) {
+                Ok(issued) => {
+                    certs.issued = issued;
+                    certs.chain_pem = r.chain_pem.clone();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the dispatcher sent an unusable certificate");
+                    return;
+                }
+            }
+        }
+        if let Some(pem) = trust_pem {
+            certs.ca_pem = pem.to_owned();
+        }
+        let dialer = match crate::cluster::write_node_certs(&self.data_dir, &certs)
+            .and_then(|()| crate::cluster::dialer(&certs))
+        {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not install the renewed node certificates");
+                return;
+            }
+        };
+        if let Ok(mut slot) = self.dialer.lock() {
+            *slot = dialer;
+        }
+        if let Ok(mut tls) = self.tls.lock() {
+            *tls = (
+                certs.issued.serial.clone(),
+                lockbox_pki::cert_digest(&certs.ca_pem).unwrap_or_default(),
+            );
+        }
+        if renewed.is_some() {
+            tracing::info!(serial = %certs.issued.serial, not_after = %certs.issued.not_after, "renewed this node's certificate");
+        }
+        if trust_pem.is_some() {
+            tracing::info!("this node now trusts the cluster's new root CA");
+        }
     }
 
     /// IDs of the secrets this worker holds now (for tests and `lockbox` diagnostics).
@@ -147,7 +218,13 @@ impl Worker {
             }
             unsent
         };
+        let (cert_serial, trust_digest) = self.tls.lock().map(|t| t.clone()).unwrap_or_default();
+        let Some(dialer) = self.dialer.lock().ok().map(|d| d.clone()) else {
+            return;
+        };
         let req = SessionRequest {
+            cert_serial,
+            trust_digest,
             node_id: self.node_id.clone(),
             statuses: statuses.clone(),
             held: self.held_secrets(),
@@ -161,12 +238,19 @@ impl Worker {
         };
         let managers = self.managers.lock().map(|m| m.clone()).unwrap_or_default();
         for (i, addr) in managers.iter().enumerate() {
-            let answer = match self
-                .dialer
+            let answer = match dialer
                 .post(addr, "/dispatcher/session", Bytes::from_owner(body.clone()))
                 .await
             {
                 Ok((200, answer)) => answer,
+                Ok((403, answer)) => {
+                    // Not a transient failure: this node was removed, or its certificate
+                    // superseded. Say so (once) rather than retry silently.
+                    if !self.refused.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(manager = %addr, answer = %String::from_utf8_lossy(&answer), "the swarm refuses this node's session");
+                    }
+                    continue;
+                }
                 Ok((status, answer)) => {
                     tracing::debug!(manager = %addr, status, answer = %String::from_utf8_lossy(&answer), "dispatcher refused the session call");
                     continue;
@@ -188,7 +272,11 @@ impl Worker {
                 let n = statuses.len().min(p.len());
                 p.drain(..n);
             }
+            let renewed = resp.renewed.clone();
+            let trust_pem = resp.trust_pem.clone();
+            self.refused.store(false, Ordering::Relaxed);
             self.apply(resp, i);
+            self.update_certs(renewed.as_ref(), trust_pem.as_deref());
             self.connected.store(true, Ordering::Relaxed);
             return;
         }

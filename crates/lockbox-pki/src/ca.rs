@@ -178,6 +178,47 @@ impl Ca {
     /// Fails if `cluster_name` is empty, longer than 64 characters, has
     /// control characters or leading/trailing whitespace.
     pub fn generate(cluster_name: &str) -> Result<Ca> {
+        Ca::generate_named(cluster_name, CA_COMMON_NAME)
+    }
+
+    /// A new CA to replace this one (a root rotation): the same organization, the common
+    /// name `lockbox-ca <8 random hex digits>` so that certificates of the two CAs can be
+    /// told apart by their issuer, valid for [`CA_VALIDITY`].
+    pub fn successor(&self) -> Result<Ca> {
+        let mut suffix = [0u8; 4];
+        getrandom::fill(&mut suffix).map_err(PkiError::Random)?;
+        let cn = format!("{CA_COMMON_NAME} {}", hex::encode(suffix));
+        Ca::generate_named(self.cluster.as_deref().unwrap_or("lockbox"), &cn)
+    }
+
+    /// Cross-signs `successor`: a CA certificate with `successor`'s subject and key, issued
+    /// by this CA. A certificate issued by `successor`, presented with the cross-signed one
+    /// as intermediate, chains to this CA: nodes that still trust only this CA accept it
+    /// while a root rotation is under way. Valid until the earlier of the two CAs expires.
+    pub fn cross_sign(&self, successor: &Ca) -> Result<String> {
+        let parsed = parse("CA certificate", successor.cert_der.as_ref())?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = distinguished_name(&parsed)?;
+        params.not_before = OffsetDateTime::now_utc() - BACKDATE;
+        params.not_after = successor.not_after.min(self.not_after);
+        drop(parsed);
+        params.serial_number = Some(random_serial()?);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let issuer =
+            Issuer::from_ca_cert_der(&self.cert_der, &self.key.0).map_err(PkiError::Generate)?;
+        let cert = params
+            .signed_by(&successor.key.0, &issuer)
+            .map_err(PkiError::Generate)?;
+        Ok(crate::pem::encode("CERTIFICATE", cert.der()))
+    }
+
+    fn generate_named(cluster_name: &str, common_name: &str) -> Result<Ca> {
         check_name("cluster name", cluster_name)?;
         let now = OffsetDateTime::now_utc();
         let mut params = CertificateParams::default();
@@ -186,7 +227,7 @@ impl Ca {
         params.serial_number = Some(random_serial()?);
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, cluster_name);
-        dn.push(DnType::CommonName, CA_COMMON_NAME);
+        dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
@@ -479,6 +520,26 @@ fn check_key_matches(
 /// subject. That is exact only when every RDN holds one attribute and no
 /// attribute type repeats (rcgen keeps one value per type); refuse other
 /// subjects instead of issuing certificates that would not chain.
+/// The subject of `cert` as rcgen builds names (one attribute per RDN, which
+/// [`check_subject_reproducible`] guarantees for CAs), for cross-signing.
+fn distinguished_name(cert: &X509Certificate<'_>) -> Result<DistinguishedName> {
+    let mut dn = DistinguishedName::new();
+    for rdn in cert.subject().iter() {
+        for attr in rdn.iter() {
+            let arcs: Vec<u64> = attr
+                .attr_type()
+                .iter()
+                .map(|i| i.collect())
+                .ok_or_else(|| PkiError::cert("CA certificate", "subject OID too large"))?;
+            let value = attr
+                .as_str()
+                .map_err(|_| PkiError::cert("CA certificate", "subject attribute is not text"))?;
+            dn.push(DnType::from_oid(&arcs), value);
+        }
+    }
+    Ok(dn)
+}
+
 fn check_subject_reproducible(cert: &X509Certificate<'_>) -> Result<()> {
     let mut seen = Vec::new();
     for rdn in cert.subject().iter() {

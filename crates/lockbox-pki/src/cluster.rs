@@ -12,8 +12,8 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::pem::{one_cert, private_key};
-use crate::tls::{provider, roots};
-use crate::{Issued, PkiError, Result};
+use crate::tls::provider;
+use crate::{Issued, PkiError, Result, certs_of};
 
 /// The name every manager's certificate carries and nodes dial managers by (swarmkit's
 /// `swarm-manager`), whatever address they connect to.
@@ -22,22 +22,48 @@ pub const MANAGER_NAME: &str = "lockbox-manager";
 /// The ALPN protocol of node-to-node connections.
 pub const CLUSTER_ALPN: &[u8] = b"h2";
 
-/// The manager's cluster listener: presents `node` followed by the CA certificate (so a
-/// joining node can check the CA against its token's digest), asks for a client certificate
-/// and, when one is sent, requires it to chain to the CA. Connections without one are
-/// accepted: they may only join (the caller checks [`peer_identity`](crate::peer_identity)
-/// per request). TLS 1.3 only, ring provider, ALPN h2.
-pub fn cluster_server_config(ca_cert_pem: &str, node: &Issued) -> Result<Arc<ServerConfig>> {
+/// Every certificate of `trust_pem` (one or more CA certificates) as trust anchors.
+fn trust_anchors(trust_pem: &str) -> Result<Arc<RootCertStore>> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs_of("CA certificate", trust_pem)? {
+        roots.add(cert).map_err(PkiError::Tls)?;
+    }
+    if roots.is_empty() {
+        return Err(PkiError::Pem {
+            what: "CA certificate",
+            reason: "no CERTIFICATE block",
+        });
+    }
+    Ok(Arc::new(roots))
+}
+
+/// `node`'s certificate followed by the intermediates in `chain_pem` (a cross-signed CA
+/// certificate while a root rotation is under way; usually none).
+fn node_chain(node: &Issued, chain_pem: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let mut chain = vec![one_cert("certificate", &node.cert_pem)?];
+    chain.extend(certs_of("intermediate certificate", chain_pem)?);
+    Ok(chain)
+}
+
+/// The manager's cluster listener: presents `node`, the intermediates of `chain_pem` and
+/// then the trusted CA certificates (so a joining node can check the CA against its token's
+/// digest); asks for a client certificate and, when one is sent, requires it to chain to a
+/// CA of `trust_pem`. Connections without one are accepted: they may only join (the caller
+/// checks [`peer_identity`](crate::peer_identity) per request). TLS 1.3 only, ring
+/// provider, ALPN h2.
+pub fn cluster_server_config(
+    trust_pem: &str,
+    node: &Issued,
+    chain_pem: &str,
+) -> Result<Arc<ServerConfig>> {
     let provider = provider();
     let verifier =
-        WebPkiClientVerifier::builder_with_provider(roots(ca_cert_pem)?, provider.clone())
+        WebPkiClientVerifier::builder_with_provider(trust_anchors(trust_pem)?, provider.clone())
             .allow_unauthenticated()
             .build()
             .map_err(PkiError::Verifier)?;
-    let chain = vec![
-        one_cert("certificate", &node.cert_pem)?,
-        one_cert("CA certificate", ca_cert_pem)?,
-    ];
+    let mut chain = node_chain(node, chain_pem)?;
+    chain.extend(certs_of("CA certificate", trust_pem)?);
     let key = private_key("private key", &node.key_pem)?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -49,15 +75,20 @@ pub fn cluster_server_config(ca_cert_pem: &str, node: &Issued) -> Result<Arc<Ser
     Ok(Arc::new(config))
 }
 
-/// A node dialing a manager: trusts only the cluster CA, requires the manager role name
-/// ([`MANAGER_NAME`]) in the server certificate, presents `node`. TLS 1.3, ALPN h2.
-pub fn cluster_client_config(ca_cert_pem: &str, node: &Issued) -> Result<Arc<ClientConfig>> {
+/// A node dialing a manager: trusts only the CAs of `trust_pem`, requires the manager role
+/// name ([`MANAGER_NAME`]) in the server certificate, presents `node` and the intermediates
+/// of `chain_pem`. TLS 1.3, ALPN h2.
+pub fn cluster_client_config(
+    trust_pem: &str,
+    node: &Issued,
+    chain_pem: &str,
+) -> Result<Arc<ClientConfig>> {
     let provider = provider();
     let verifier =
-        WebPkiServerVerifier::builder_with_provider(roots(ca_cert_pem)?, provider.clone())
+        WebPkiServerVerifier::builder_with_provider(trust_anchors(trust_pem)?, provider.clone())
             .build()
             .map_err(PkiError::Verifier)?;
-    let chain = vec![one_cert("certificate", &node.cert_pem)?];
+    let chain = node_chain(node, chain_pem)?;
     let key = private_key("private key", &node.key_pem)?;
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -134,7 +165,9 @@ impl ServerCertVerifier for PinnedCa {
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
                 .build()
                 .map_err(|e| rustls::Error::General(e.to_string()))?;
-        inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+        // The other certificates sent may bridge to the pinned CA (a certificate of a
+        // successor CA, with the successor cross-signed by the pinned one).
+        inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
     fn verify_tls12_signature(

@@ -65,6 +65,7 @@
 
 mod bundle;
 mod ca;
+mod chain;
 mod cluster;
 mod error;
 mod identity;
@@ -74,6 +75,7 @@ mod tls;
 
 pub use bundle::{Bundle, CA_FILE, CERT_FILE, KEY_FILE, read_bundle, write_bundle};
 pub use ca::{BACKDATE, CA_COMMON_NAME, CA_VALIDITY, Ca, Issued, Validity};
+pub use chain::{cert_digest, certs_of, issued_by, issuer_info};
 pub use cluster::{
     CLUSTER_ALPN, CaPin, MANAGER_NAME, cluster_client_config, cluster_server_config,
     manager_server_name, pinned_client_config,

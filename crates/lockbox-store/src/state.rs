@@ -38,6 +38,42 @@ pub struct State {
     pub access: lockbox_types::AccessModel,
     /// The cluster CA and audit key, once set.
     pub keys: Option<lockbox_types::ClusterKeys>,
+    /// Root rotation and node certificates.
+    pub pki: lockbox_types::PkiState,
+}
+
+/// The state as snapshots of format version 2 stored it (no node PKI state), read only to
+/// upgrade such a snapshot.
+#[derive(Debug, Deserialize)]
+pub(crate) struct StateV2 {
+    cluster: Option<Cluster>,
+    nodes: BTreeMap<String, Node>,
+    secrets: BTreeMap<String, Secret>,
+    services: BTreeMap<String, Service>,
+    tasks: BTreeMap<String, Task>,
+    networks: BTreeMap<String, Network>,
+    version: u64,
+    access: lockbox_types::AccessModel,
+    keys: Option<lockbox_types::ClusterKeys>,
+}
+
+impl From<StateV2> for State {
+    fn from(v: StateV2) -> State {
+        let mut s = State {
+            cluster: v.cluster,
+            nodes: v.nodes,
+            secrets: v.secrets,
+            services: v.services,
+            tasks: v.tasks,
+            networks: v.networks,
+            version: v.version,
+            access: v.access,
+            keys: v.keys,
+            ..State::default()
+        };
+        s.reindex();
+        s
+    }
 }
 
 /// The state as snapshots before format version 2 stored it (no access model, no cluster
@@ -479,7 +515,65 @@ impl State {
                     .ok_or_else(|| Rejection::NotFound {
                         kind: "node".into(),
                         id: id.clone(),
-                    })
+                    })?;
+                // Its certificates are revoked with it.
+                self.pki.certs.remove(id);
+                self.pki.trust.remove(id);
+                Ok(())
+            }
+            Command::StartRootRotation { rotation } => {
+                if self.keys.is_none() {
+                    return Err(Rejection::NotInitialized);
+                }
+                self.pki.rotation = Some((**rotation).clone());
+                Ok(())
+            }
+            Command::FinishRootRotation {
+                digest,
+                join_tokens,
+                now,
+            } => {
+                let rotation = match &self.pki.rotation {
+                    Some(r) if r.digest == *digest => r.clone(),
+                    _ => {
+                        return Err(Rejection::Conflict(
+                            "no such root rotation is under way".into(),
+                        ));
+                    }
+                };
+                let (Some(keys), Some(cluster)) = (self.keys.as_mut(), self.cluster.as_mut())
+                else {
+                    return Err(Rejection::NotInitialized);
+                };
+                self.pki.previous_root_pem =
+                    std::mem::replace(&mut keys.ca_cert_pem, rotation.cert_pem.clone());
+                keys.ca_key_pem = rotation.key_pem.clone();
+                cluster.root_ca_pem = rotation.cert_pem;
+                cluster.join_tokens = join_tokens.clone();
+                cluster.meta.version = index;
+                cluster.meta.updated_at = *now;
+                self.pki.rotation = None;
+                Ok(())
+            }
+            Command::RecordNodeCert { node_id, cert } => {
+                if !self.nodes.contains_key(node_id) {
+                    return Err(Rejection::NotFound {
+                        kind: "node".into(),
+                        id: node_id.clone(),
+                    });
+                }
+                self.pki.certs.insert(node_id.clone(), cert.clone());
+                Ok(())
+            }
+            Command::RecordTrust { node_id, digest } => {
+                if !self.nodes.contains_key(node_id) {
+                    return Err(Rejection::NotFound {
+                        kind: "node".into(),
+                        id: node_id.clone(),
+                    });
+                }
+                self.pki.trust.insert(node_id.clone(), digest.clone());
+                Ok(())
             }
             Command::UpdateNode {
                 id,

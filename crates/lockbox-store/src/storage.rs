@@ -777,8 +777,17 @@ pub(crate) struct SnapshotPayload {
 
 /// Marks a versioned snapshot payload.
 pub(crate) const SNAPSHOT_MAGIC: &[u8; 4] = b"LBXS";
-/// The snapshot format this build writes: 2 added the access model and the cluster keys.
-pub(crate) const SNAPSHOT_VERSION: u16 = 2;
+/// The snapshot format this build writes: 2 added the access model and the cluster keys,
+/// 3 the node PKI state (root rotation, node certificates).
+pub(crate) const SNAPSHOT_VERSION: u16 = 3;
+
+/// A snapshot payload of format version 2.
+#[derive(Deserialize)]
+struct SnapshotPayloadV2 {
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, BasicNode>,
+    state: crate::state::StateV2,
+}
 
 /// A snapshot payload from before format versions.
 #[derive(Deserialize)]
@@ -819,6 +828,15 @@ impl SnapshotPayload {
                     .ok_or("a truncated snapshot header")?;
                 match u16::from_le_bytes(*v) {
                     SNAPSHOT_VERSION => postcard::from_bytes(body).map_err(|e| e.to_string()),
+                    2 => {
+                        let old: SnapshotPayloadV2 =
+                            postcard::from_bytes(body).map_err(|e| e.to_string())?;
+                        Ok(SnapshotPayload {
+                            last_applied: old.last_applied,
+                            membership: old.membership,
+                            state: old.state.into(),
+                        })
+                    }
                     other => Err(format!(
                         "snapshot format {other} is newer than this lockbox understands ({SNAPSHOT_VERSION})"
                     )),
@@ -1365,9 +1383,30 @@ mod snapshot_format {
         back.state.reindex(); // as the state machine does after loading
         assert_eq!(back.state, p.state);
         let mut newer = bytes.clone();
-        newer[4..6].copy_from_slice(&3u16.to_le_bytes());
+        newer[4..6].copy_from_slice(&(SNAPSHOT_VERSION + 1).to_le_bytes());
         let e = SnapshotPayload::decode(&newer).err().unwrap();
-        assert!(e.contains("snapshot format 3 is newer"), "{e}");
+        assert!(e.contains("snapshot format 4 is newer"), "{e}");
         assert!(SnapshotPayload::decode(&bytes[..5]).is_err());
+    }
+
+    #[test]
+    fn a_format_2_snapshot_is_upgraded() {
+        let mut state = State::default();
+        state.secrets.insert("a".into(), secret("a", "x"));
+        state.reindex();
+        let p = SnapshotPayload {
+            last_applied: None,
+            membership: StoredMembership::default(),
+            state,
+        };
+        // Format 3 appended the node PKI state to the end of the payload: an empty one is
+        // four zero bytes (no rotation, no certificates, no trust, no previous root).
+        let bytes = p.encode().unwrap();
+        assert_eq!(&bytes[bytes.len() - 4..], &[0, 0, 0, 0]);
+        let mut v2 = bytes[..bytes.len() - 4].to_vec();
+        v2[4..6].copy_from_slice(&2u16.to_le_bytes());
+        let mut back = SnapshotPayload::decode(&v2).unwrap();
+        back.state.reindex();
+        assert_eq!(back.state, p.state);
     }
 }

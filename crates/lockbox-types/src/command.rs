@@ -9,7 +9,8 @@ use thiserror::Error;
 
 use crate::access::AccessChange;
 use crate::object::{
-    Cluster, ClusterKeys, ClusterSpec, JoinTokens, Network, Node, NodeSpec, Secret, Timestamp,
+    CaRotation, Cluster, ClusterKeys, ClusterSpec, JoinTokens, Network, Node, NodeCert, NodeSpec,
+    Secret, Timestamp,
 };
 use crate::service::{Service, ServiceSpec, TaskChange, UpdateStatus};
 
@@ -175,6 +176,35 @@ pub enum Command {
         /// Node ID.
         id: String,
     },
+    /// Start a root CA rotation (replacing one under way). Rejected without cluster keys.
+    StartRootRotation {
+        /// The new CA, its key and its cross-signed certificate.
+        rotation: Box<CaRotation>,
+    },
+    /// Complete the rotation whose CA has `digest`: it becomes the cluster's CA and the
+    /// join tokens name it. Rejected if no such rotation is under way.
+    FinishRootRotation {
+        /// Hex SHA-256 of the new CA certificate.
+        digest: String,
+        /// The join tokens with the new CA's digest.
+        join_tokens: JoinTokens,
+        /// When.
+        now: Timestamp,
+    },
+    /// Record the certificate just issued to a node. Rejected for an unknown node.
+    RecordNodeCert {
+        /// Node ID.
+        node_id: String,
+        /// The certificate.
+        cert: NodeCert,
+    },
+    /// Record the CA a worker reports trusting. Rejected for an unknown node.
+    RecordTrust {
+        /// Node ID.
+        node_id: String,
+        /// Hex SHA-256 of the CA certificate.
+        digest: String,
+    },
 }
 
 /// Label set on a secret that [`Command::SupersedeSecret`] replaced: the ID of its replacement.
@@ -204,6 +234,10 @@ impl Command {
             Command::CreateNetwork { .. } => "create-network",
             Command::RemoveNetwork { .. } => "remove-network",
             Command::Noop => "noop",
+            Command::StartRootRotation { .. } => "start-root-rotation",
+            Command::FinishRootRotation { .. } => "finish-root-rotation",
+            Command::RecordNodeCert { .. } => "record-node-cert",
+            Command::RecordTrust { .. } => "record-trust",
         }
     }
 }

@@ -21,9 +21,9 @@ pub use command::{Command, Outcome, Rejection, SUPERSEDED_BY_LABEL};
 pub use id::{ID_LEN, is_id, new_id};
 pub use name::{MAX_NAME_LEN, NameError, validate_name};
 pub use object::{
-    CaConfig, Cluster, ClusterKeys, ClusterSpec, DispatcherConfig, Driver, EncryptionConfig,
-    JoinTokens, Meta, Network, Node, NodeAvailability, NodeRole, NodeSpec, OrchestrationConfig,
-    RaftConfig, Secret, SecretSpec, Timestamp,
+    CaConfig, CaRotation, Cluster, ClusterKeys, ClusterSpec, DispatcherConfig, Driver,
+    EncryptionConfig, JoinTokens, Meta, Network, Node, NodeAvailability, NodeCert, NodeRole,
+    NodeSpec, OrchestrationConfig, PkiState, RaftConfig, Secret, SecretSpec, Timestamp,
 };
 pub use service::{
     RestartCondition, RestartPolicy, SecretFileTarget, SecretRef, Service, ServiceMode,

@@ -285,3 +285,64 @@ impl std::fmt::Debug for ClusterKeys {
             .finish()
     }
 }
+
+/// The state of the cluster's node PKI beyond its CA: a root rotation under way and what
+/// each node's certificate and trust are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PkiState {
+    /// A root rotation under way: certificates are issued by its CA until every node has
+    /// one, then it becomes the cluster's CA.
+    pub rotation: Option<CaRotation>,
+    /// Each node's current certificate, as recorded when it was issued.
+    pub certs: BTreeMap<String, NodeCert>,
+    /// The digest of the CA each worker last reported trusting (managers trust the
+    /// replicated CA).
+    pub trust: BTreeMap<String, String>,
+    /// The CA certificate (PEM) the last completed rotation replaced, to show what a node
+    /// that still trusts it trusts.
+    pub previous_root_pem: String,
+}
+
+/// A new CA replacing the cluster's, while nodes move to it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaRotation {
+    /// The new CA certificate, PEM.
+    pub cert_pem: String,
+    /// The new CA's private key, PEM.
+    pub key_pem: SecretBytes,
+    /// The new CA cross-signed by the current one (PEM): the intermediate that lets nodes
+    /// still trusting only the current CA accept certificates of the new one.
+    pub cross_pem: String,
+    /// Hex SHA-256 of the new CA certificate's DER.
+    pub digest: String,
+}
+
+impl std::fmt::Debug for CaRotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaRotation")
+            .field("digest", &self.digest)
+            .field("key_pem", &self.key_pem)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A node's certificate as its issuer recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeCert {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// The serial of the certificate it replaced, still accepted until the node presents
+    /// the new one (the new one may not have reached it yet).
+    pub previous: Option<String>,
+    /// Hex SHA-256 of the certificate of the CA that issued it.
+    pub issuer: String,
+    /// End of validity, Unix seconds.
+    pub not_after: i64,
+}
+
+impl NodeCert {
+    /// Whether a certificate with `serial` may still be presented by this node.
+    pub fn accepts(&self, serial: &str) -> bool {
+        self.serial == serial || self.previous.as_deref() == Some(serial)
+    }
+}
