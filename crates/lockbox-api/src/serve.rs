@@ -102,8 +102,9 @@ pub enum ServeError {
 /// TLS settings for [`Listen::Tls`] addresses.
 #[derive(Clone)]
 pub struct TlsConfig {
-    /// The server configuration (certificate, client verification, revocations).
-    pub server: std::sync::Arc<lockbox_pki::rustls::ServerConfig>,
+    /// The server configuration (certificate, client verification, revocations), replaced
+    /// in place when the cluster's CA changes.
+    pub server: std::sync::Arc<lockbox_pki::ServerSlot>,
 }
 
 impl std::fmt::Debug for TlsConfig {
@@ -167,7 +168,6 @@ async fn serve_tls(
     router: Router,
     mut stop: tokio::sync::broadcast::Receiver<()>,
 ) {
-    let acceptor = lockbox_pki::acceptor(tls.server);
     loop {
         let (tcp, remote) = tokio::select! {
             r = listener.accept() => match r {
@@ -180,7 +180,7 @@ async fn serve_tls(
             },
             _ = stop.recv() => return,
         };
-        let acceptor = acceptor.clone();
+        let acceptor = lockbox_pki::acceptor(tls.server.get());
         let router = router.clone();
         tokio::spawn(async move {
             let conn = match tokio::time::timeout(

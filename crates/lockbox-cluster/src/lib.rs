@@ -27,4 +27,4 @@ pub use messages::{
     AddManager, ClusterError, JoinRequest, JoinResponse, RenewedCert, SessionRequest,
     SessionResponse, decode, encode,
 };
-pub use server::{Peer, ServerTls, Service, serve};
+pub use server::{Peer, Service, serve};

@@ -8,7 +8,6 @@ use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use lockbox_pki::rustls::ServerConfig;
 use lockbox_pki::{PeerIdentity, Role};
 use lockbox_store::Rpc;
 use zeroize::Zeroizing;
@@ -35,33 +34,6 @@ impl Peer {
             .as_ref()
             .filter(|i| i.role() == Some(Role::Manager))
             .map(|i| i.common_name.as_str())
-    }
-}
-
-/// The listener's TLS configuration, replaceable while it serves (a renewed node
-/// certificate, a new CA): each new connection uses the current one.
-#[derive(Debug)]
-pub struct ServerTls(std::sync::RwLock<Arc<ServerConfig>>);
-
-impl ServerTls {
-    /// A slot holding `config`.
-    pub fn new(config: Arc<ServerConfig>) -> Arc<ServerTls> {
-        Arc::new(ServerTls(std::sync::RwLock::new(config)))
-    }
-
-    /// Replaces the configuration for connections accepted from now on.
-    pub fn set(&self, config: Arc<ServerConfig>) {
-        *self
-            .0
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
-    }
-
-    fn get(&self) -> Arc<ServerConfig> {
-        self.0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 }
 
@@ -205,7 +177,7 @@ async fn handle(
 /// Serves the cluster listener on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    tls: Arc<ServerTls>,
+    tls: Arc<lockbox_pki::ServerSlot>,
     svc: Arc<dyn Service>,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {

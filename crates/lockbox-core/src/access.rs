@@ -568,10 +568,11 @@ impl Manager {
         &self,
         hostnames: &[String],
         ips: &[std::net::IpAddr],
-    ) -> Result<(String, lockbox_pki::Issued), CoreError> {
+    ) -> Result<ServerTlsMaterial, CoreError> {
         let a = self.active().await?;
-        let ca = a.ca()?;
-        let issued = ca
+        let signing = a.signing()?;
+        let issued = signing
+            .ca
             .issue_server(
                 &a.node_id,
                 hostnames,
@@ -579,7 +580,50 @@ impl Manager {
                 std::time::Duration::from_secs(365 * 86_400),
             )
             .map_err(|e| CoreError::Internal(format!("issuing the server certificate: {e}")))?;
-        Ok((ca.cert_pem().to_owned(), issued))
+        // Client certificates of the current CA, of the one a rotation moves to and of the
+        // one the last rotation replaced are accepted: users' certificates keep working
+        // through one rotation (re-issue them before the next).
+        let (rotation, previous, previous_cross) = a.store.read(|st| {
+            (
+                st.pki.rotation.as_ref().map(|r| r.cert_pem.clone()),
+                st.pki.previous_root_pem.clone(),
+                st.pki.previous_cross_pem.clone(),
+            )
+        });
+        // Clients whose bundle holds the previous CA still accept the listener after the
+        // rotation: it presents the current CA cross-signed by the previous one.
+        let chain_pem = if rotation.is_some() {
+            signing.chain_pem.clone()
+        } else {
+            previous_cross
+        };
+        let mut trust_pem = signing.root_pem.clone();
+        for extra in rotation.iter().chain([&previous]) {
+            if !extra.is_empty() {
+                trust_pem.push_str(extra);
+            }
+        }
+        Ok(ServerTlsMaterial {
+            client_ca_pem: trust_pem,
+            ca_pem: signing.root_pem,
+            issued,
+            chain_pem,
+        })
+    }
+
+    /// Changes whenever the CA that issues certificates changes (a root rotation starts or
+    /// completes): the TLS listener re-issues its certificate then.
+    pub async fn ca_generation(&self) -> Option<String> {
+        let a = self.active().await.ok()?;
+        a.store.read(|st| {
+            let root = st.keys.as_ref()?.ca_cert_pem.clone();
+            let rotation = st.pki.rotation.as_ref().map(|r| r.digest.clone());
+            Some(format!(
+                "{}/{}",
+                lockbox_pki::cert_digest(&root).unwrap_or_default(),
+                rotation.unwrap_or_default()
+            ))
+        })
     }
 
     /// A copy of the access model.
@@ -924,4 +968,17 @@ mod tests {
         });
         assert!(g.contains(&"root".to_owned()), "{g:?}");
     }
+}
+
+/// What the daemon's TLS listener needs from the cluster CA.
+#[derive(Debug)]
+pub struct ServerTlsMaterial {
+    /// The cluster's root CA certificate (what clients should trust), PEM.
+    pub ca_pem: String,
+    /// The CA certificates whose client certificates are accepted, PEM.
+    pub client_ca_pem: String,
+    /// The listener's certificate and key.
+    pub issued: lockbox_pki::Issued,
+    /// Intermediates to present with it (PEM, maybe empty).
+    pub chain_pem: String,
 }

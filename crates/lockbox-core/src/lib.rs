@@ -27,7 +27,9 @@ mod services;
 mod tokens;
 mod worker;
 
-pub use access::{CertPeer, Identity, IdentityKind, Permissions, RoleInfo, UnixPeer, UserInfo};
+pub use access::{
+    CertPeer, Identity, IdentityKind, Permissions, RoleInfo, ServerTlsMaterial, UnixPeer, UserInfo,
+};
 pub use agent::{LogLine, Logs};
 pub use audit::{AuditEntry, AuditFilter, AuditObject, AuditReport};
 pub use backup::{

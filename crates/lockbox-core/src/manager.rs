@@ -164,7 +164,7 @@ struct OpenStore {
 pub(crate) struct ClusterRuntime {
     pub(crate) dialer: Arc<lockbox_cluster::Dialer>,
     /// The listener's TLS, replaced when the node's certificate or trust changes.
-    tls: Option<Arc<lockbox_cluster::ServerTls>>,
+    tls: Option<Arc<lockbox_pki::ServerSlot>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub(crate) listen: Option<std::net::SocketAddr>,
 }
@@ -296,7 +296,7 @@ impl Active {
             advertise.to_owned(),
         );
         if let Some(listen) = listen {
-            let tls = lockbox_cluster::ServerTls::new(config);
+            let tls = lockbox_pki::ServerSlot::new(config);
             runtime.tls = Some(tls.clone());
             let addr = crate::cluster::with_default_port(listen);
             match tokio::net::TcpListener::bind(&addr).await {

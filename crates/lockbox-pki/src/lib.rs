@@ -84,8 +84,8 @@ pub use error::{PkiError, Result};
 pub use identity::{NodeRole, OU_MANAGER, OU_USER, OU_WORKER, PeerIdentity, Role, identity_of};
 pub use revocation::Revocations;
 pub use tls::{
-    CLIENT_ALPN, SERVER_ALPN, acceptor, client_config, connector, peer_identity, server_config,
-    server_identity,
+    CLIENT_ALPN, SERVER_ALPN, ServerSlot, acceptor, client_config, connector, peer_identity,
+    server_config, server_config_with_chain, server_identity,
 };
 
 /// rustls, as used by this crate (ring provider), for callers that need its

@@ -33,11 +33,48 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Every certificate of `ca_cert_pem` (one CA certificate, or several while a root
+/// rotation is under way) as trust anchors.
 pub(crate) fn roots(ca_cert_pem: &str) -> Result<Arc<RootCertStore>> {
-    let ca = one_cert("CA certificate", ca_cert_pem)?;
     let mut roots = RootCertStore::empty();
-    roots.add(ca).map_err(PkiError::Tls)?;
+    for ca in crate::certs_of("CA certificate", ca_cert_pem)? {
+        roots.add(ca).map_err(PkiError::Tls)?;
+    }
+    if roots.is_empty() {
+        return Err(PkiError::Pem {
+            what: "CA certificate",
+            reason: "no CERTIFICATE block",
+        });
+    }
     Ok(Arc::new(roots))
+}
+
+/// A server configuration that can be replaced while a listener serves (a renewed
+/// certificate, a new CA): each new connection takes the current one.
+#[derive(Debug)]
+pub struct ServerSlot(std::sync::RwLock<Arc<ServerConfig>>);
+
+impl ServerSlot {
+    /// A slot holding `config`.
+    pub fn new(config: Arc<ServerConfig>) -> Arc<ServerSlot> {
+        Arc::new(ServerSlot(std::sync::RwLock::new(config)))
+    }
+
+    /// Replaces the configuration for connections accepted from now on.
+    pub fn set(&self, config: Arc<ServerConfig>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
+    }
+
+    /// The current configuration.
+    pub fn get(&self) -> Arc<ServerConfig> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// The chain and key rustls needs, out of an [`Issued`].
@@ -69,6 +106,19 @@ pub fn server_config(
     server: &Issued,
     revocations: Revocations,
 ) -> Result<Arc<ServerConfig>> {
+    server_config_with_chain(ca_cert_pem, server, "", revocations)
+}
+
+/// [`server_config`] presenting `server` followed by the intermediates of `chain_pem` (the
+/// cross-signed CA certificate while a root rotation is under way, so that clients still
+/// trusting only the old CA accept a certificate of the new one); `ca_cert_pem` may hold
+/// several CA certificates, each trusted for client certificates.
+pub fn server_config_with_chain(
+    ca_cert_pem: &str,
+    server: &Issued,
+    chain_pem: &str,
+    revocations: Revocations,
+) -> Result<Arc<ServerConfig>> {
     let provider = provider();
     let inner = WebPkiClientVerifier::builder_with_provider(roots(ca_cert_pem)?, provider.clone())
         .build()
@@ -76,7 +126,8 @@ pub fn server_config(
     let verifier = Arc::new(RevocationCheckingVerifier { inner, revocations });
     // rustls takes the key DER by value and does not wipe it after parsing;
     // pki-types' key types do not zeroize on drop either.
-    let (chain, key) = cert_and_key(server)?;
+    let (mut chain, key) = cert_and_key(server)?;
+    chain.extend(crate::certs_of("intermediate certificate", chain_pem)?);
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(PkiError::Tls)

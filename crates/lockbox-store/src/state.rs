@@ -548,6 +548,7 @@ impl State {
                 self.pki.previous_root_pem =
                     std::mem::replace(&mut keys.ca_cert_pem, rotation.cert_pem.clone());
                 keys.ca_key_pem = rotation.key_pem.clone();
+                self.pki.previous_cross_pem = rotation.cross_pem.clone();
                 cluster.root_ca_pem = rotation.cert_pem;
                 cluster.join_tokens = join_tokens.clone();
                 cluster.meta.version = index;

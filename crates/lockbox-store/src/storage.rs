@@ -1400,10 +1400,11 @@ mod snapshot_format {
             state,
         };
         // Format 3 appended the node PKI state to the end of the payload: an empty one is
-        // four zero bytes (no rotation, no certificates, no trust, no previous root).
+        // five zero bytes (no rotation, no certificates, no trust, no previous root and
+        // cross-signed certificate).
         let bytes = p.encode().unwrap();
-        assert_eq!(&bytes[bytes.len() - 4..], &[0, 0, 0, 0]);
-        let mut v2 = bytes[..bytes.len() - 4].to_vec();
+        assert_eq!(&bytes[bytes.len() - 5..], &[0, 0, 0, 0, 0]);
+        let mut v2 = bytes[..bytes.len() - 5].to_vec();
         v2[4..6].copy_from_slice(&2u16.to_le_bytes());
         let mut back = SnapshotPayload::decode(&v2).unwrap();
         back.state.reindex();

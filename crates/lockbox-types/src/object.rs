@@ -301,6 +301,9 @@ pub struct PkiState {
     /// The CA certificate (PEM) the last completed rotation replaced, to show what a node
     /// that still trusts it trusts.
     pub previous_root_pem: String,
+    /// The current CA cross-signed by that one (PEM): the TLS listener presents it, so
+    /// clients whose bundles still hold the previous CA accept the listener.
+    pub previous_cross_pem: String,
 }
 
 /// A new CA replacing the cluster's, while nodes move to it.

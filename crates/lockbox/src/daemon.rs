@@ -92,19 +92,51 @@ pub(crate) async fn run(a: DaemonArgs, hosts: &[String]) -> anyhow::Result<ExitC
     let revocations = state.revocations();
     revocations.replace(manager.revoked_serials().await);
     let tls = if listens.iter().any(|l| matches!(l, Listen::Tls(_))) {
-        Some(
-            tls_config(
-                &manager,
-                &data_dir,
-                &listens,
-                &a.tls_san,
-                revocations.clone(),
-            )
-            .await?,
+        let server = tls_server(
+            &manager,
+            &data_dir,
+            &listens,
+            &a.tls_san,
+            revocations.clone(),
         )
+        .await?;
+        Some(lockbox_api::TlsConfig {
+            server: lockbox_pki::ServerSlot::new(server),
+        })
     } else {
         None
     };
+    // After a root rotation starts or completes, the listener presents a certificate of the
+    // CA that signs now and accepts clients of the new CA.
+    if let Some(slot) = tls.as_ref().map(|t| t.server.clone()) {
+        let manager = manager.clone();
+        let data_dir = data_dir.clone();
+        let listens = listens.clone();
+        let extra = a.tls_san.clone();
+        let revocations = revocations.clone();
+        tokio::spawn(async move {
+            let mut seen = manager.ca_generation().await;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                let now = manager.ca_generation().await;
+                if now.is_none() || now == seen {
+                    continue;
+                }
+                match tls_server(&manager, &data_dir, &listens, &extra, revocations.clone()).await {
+                    Ok(server) => {
+                        slot.set(server);
+                        seen = now;
+                        tracing::info!(
+                            "the TLS listener now presents a certificate of the cluster's current CA"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "re-issuing the TLS listener's certificate")
+                    }
+                }
+            }
+        });
+    }
     // Keep the TLS revocation list in step with the replicated one (changes on other
     // managers, and the list of a store unlocked after start).
     {
@@ -178,16 +210,16 @@ fn group_id(name: &str) -> anyhow::Result<u32> {
 /// host, its listen addresses and `--tls-san`s. It is kept in DATA_DIR/tls (key 0600) so the
 /// listener also works while the store is locked (for `swarm unlock`), as dockerd keeps its
 /// `key.pem`.
-async fn tls_config(
+async fn tls_server(
     manager: &Manager,
     data_dir: &std::path::Path,
     listens: &[Listen],
     extra: &[String],
     revocations: lockbox_pki::Revocations,
-) -> anyhow::Result<lockbox_api::TlsConfig> {
+) -> anyhow::Result<Arc<lockbox_pki::rustls::ServerConfig>> {
     use std::net::IpAddr;
     let dir = data_dir.join("tls");
-    let (ca, server) = if manager.local_state().await == LocalState::Active {
+    let material = if manager.local_state().await == LocalState::Active {
         let mut names: Vec<String> = vec!["localhost".into()];
         names.push(
             rustix::system::uname()
@@ -220,7 +252,7 @@ async fn tls_config(
                     .unwrap_or(true)
         });
         names.dedup();
-        let (ca, issued) = manager
+        let m = manager
             .issue_server_cert(&names, &ips)
             .await
             .context("issuing the TLS server certificate")?;
@@ -232,10 +264,12 @@ async fn tls_config(
                 .create(&dir)
                 .with_context(|| format!("creating {}", dir.display()))?;
         }
-        write_private(&dir.join("ca.pem"), ca.as_bytes())?;
-        write_private(&dir.join("server-cert.pem"), issued.cert_pem.as_bytes())?;
-        write_private(&dir.join("server-key.pem"), issued.key_pem.as_bytes())?;
-        (ca, issued)
+        write_private(&dir.join("ca.pem"), m.ca_pem.as_bytes())?;
+        write_private(&dir.join("client-ca.pem"), m.client_ca_pem.as_bytes())?;
+        write_private(&dir.join("server-chain.pem"), m.chain_pem.as_bytes())?;
+        write_private(&dir.join("server-cert.pem"), m.issued.cert_pem.as_bytes())?;
+        write_private(&dir.join("server-key.pem"), m.issued.key_pem.as_bytes())?;
+        (m.client_ca_pem, m.issued, m.chain_pem)
     } else {
         let read = |f: &str| {
             std::fs::read_to_string(dir.join(f)).with_context(|| {
@@ -245,16 +279,18 @@ async fn tls_config(
                 )
             })
         };
-        let ca = read("ca.pem")?;
+        // Written by earlier versions: only ca.pem (clients of that CA), no chain.
+        let ca = read("client-ca.pem").or_else(|_| read("ca.pem"))?;
+        let chain = std::fs::read_to_string(dir.join("server-chain.pem")).unwrap_or_default();
         let cert = read("server-cert.pem")?;
         let key = zeroize::Zeroizing::new(read("server-key.pem")?);
         let issued = lockbox_pki::Issued::from_pem(&cert, &key)
             .context("the stored TLS server certificate")?;
-        (ca, issued)
+        (ca, issued, chain)
     };
-    let server = lockbox_pki::server_config(&ca, &server, revocations)
-        .context("the TLS server configuration")?;
-    Ok(lockbox_api::TlsConfig { server })
+    let (client_ca, server, chain) = material;
+    lockbox_pki::server_config_with_chain(&client_ca, &server, &chain, revocations)
+        .context("the TLS server configuration")
 }
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {

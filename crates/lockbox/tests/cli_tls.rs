@@ -411,3 +411,87 @@ fn plain_tcp_still_works_on_the_loopback_listener() {
         .unwrap();
     assert_eq!(ok(&o), "plain-one\n");
 }
+
+/// The stock docker CLI over TLS with the bundle in `bundle` (`DOCKER_CERT_PATH`).
+fn docker_tls(home: &Path, host: &str, bundle: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(common::docker_bin());
+    for k in CLIENT_ENV {
+        cmd.env_remove(k);
+    }
+    cmd.env("HOME", home)
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .env("DOCKER_HOST", host)
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", bundle)
+        .args(args);
+    run_with_timeout(cmd, None, TIMEOUT)
+}
+
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn tls_clients_keep_working_through_one_root_rotation() {
+    if !is_root() {
+        skip(
+            "tls_clients_keep_working_through_one_root_rotation",
+            "needs root (the admin on the unix socket)",
+        );
+        return;
+    }
+    if let Some(why) = common::docker_unavailable() {
+        skip("tls_clients_keep_working_through_one_root_rotation", &why);
+        return;
+    }
+    let (d, host) = start_daemon(&["--tlsverify"]);
+    let home = d.dir().join("home");
+    std::fs::create_dir(&home).unwrap();
+    ok(&d.lockbox(&["user", "create", "bob"], None));
+    ok(&d.lockbox(
+        &["grant", "create", "--user", "bob", "--role", "viewer"],
+        None,
+    ));
+    ok(&d.lockbox(&["secret", "create", "rot-one", "-"], Some(b"1")));
+    let bundle = |name: &str| {
+        let dir = d.dir().join(name);
+        ok(&d.lockbox(
+            &["user", "bundle", "bob", "-o", &dir.display().to_string()],
+            None,
+        ));
+        dir
+    };
+    let ls = ["secret", "ls", "--format", "{{.Name}}"];
+    let works = |b: &Path| {
+        let o = docker_tls(&home, &host, b, &ls);
+        o.status.success() && text(&o.stdout).trim() == "rot-one"
+    };
+    let first = bundle("bundle-1");
+    assert!(works(&first));
+
+    // A rotation: the listener moves to the new CA; the first bundle (old CA for both its
+    // trust and its client certificate) keeps working, and a bundle of the new CA works.
+    ok(&d.docker(&["swarm", "ca", "--rotate"], None));
+    let second = bundle("bundle-2");
+    assert_ne!(
+        std::fs::read(first.join("ca.pem")).unwrap(),
+        std::fs::read(second.join("ca.pem")).unwrap()
+    );
+    eventually("the listener presents a certificate of the new CA", || {
+        works(&second)
+    });
+    assert!(works(&first), "a bundle of the previous CA stopped working");
+
+    // A second rotation retires the first CA: its bundle is refused, the second still works.
+    ok(&d.docker(&["swarm", "ca", "--rotate"], None));
+    eventually("the first bundle is refused", || !works(&first));
+    let o = docker_tls(&home, &host, &first, &ls);
+    assert!(text(&o.stderr).contains("certificate"), "{}", show(&o));
+    assert!(works(&second));
+    let third = bundle("bundle-3");
+    assert!(works(&third));
+}
