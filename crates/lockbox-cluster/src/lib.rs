@@ -9,6 +9,7 @@
 //! - `POST /cluster/join`: a new node presents a join token (no certificate yet: its
 //!   connection pins the CA by the token's digest) and gets its node ID and certificate;
 //! - `POST /cluster/members`: a joined manager asks to be added to the Raft group;
+//! - `POST /cluster/views`: how the leader sees every node (for `node ls` on a follower);
 //! - `POST /cluster/membership`: a manager's membership request (demote, remove, leave,
 //!   status, the unlock key), served by the leader;
 //! - `POST /dispatcher/session`: a worker's heartbeat, task statuses and assignments.

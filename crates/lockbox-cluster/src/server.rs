@@ -64,6 +64,11 @@ pub trait Service: Send + Sync + 'static {
         req: AddManager,
         peer: Peer,
     ) -> BoxFuture<'static, Result<(), ClusterError>>;
+    /// How the leader sees every node (`node ls` on a follower): JSON.
+    fn views(&self, peer: Peer) -> BoxFuture<'static, Result<Zeroizing<Vec<u8>>, ClusterError>> {
+        let _ = peer;
+        Box::pin(async { Err(ClusterError::unavailable("node views are not served here")) })
+    }
     /// A membership request from a manager (demote, remove, leave, status, unlock key): an
     /// opaque JSON body the service interprets, answered with JSON.
     fn membership(
@@ -156,6 +161,19 @@ async fn handle(
             };
             Ok(match svc.add_manager(am, peer).await {
                 Ok(()) => reply(200, "{}"),
+                Err(e) => error(&e),
+            })
+        }
+        "/cluster/views" => {
+            let allowed = peer.manager().is_some()
+                && peer.identity.as_ref().is_some_and(|i| svc.is_manager(i));
+            if !allowed {
+                return Ok(error(&ClusterError::forbidden(
+                    "a manager certificate of this cluster is required",
+                )));
+            }
+            Ok(match svc.views(peer).await {
+                Ok(answer) => reply(200, Bytes::from_owner(answer)),
                 Err(e) => error(&e),
             })
         }

@@ -365,6 +365,23 @@ impl lockbox_cluster::Service for NodeService {
         })
     }
 
+    fn views(&self, _peer: Peer) -> BoxFuture<'static, Result<Zeroizing<Vec<u8>>, ClusterError>> {
+        let active = self.active();
+        Box::pin(async move {
+            let a = active?;
+            if !a.store.is_leader() {
+                return Err(ClusterError::unavailable("this manager is not the leader"));
+            }
+            let views: HashMap<String, WireView> = local_views(&a)
+                .into_iter()
+                .map(|(id, v)| (id, WireView::from(&v)))
+                .collect();
+            serde_json::to_vec(&views)
+                .map(Zeroizing::new)
+                .map_err(|e| ClusterError::internal(e.to_string()))
+        })
+    }
+
     fn membership(
         &self,
         body: Bytes,
@@ -742,60 +759,134 @@ impl Active {
     }
 }
 
+/// A [`NodeView`] between managers.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WireView {
+    leader: bool,
+    reachability: String,
+    state: String,
+}
+
+impl From<&NodeView> for WireView {
+    fn from(v: &NodeView) -> WireView {
+        WireView {
+            leader: v.leader,
+            reachability: v.reachability.to_owned(),
+            state: v.state.to_owned(),
+        }
+    }
+}
+
+/// One of the words a [`NodeView`] uses (anything else is `unknown`).
+fn word(w: &str) -> &'static str {
+    match w {
+        "reachable" => "reachable",
+        "unreachable" => "unreachable",
+        "ready" => "ready",
+        "down" => "down",
+        _ => "unknown",
+    }
+}
+
+/// How long a follower waits for the leader's view of the nodes before showing its own.
+const VIEWS_TIMEOUT: Duration = Duration::from_secs(1);
+
 impl crate::Manager {
-    /// Each manager node's leader flag and reachability, as this node sees them: the leader
-    /// hears from every manager; a follower knows the leader and itself.
+    /// Each node's leader flag, reachability and state. The leader hears from every node; a
+    /// follower asks the leader (and shows what it knows itself, the leader and itself, if
+    /// the leader does not answer within a second).
     pub async fn node_views(&self) -> Result<HashMap<String, NodeView>, CoreError> {
         let a = self.active().await?;
-        let members = a.store.members();
-        let me = a.store.raft_id();
-        let leading = a.store.is_leader();
-        let nodes: Vec<Node> = a.store.read(|st| st.nodes.values().cloned().collect());
-        let down = a.down_nodes();
-        let mut out = HashMap::new();
-        for n in nodes.iter().filter(|n| n.spec.role == NodeRole::Worker) {
-            let state = if !leading {
-                "unknown"
-            } else if down.contains(&n.id) {
-                "down"
-            } else {
-                "ready"
-            };
-            out.insert(
-                n.id.clone(),
-                NodeView {
-                    leader: false,
-                    reachability: "unknown",
-                    state,
-                },
-            );
+        if !a.store.is_leader()
+            && let Some(views) = leader_views(&a).await
+        {
+            return Ok(views);
         }
-        for n in nodes.iter().filter(|n| n.spec.role == NodeRole::Manager) {
-            let member = members.iter().find(|m| m.raft_id == n.raft_id);
-            let leader = member.is_some_and(|m| m.leader);
-            let reachability = match member {
-                None => "unknown",
-                Some(_) if n.raft_id == me => "reachable",
-                Some(m) if leading => match m.last_seen {
-                    Some(t) if t < UNREACHABLE_AFTER => "reachable",
-                    _ => "unreachable",
-                },
-                Some(m) if m.leader => "reachable",
-                Some(_) => "unknown",
-            };
-            out.insert(
-                n.id.clone(),
-                NodeView {
-                    leader,
-                    reachability,
-                    state: if reachability == "unreachable" {
-                        "down"
-                    } else {
-                        "ready"
-                    },
-                },
-            );
-        }
-        Ok(out)
+        Ok(local_views(&a))
     }
+}
+
+/// The leader's views, asked from a follower.
+async fn leader_views(a: &Active) -> Option<HashMap<String, NodeView>> {
+    let (_, addr) = a.store.leader()?;
+    let dialer = a.dialer()?;
+    let (status, body) = tokio::time::timeout(
+        VIEWS_TIMEOUT,
+        dialer.post(&addr, "/cluster/views", Bytes::from_static(b"{}")),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    if status != 200 {
+        return None;
+    }
+    let wire: HashMap<String, WireView> = serde_json::from_slice(&body).ok()?;
+    Some(
+        wire.into_iter()
+            .map(|(id, v)| {
+                (
+                    id,
+                    NodeView {
+                        leader: v.leader,
+                        reachability: word(&v.reachability),
+                        state: word(&v.state),
+                    },
+                )
+            })
+            .collect(),
+    )
+}
+
+/// This node's own view of every node.
+fn local_views(a: &Active) -> HashMap<String, NodeView> {
+    let members = a.store.members();
+    let me = a.store.raft_id();
+    let leading = a.store.is_leader();
+    let nodes: Vec<Node> = a.store.read(|st| st.nodes.values().cloned().collect());
+    let down = a.down_nodes();
+    let mut out = HashMap::new();
+    for n in nodes.iter().filter(|n| n.spec.role == NodeRole::Worker) {
+        let state = if !leading {
+            "unknown"
+        } else if down.contains(&n.id) {
+            "down"
+        } else {
+            "ready"
+        };
+        out.insert(
+            n.id.clone(),
+            NodeView {
+                leader: false,
+                reachability: "unknown",
+                state,
+            },
+        );
+    }
+    for n in nodes.iter().filter(|n| n.spec.role == NodeRole::Manager) {
+        let member = members.iter().find(|m| m.raft_id == n.raft_id);
+        let leader = member.is_some_and(|m| m.leader);
+        let reachability = match member {
+            None => "unknown",
+            Some(_) if n.raft_id == me => "reachable",
+            Some(m) if leading => match m.last_seen {
+                Some(t) if t < UNREACHABLE_AFTER => "reachable",
+                _ => "unreachable",
+            },
+            Some(m) if m.leader => "reachable",
+            Some(_) => "unknown",
+        };
+        out.insert(
+            n.id.clone(),
+            NodeView {
+                leader,
+                reachability,
+                state: if reachability == "unreachable" {
+                    "down"
+                } else {
+                    "ready"
+                },
+            },
+        );
+    }
+    out
 }
