@@ -7,7 +7,7 @@
 //! which hold secret values: they live in [`Zeroizing`] buffers and only ever travel inside the
 //! transport's TLS.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -76,14 +76,28 @@ pub trait Transport: Send + Sync + 'static {
     fn call(&self, addr: &str, rpc: Rpc, body: Zeroizing<Vec<u8>>) -> Call;
 }
 
-/// When each peer last answered, for node status.
+/// When each peer last answered, for node status, and which peers are unreachable now (said
+/// once in the log when a peer stops answering and once when it answers again, rather than at
+/// every retry).
 #[derive(Debug, Default, Clone)]
-pub(crate) struct PeerSeen(Arc<Mutex<HashMap<NodeId, Instant>>>);
+pub(crate) struct PeerSeen(
+    Arc<Mutex<HashMap<NodeId, Instant>>>,
+    Arc<Mutex<HashSet<NodeId>>>,
+);
 
 impl PeerSeen {
-    fn saw(&self, id: NodeId) {
+    fn saw(&self, id: NodeId, addr: &str) {
         if let Ok(mut m) = self.0.lock() {
             m.insert(id, Instant::now());
+        }
+        if self.1.lock().is_ok_and(|mut down| down.remove(&id)) {
+            tracing::info!(peer = %addr, raft_id = id, "manager answers again");
+        }
+    }
+
+    fn missed(&self, id: NodeId, addr: &str, error: &dyn std::fmt::Display) {
+        if self.1.lock().is_ok_and(|mut down| down.insert(id)) {
+            tracing::warn!(peer = %addr, raft_id = id, %error, "manager unreachable; retrying (said again once it answers)");
         }
     }
 
@@ -170,13 +184,17 @@ impl Peer {
         let ttl = option.hard_ttl().max(Duration::from_millis(200));
         let answer = match tokio::time::timeout(ttl, transport.call(&self.addr, rpc, body)).await {
             Ok(Ok(a)) => a,
-            Ok(Err(e)) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Ok(Err(e)) => {
+                self.seen.missed(self.target, &self.addr, &e);
+                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            }
             Err(_) => {
                 let e = TransportError(format!("no answer from {} within {ttl:?}", self.addr));
+                self.seen.missed(self.target, &self.addr, &e);
                 return Err(RPCError::Unreachable(Unreachable::new(&e)));
             }
         };
-        self.seen.saw(self.target);
+        self.seen.saw(self.target, &self.addr);
         match decode::<Result<Resp, E>>(&answer) {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
@@ -186,6 +204,15 @@ impl Peer {
 }
 
 impl RaftNetwork<TypeConfig> for Peer {
+    /// After an unreachable answer: retry in 250 ms, doubling up to 2 s (openraft's default
+    /// is a fixed 500 ms). A manager that comes back is caught up within 2 s.
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::successors(
+            Some(Duration::from_millis(250)),
+            |d| Some((*d * 2).min(Duration::from_secs(2))),
+        ))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

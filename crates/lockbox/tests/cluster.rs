@@ -298,6 +298,24 @@ fn a_cut_off_manager_heals_and_traffic_between_managers_is_encrypted() {
     std::thread::sleep(Duration::from_millis(500));
     netns::stop_capture(capture);
 
+    // The leader said once that manager 2 stopped answering and once that it answers again,
+    // not at every retry.
+    let log = m[0].log();
+    let lost = log.matches("manager unreachable; retrying").count();
+    let back = log.matches("manager answers again").count();
+    assert!(
+        (1..=2).contains(&lost),
+        "{lost} reports of the lost manager:\n{log}"
+    );
+    assert!(
+        (1..=2).contains(&back),
+        "{back} reports of its return:\n{log}"
+    );
+    assert!(
+        !log.contains("Unreachable node"),
+        "openraft's retries reached the log:\n{log}"
+    );
+
     let bytes = std::fs::read(&pcap).unwrap();
     assert!(
         bytes.len() > 10_000,
