@@ -16,9 +16,13 @@ pub(crate) fn init(level: &str) {
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
-        .with_filter(filter)
         .with_filter(QuietUnreachable);
-    let _ = tracing_subscriber::registry().with(fmt).try_init();
+    // The level filter is global, so that disabled callsites (openraft's debug spans on the
+    // write path) cost nothing; the quieting filter only sees what passes it.
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .try_init();
 }
 
 /// Drops openraft's reports of an unreachable peer: it logs one at every retry of every
@@ -33,7 +37,8 @@ impl<S> Filter<S> for QuietUnreachable {
     }
 
     fn event_enabled(&self, event: &tracing::Event<'_>, _cx: &Context<'_, S>) -> bool {
-        if !event.metadata().target().starts_with("openraft") {
+        let meta = event.metadata();
+        if *meta.level() > tracing::Level::WARN || !meta.target().starts_with("openraft") {
             return true;
         }
         let mut seen = MentionsUnreachable(false);
