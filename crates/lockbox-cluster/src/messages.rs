@@ -146,6 +146,9 @@ pub struct SessionRequest {
     pub cert_serial: String,
     /// Hex SHA-256 of the CA certificate the worker trusts.
     pub trust_digest: String,
+    /// Set by the manager the worker called when the certificate it presents does not name
+    /// the worker role (a demoted manager's): the dispatcher issues one that does.
+    pub renew: bool,
 }
 
 /// A certificate the dispatcher renewed for the worker (it expires soon, or a root rotation

@@ -277,7 +277,7 @@ impl lockbox_cluster::Service for NodeService {
         let active = self.active();
         Box::pin(async move {
             let a = active?;
-            let req: SessionRequest =
+            let mut req: SessionRequest =
                 lockbox_cluster::decode(&body).map_err(ClusterError::bad_request)?;
             drop(body);
             // A relay must come from a current manager: a demoted or removed one keeps its
@@ -305,6 +305,9 @@ impl lockbox_cluster::Service for NodeService {
                         "this node's certificate has been revoked or the node is no longer a member of the swarm",
                     ));
                 }
+                // A demoted manager still presents its manager certificate: it gets one
+                // naming its role now.
+                req.renew = own.role() != Some(lockbox_pki::Role::Worker);
             }
             if !a.store.is_leader() {
                 // Relay to the leader, which keeps the workers' heartbeats.
@@ -513,7 +516,7 @@ async fn dispatch(a: &Active, req: SessionRequest) -> Result<SessionResponse, Cl
         values.push((id.clone(), data));
     }
     let (renewed, trust_pem) =
-        crate::pki::for_worker(a, &node, &req.cert_serial, &req.trust_digest).await?;
+        crate::pki::for_worker(a, &node, &req.cert_serial, &req.trust_digest, req.renew).await?;
     Ok(SessionResponse {
         tasks,
         needed: needed.into_iter().map(|(id, _)| id).collect(),

@@ -228,6 +228,7 @@ pub(crate) async fn for_worker(
     node: &Node,
     serial: &str,
     trust_digest: &str,
+    renew: bool,
 ) -> Result<(Option<RenewedCert>, Option<String>), ClusterError> {
     let unavailable = |e: CoreError| ClusterError::unavailable(e.to_string());
     let signing = a.signing().map_err(unavailable)?;
@@ -241,14 +242,15 @@ pub(crate) async fn for_worker(
     let root_digest = lockbox_pki::cert_digest(&signing.root_pem)
         .map_err(|e| ClusterError::internal(e.to_string()))?;
     let third = (validity.as_secs() / 3) as i64;
-    let stale = match &record {
-        None => true,
-        Some(r) => {
-            r.serial != serial
-                || r.issuer != signing.ca.digest()
-                || r.not_after - time::OffsetDateTime::now_utc().unix_timestamp() < third
-        }
-    };
+    let stale = renew
+        || match &record {
+            None => true,
+            Some(r) => {
+                r.serial != serial
+                    || r.issuer != signing.ca.digest()
+                    || r.not_after - time::OffsetDateTime::now_utc().unix_timestamp() < third
+            }
+        };
     let renewed = if stale {
         let (issued, signing) = a
             .issue_recorded(

@@ -225,6 +225,7 @@ impl Worker {
         let req = SessionRequest {
             cert_serial,
             trust_digest,
+            renew: false,
             node_id: self.node_id.clone(),
             statuses: statuses.clone(),
             held: self.held_secrets(),

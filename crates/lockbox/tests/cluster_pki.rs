@@ -345,7 +345,30 @@ fn a_root_rotation_moves_every_node_to_the_new_ca_while_the_swarm_runs() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // A demoted manager gets a certificate naming its new role.
+    let m1 = json(&docker_ok(
+        &managers[1],
+        &["info", "--format", "{{json .Swarm.NodeID}}"],
+        None,
+    ));
+    let m1 = m1.as_str().unwrap().to_owned();
+    docker_ok(&managers[0], &["node", "demote", &m1], None);
+    eventually(
+        "the demoted manager holds a worker certificate",
+        Duration::from_secs(15),
+        || subject(&certs(&managers[1]).join("node.pem")).contains("OU=lockbox-worker"),
+    );
     eprintln!("swarm ca --rotate took {took:?} on 3 managers and a worker");
+}
+
+/// The subject of the certificate `pem` (openssl's one-line form).
+fn subject(pem: &Path) -> String {
+    let o = Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-nameopt", "compat", "-in"])
+        .arg(pem)
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Writes `text` into a file beside `d`'s data directory.
