@@ -139,7 +139,8 @@ struct NodeFile {
     /// `worker` for a worker; managers (and files written before workers) leave it empty.
     #[serde(default)]
     role: String,
-    /// Workers: the managers' cluster addresses.
+    /// Workers: the managers' cluster addresses. Managers: the other managers' addresses,
+    /// kept current while running, so that a locked manager that leaves can reach them.
     #[serde(default)]
     managers: Vec<String>,
     /// Raft id (0 in files written before managers replicated: the first manager's, 1).
@@ -573,6 +574,60 @@ fn write_node_file(dir: &Path, nf: &NodeFile) -> Result<(), CoreError> {
 fn read_node_file(dir: &Path) -> Option<NodeFile> {
     let bytes = std::fs::read(node_file(dir)).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// Records the other managers' cluster addresses in a manager's node file when they changed.
+pub(crate) fn remember_managers(dir: &Path, mut managers: Vec<String>) -> Result<(), CoreError> {
+    let Some(mut nf) = read_node_file(dir) else {
+        return Ok(());
+    };
+    managers.sort();
+    if nf.role == "worker" || nf.managers == managers {
+        return Ok(());
+    }
+    nf.managers = managers;
+    write_node_file(dir, &nf)
+}
+
+/// A locked manager leaving with `--force` (its store cannot be read): asks the managers it
+/// last knew, with its node certificate, to take it out of the Raft group, so that the others
+/// keep their quorum. Best effort, like the unlocked case.
+async fn leave_raft_group_locked(dir: &Path) {
+    let (Some(nf), Some(certs)) = (read_node_file(dir), crate::cluster::read_node_certs(dir))
+    else {
+        return;
+    };
+    let Ok(dialer) = crate::cluster::dialer(&certs) else {
+        return;
+    };
+    // membership.rs's `Envelope { forwarded: false, request: Request::Leave }`.
+    let body = br#"{"forwarded":false,"request":{"op":"leave"}}"#;
+    for addr in &nf.managers {
+        match tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            dialer.post(addr, "/cluster/membership", bytes::Bytes::from_static(body)),
+        )
+        .await
+        {
+            // membership.rs answers `{"Done":…}` or `{"Refused":…}`.
+            Ok(Ok((200, answer))) if answer.starts_with(br#"{"Done""#) => {
+                tracing::info!(manager = %addr, "left the raft group; the other managers continue");
+                return;
+            }
+            Ok(Ok((status, answer))) => {
+                tracing::warn!(manager = %addr, status, answer = %String::from_utf8_lossy(&answer), "could not leave the raft group through this manager")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(manager = %addr, error = %e, "could not reach this manager to leave the raft group")
+            }
+            Err(_) => {
+                tracing::warn!(manager = %addr, "no answer from this manager to the request to leave the raft group")
+            }
+        }
+    }
+    tracing::warn!(
+        "could not leave the raft group: demote this node from another manager (docker node demote), then remove it (docker node rm)"
+    );
 }
 
 impl Manager {
@@ -1200,6 +1255,9 @@ impl Manager {
         }
         if let Phase::Worker(w) = &*phase {
             w.stop().await;
+        }
+        if matches!(&*phase, Phase::Locked) {
+            leave_raft_group_locked(&self.cfg.data_dir).await;
         }
         *phase = Phase::Inactive;
         let dir = &self.cfg.data_dir;

@@ -358,7 +358,15 @@ async fn keep_once(a: &Arc<Active>, hostname: &str, advertise: &str) -> Result<(
     if a.store.is_leader() {
         finish_rotation_when_done(a).await?;
     }
-    Ok(())
+    let others: Vec<String> = a.store.read(|st| {
+        st.nodes
+            .values()
+            .filter(|n| n.spec.role == NodeRole::Manager && n.id != a.node_id)
+            .map(|n| n.addr.clone())
+            .filter(|addr| !addr.is_empty())
+            .collect()
+    });
+    crate::manager::remember_managers(&a.data_dir, others)
 }
 
 /// The leader completes a rotation whose CA has issued every node's recorded certificate.

@@ -1,7 +1,8 @@
 //! The node PKI of a running cluster, driven with the stock docker CLI: `docker swarm ca
 //! --rotate` moves every node (managers and workers) to a new CA without stopping anything,
 //! the join tokens follow the new CA, certificates of the old CA and of removed nodes are
-//! refused.
+//! refused; a locked manager leaving with `--force` uses its certificate to leave the Raft
+//! group.
 //!
 //! Each node runs in its own network namespace (root needed, like the other cluster tests).
 
@@ -386,4 +387,63 @@ fn save(d: &Daemon, name: &str) -> PathBuf {
         std::fs::copy(certs(d).join(f), dir.join(f)).unwrap();
     }
     dir
+}
+
+/// `{{.ManagerStatus}}` of every node in `d`'s `node ls`, sorted.
+fn manager_rows(d: &Daemon) -> Vec<String> {
+    let mut rows: Vec<String> =
+        docker_ok(d, &["node", "ls", "--format", "{{.ManagerStatus}}"], None)
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn a_locked_manager_that_leaves_with_force_takes_itself_out_of_the_raft_group() {
+    if !prerequisites("a_locked_manager_that_leaves_with_force_takes_itself_out_of_the_raft_group")
+    {
+        return;
+    }
+    let net = Net::new(3).expect("network namespaces");
+    let mut m = three_managers(&net);
+    docker_ok(&m[0], &["swarm", "update", "--autolock=true"], None);
+    let key = docker_ok(&m[0], &["swarm", "unlock-key", "-q"], None);
+    eventually(
+        "every manager has the unlock key",
+        Duration::from_secs(10),
+        || {
+            m.iter()
+                .all(|d| out(&d.docker(&["swarm", "unlock-key", "-q"], None)) == key)
+        },
+    );
+    // Manager 2 knows the others' addresses before it goes down.
+    std::thread::sleep(Duration::from_millis(1500));
+    m[2].restart();
+    assert_eq!(
+        docker_ok(
+            &m[2],
+            &["info", "--format", "{{.Swarm.LocalNodeState}}"],
+            None
+        ),
+        "locked"
+    );
+    let o = m[2].docker(&["swarm", "leave"], None);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("Swarm is encrypted and locked"),
+        "{}",
+        err(&o)
+    );
+    docker_ok(&m[2], &["swarm", "leave", "--force"], None);
+    // With its node certificate (its store is locked) it asked the others to take it out of
+    // the group: they are two managers now, and it is recorded as a worker.
+    eventually(
+        "the locked manager is out of the raft group",
+        Duration::from_secs(15),
+        || manager_rows(&m[0]) == ["", "Leader", "Reachable"],
+    );
+    assert!(m[2].log().contains("left the raft group"), "{}", m[2].log());
+    docker_ok(&m[1], &["secret", "create", "after-leave", "-"], Some(b"x"));
 }
