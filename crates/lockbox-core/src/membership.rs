@@ -88,6 +88,10 @@ static KEY_CHANGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 struct Envelope {
     /// Sent to the leader by a manager that already forwarded it: not forwarded again.
     forwarded: bool,
+    /// Set by a manager that forwards another node's request: that node (whose certificate
+    /// it checked). The leader answers for it, not for the forwarding manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    on_behalf_of: Option<String>,
     request: Request,
 }
 
@@ -212,7 +216,7 @@ pub(crate) async fn serve(
     body: Bytes,
     peer: Peer,
 ) -> Result<Zeroizing<Vec<u8>>, ClusterError> {
-    let caller = peer
+    let sender = peer
         .manager()
         .ok_or_else(|| {
             ClusterError::forbidden("a manager certificate of this cluster is required")
@@ -221,13 +225,26 @@ pub(crate) async fn serve(
     let env: Envelope = serde_json::from_slice(&body)
         .map_err(|_| ClusterError::bad_request("malformed membership request"))?;
     drop(body);
+    let is_manager = |id: &str| {
+        a.store.read(|st| {
+            st.nodes
+                .get(id)
+                .is_some_and(|n| n.spec.role == NodeRole::Manager)
+        })
+    };
+    // Only a current manager forwards for another node.
+    let caller = match env.on_behalf_of {
+        Some(id) if is_manager(&sender) => id,
+        Some(_) => {
+            return Err(ClusterError::forbidden(
+                "only managers of this cluster may forward membership requests",
+            ));
+        }
+        None => sender,
+    };
     // Anyone with a manager certificate may ask what it is (a demoted node must learn it);
     // everything else is for current managers only.
-    let current = a.store.read(|st| {
-        st.nodes
-            .get(&caller)
-            .is_some_and(|n| n.spec.role == NodeRole::Manager)
-    });
+    let current = is_manager(&caller);
     if !current && !matches!(env.request, Request::Status) {
         tracing::warn!(peer = %peer.addr, node = %caller, "refused a membership request from a node that is not a manager");
         return Err(ClusterError::forbidden(
@@ -246,6 +263,7 @@ pub(crate) async fn serve(
             .ok_or_else(|| ClusterError::unavailable(NO_LEADER))?;
         let forwarded = Envelope {
             forwarded: true,
+            on_behalf_of: Some(caller),
             request: env.request,
         };
         return a
@@ -367,6 +385,7 @@ impl Active {
             if let Some((_, addr)) = leader {
                 let env = Envelope {
                     forwarded: true,
+                    on_behalf_of: None,
                     request: request.clone(),
                 };
                 match self.post_membership(&addr, &env).await {
@@ -402,6 +421,7 @@ impl Active {
         for addr in addrs {
             let env = Envelope {
                 forwarded: false,
+                on_behalf_of: None,
                 request: request.clone(),
             };
             match self.post_membership(&addr, &env).await {
@@ -1234,6 +1254,7 @@ mod tests {
     fn requests_are_tagged_json() {
         let env = Envelope {
             forwarded: true,
+            on_behalf_of: None,
             request: Request::Remove {
                 node: "n1".into(),
                 force: true,
@@ -1246,6 +1267,26 @@ mod tests {
         );
         let back: Envelope = serde_json::from_str(&json).unwrap();
         assert!(matches!(back.request, Request::Remove { force: true, .. }));
+    }
+
+    #[test]
+    fn a_forwarded_request_names_who_asked() {
+        let env = Envelope {
+            forwarded: true,
+            on_behalf_of: Some("n3".into()),
+            request: Request::Status,
+        };
+        let json = serde_json::to_string(&env).unwrap();
+        assert_eq!(
+            json,
+            r#"{"forwarded":true,"on_behalf_of":"n3","request":{"op":"status"}}"#
+        );
+        let back: Envelope = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.on_behalf_of.as_deref(), Some("n3"));
+        // Requests from before the field: sent by the caller itself.
+        let old: Envelope =
+            serde_json::from_str(r#"{"forwarded":false,"request":{"op":"leave"}}"#).unwrap();
+        assert!(old.on_behalf_of.is_none());
     }
 
     #[test]
