@@ -11,7 +11,8 @@
 //! - `POST /cluster/members`: a joined manager asks to be added to the Raft group;
 //! - `POST /cluster/membership`: a manager's membership request (demote, remove, leave,
 //!   status, the unlock key), served by the leader;
-//! - `POST /dispatcher/session`: a worker's heartbeat, task statuses and assignments.
+//! - `POST /dispatcher/session`: a worker's heartbeat, task statuses and assignments (and,
+//!   once it is promoted, its manager certificate).
 //!
 //! What each request means is the [`Service`]'s business (lockbox-core implements it); this
 //! crate only carries, authenticates and routes.
@@ -24,7 +25,7 @@ mod server;
 
 pub use client::{Dialer, TlsTransport, join_pinned};
 pub use messages::{
-    AddManager, ClusterError, JoinRequest, JoinResponse, SessionRequest, SessionResponse, decode,
-    encode,
+    AddManager, ClusterError, JoinRequest, JoinResponse, Promotion, SessionRequest,
+    SessionResponse, decode, encode,
 };
 pub use server::{Peer, Service, serve};

@@ -5,6 +5,9 @@
 //! Secret values live only in this process's memory (as [`SecretBytes`], wiped when dropped)
 //! and in the tmpfs of the tasks that use them; a value the dispatcher no longer lists as
 //! needed is dropped at once.
+//!
+//! A worker the leader promoted hears of it in a session answer: it ends its session and
+//! hands the promotion to whoever started it (the node becomes a manager, `manager.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use lockbox_cluster::{Dialer, SessionRequest, SessionResponse};
+use lockbox_cluster::{Dialer, Promotion, SessionRequest, SessionResponse};
 use lockbox_crypto::SecretBytes;
 use lockbox_types::{Network, Task, TaskStatus};
 
@@ -48,21 +51,26 @@ pub(crate) struct Worker {
     /// Task output not yet sent to the managers (`service logs` runs there).
     output: Mutex<tokio::sync::broadcast::Receiver<crate::agent::LogLine>>,
     unsent: Mutex<Vec<crate::agent::LogLine>>,
+    /// Where a promotion goes (taken when one arrives).
+    promoted: Mutex<Option<tokio::sync::oneshot::Sender<Promotion>>>,
 }
 
 /// At most this many lines of output go with one session call.
 const LOG_LINES_PER_CALL: usize = 2000;
 
 impl Worker {
+    /// Starts the session loop. The receiver gets the promotion, if the leader promotes this
+    /// worker; the session has ended by then.
     pub(crate) fn start(
         node_id: String,
         dialer: Arc<Dialer>,
         managers: Vec<String>,
         executors: Vec<Arc<dyn Executor>>,
         audit: Option<crate::audit::AuditTrail>,
-    ) -> Arc<Worker> {
+    ) -> (Arc<Worker>, tokio::sync::oneshot::Receiver<Promotion>) {
         let agent = Arc::new(Agent::new(executors));
         let output = Mutex::new(agent.logs.follow());
+        let (promoted, promotion) = tokio::sync::oneshot::channel();
         let w = Arc::new(Worker {
             node_id,
             dialer,
@@ -77,6 +85,7 @@ impl Worker {
             audit,
             session: Mutex::new(None),
             connected: AtomicBool::new(false),
+            promoted: Mutex::new(Some(promoted)),
         });
         let weak = Arc::downgrade(&w);
         let handle = tokio::spawn(async move {
@@ -85,7 +94,15 @@ impl Worker {
                 if w.stopping.load(Ordering::Relaxed) {
                     break;
                 }
-                w.call_dispatcher().await;
+                if let Some(p) = w.call_dispatcher().await {
+                    let to = w.promoted.lock().ok().and_then(|mut s| s.take());
+                    if let Some(to) = to {
+                        tracing::info!(node_id = %w.node_id, raft_id = p.raft_id, "this worker was promoted to a manager; its session ends");
+                        if to.send(p).is_ok() {
+                            break;
+                        }
+                    }
+                }
                 let host: Arc<dyn AgentHost> = w.clone();
                 w.agent.step(&host).await;
                 let kick = w.kick.clone();
@@ -100,7 +117,12 @@ impl Worker {
         if let Ok(mut s) = w.session.lock() {
             *s = Some(handle);
         }
-        w
+        (w, promotion)
+    }
+
+    /// The managers' cluster addresses, the one that answered last first.
+    pub(crate) fn managers(&self) -> Vec<String> {
+        self.managers.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
     /// IDs of the secrets this worker holds now (for tests and `lockbox` diagnostics).
@@ -126,8 +148,9 @@ impl Worker {
         self.connected.load(Ordering::Relaxed)
     }
 
-    /// One session call: to the first manager that answers, trying each in turn.
-    async fn call_dispatcher(&self) {
+    /// One session call: to the first manager that answers, trying each in turn. Returns the
+    /// promotion, if the answer carries one.
+    async fn call_dispatcher(&self) -> Option<Promotion> {
         let statuses: Vec<(String, TaskStatus)> =
             self.pending.lock().map(|p| p.clone()).unwrap_or_default();
         let lines: Vec<crate::agent::LogLine> = {
@@ -157,7 +180,7 @@ impl Worker {
                 .collect(),
         };
         let Ok(body) = lockbox_cluster::encode(&req) else {
-            return;
+            return None;
         };
         let managers = self.managers.lock().map(|m| m.clone()).unwrap_or_default();
         for (i, addr) in managers.iter().enumerate() {
@@ -176,21 +199,25 @@ impl Worker {
                     continue;
                 }
             };
-            let resp: SessionResponse = match lockbox_cluster::decode(&answer) {
+            let mut resp: SessionResponse = match lockbox_cluster::decode(&answer) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(manager = %addr, error = %e, "undecodable dispatcher answer");
                     continue;
                 }
             };
+            self.connected.store(true, Ordering::Relaxed);
+            if let Some(p) = resp.promotion.take() {
+                // Nothing else in the answer counts: this node stops being a worker.
+                return Some(p);
+            }
             // The statuses sent are recorded: drop them from the queue (new ones stay).
             if let Ok(mut p) = self.pending.lock() {
                 let n = statuses.len().min(p.len());
                 p.drain(..n);
             }
             self.apply(resp, i);
-            self.connected.store(true, Ordering::Relaxed);
-            return;
+            return None;
         }
         // Not delivered: keep the output for the next call.
         if let Ok(mut u) = self.unsent.lock() {
@@ -201,6 +228,7 @@ impl Worker {
         if self.connected.swap(false, Ordering::Relaxed) {
             tracing::warn!("no manager answers; tasks keep running, statuses are queued");
         }
+        None
     }
 
     fn apply(&self, resp: SessionResponse, answered: usize) {
