@@ -12,7 +12,8 @@
 //! - `POST /cluster/views`: how the leader sees every node (for `node ls` on a follower);
 //! - `POST /cluster/membership`: a manager's membership request (demote, remove, leave,
 //!   status, the unlock key), served by the leader;
-//! - `POST /dispatcher/session`: a worker's heartbeat, task statuses and assignments.
+//! - `POST /dispatcher/session`: a worker's heartbeat, task statuses and assignments (and,
+//!   once it is promoted, its manager certificate).
 //!
 //! What each request means is the [`Service`]'s business (lockbox-core implements it); this
 //! crate only carries, authenticates and routes.
@@ -25,7 +26,7 @@ mod server;
 
 pub use client::{Dialer, TlsTransport, join_pinned};
 pub use messages::{
-    AddManager, ClusterError, JoinRequest, JoinResponse, RenewedCert, SessionRequest,
+    AddManager, ClusterError, JoinRequest, JoinResponse, Promotion, RenewedCert, SessionRequest,
     SessionResponse, decode, encode,
 };
 pub use server::{Peer, Service, serve};

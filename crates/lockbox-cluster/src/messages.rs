@@ -1,4 +1,4 @@
-//! The JSON bodies of joins.
+//! The bodies of joins (JSON) and of the dispatcher's sessions (postcard).
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
@@ -194,6 +194,53 @@ pub struct SessionResponse {
     pub renewed: Option<RenewedCert>,
     /// The CA certificate (PEM) to trust, when the worker trusts another.
     pub trust_pem: Option<String>,
+    /// The worker was promoted: what it needs to become a manager (then nothing else in the
+    /// answer counts; it ends its session).
+    pub promotion: Option<Promotion>,
+}
+
+/// A promoted worker's new identity as a manager, issued by the leader.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Promotion {
+    /// The node ID (unchanged).
+    pub node_id: String,
+    /// The Raft id it joins the group with.
+    pub raft_id: u64,
+    /// The cluster ID.
+    pub cluster_id: String,
+    /// The address the node is recorded at (its Raft address from now on).
+    pub addr: String,
+    /// The CA certificate, PEM.
+    pub ca_pem: String,
+    /// The node's manager certificate, PEM.
+    pub cert_pem: String,
+    /// Its private key, PEM.
+    pub key_pem: String,
+    /// The cluster's unlock key when autolock is on.
+    pub unlock_key: Option<String>,
+    /// Intermediates to present with the certificate (PEM; the cross-signed CA certificate
+    /// while a root rotation is under way, else empty).
+    pub chain_pem: String,
+}
+
+impl std::fmt::Debug for Promotion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Promotion")
+            .field("node_id", &self.node_id)
+            .field("raft_id", &self.raft_id)
+            .field("cluster_id", &self.cluster_id)
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Promotion {
+    fn drop(&mut self) {
+        self.key_pem.zeroize();
+        if let Some(k) = &mut self.unlock_key {
+            k.zeroize();
+        }
+    }
 }
 
 /// Encodes a dispatcher message (postcard, in a wiped buffer).
@@ -206,4 +253,45 @@ pub fn encode<T: Serialize>(value: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, St
 /// Decodes a dispatcher message.
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     postcard::from_bytes(bytes).map_err(|e| format!("undecodable message: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_promotion_travels_in_the_session_answer_and_its_key_is_never_shown() {
+        let resp = SessionResponse {
+            tasks: Vec::new(),
+            needed: Vec::new(),
+            values: Vec::new(),
+            services: Vec::new(),
+            networks: Vec::new(),
+            managers: vec!["10.0.0.1:2377".into()],
+            renewed: None,
+            trust_pem: None,
+            promotion: Some(Promotion {
+                node_id: "n3".into(),
+                raft_id: 3,
+                cluster_id: "c1".into(),
+                addr: "10.0.0.3:2377".into(),
+                ca_pem: "ca".into(),
+                cert_pem: "cert".into(),
+                key_pem: "PRIVATE-KEY-7f3a".into(),
+                unlock_key: Some("SWMKEY-1-secret".into()),
+                chain_pem: String::new(),
+            }),
+        };
+        let back: SessionResponse = decode(&encode(&resp).unwrap()).unwrap();
+        let p = back.promotion.as_ref().unwrap();
+        assert_eq!((p.node_id.as_str(), p.raft_id), ("n3", 3));
+        assert_eq!(p.key_pem, "PRIVATE-KEY-7f3a");
+        assert_eq!(p.unlock_key.as_deref(), Some("SWMKEY-1-secret"));
+        let shown = format!("{back:?}");
+        assert!(shown.contains("n3"), "{shown}");
+        assert!(
+            !shown.contains("PRIVATE-KEY") && !shown.contains("SWMKEY"),
+            "{shown}"
+        );
+    }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use lockbox_cluster::{
-    AddManager, ClusterError, Dialer, JoinRequest, JoinResponse, Peer, SessionRequest,
+    AddManager, ClusterError, Dialer, JoinRequest, JoinResponse, Peer, Promotion, SessionRequest,
     SessionResponse,
 };
 use lockbox_pki::{Issued, NodeRole as PkiRole};
@@ -299,7 +299,13 @@ impl lockbox_cluster::Service for NodeService {
                 };
                 // The serial it reports is the one it presents, and that certificate is its
                 // current one: a superseded or removed node's certificate is revoked.
-                if own.serial != req.cert_serial || !a.current_cert(own, NodeRole::Worker) {
+                // A worker promoted since (recorded as a manager) still presents its worker
+                // certificate until it has its manager one: it may ask for that.
+                let promoted = own.role() == Some(lockbox_pki::Role::Worker)
+                    && a.current_cert(own, NodeRole::Manager);
+                if own.serial != req.cert_serial
+                    || !(promoted || a.current_cert(own, NodeRole::Worker))
+                {
                     tracing::warn!(node = %req.node_id, peer = %peer.addr, presented = %own.serial, reported = %req.cert_serial, "refused a session with a revoked certificate");
                     return Err(ClusterError::forbidden(
                         "this node's certificate has been revoked or the node is no longer a member of the swarm",
@@ -396,15 +402,28 @@ impl lockbox_cluster::Service for NodeService {
 }
 
 /// The leader serves a worker's session: records its heartbeat and its tasks' statuses, and
-/// answers with its tasks and exactly the secrets they need.
+/// answers with its tasks and exactly the secrets they need. A worker recorded as a manager
+/// (promoted since) gets what it needs to become one instead.
 async fn dispatch(a: &Active, req: SessionRequest) -> Result<SessionResponse, ClusterError> {
     let node = a
         .store
         .read(|st| st.nodes.get(&req.node_id).cloned())
-        .filter(|n| n.spec.role == NodeRole::Worker)
         .ok_or_else(|| ClusterError::forbidden("not a worker of this cluster"))?;
     if let Ok(mut w) = a.liveness.workers.lock() {
         w.insert(node.id.clone(), Instant::now());
+    }
+    if node.spec.role == NodeRole::Manager {
+        return Ok(SessionResponse {
+            tasks: Vec::new(),
+            needed: Vec::new(),
+            values: Vec::new(),
+            services: Vec::new(),
+            networks: Vec::new(),
+            managers: a.manager_addrs(),
+            renewed: None,
+            trust_pem: None,
+            promotion: Some(promotion(a, &node, &req.cert_serial).await?),
+        });
     }
     // The worker's task output, for `service logs` on this manager.
     let own: HashSet<String> = a.store.read(|st| {
@@ -526,6 +545,40 @@ async fn dispatch(a: &Active, req: SessionRequest) -> Result<SessionResponse, Cl
         managers: a.manager_addrs(),
         renewed,
         trust_pem,
+        promotion: None,
+    })
+}
+
+/// What a promoted worker needs to become a manager: a manager certificate for its node ID
+/// from the CA that signs now, recorded as replacing the worker certificate it presents
+/// (issued anew at each asking; the node keeps the one it acts on), its Raft id and, under
+/// autolock, the cluster's unlock key.
+async fn promotion(a: &Active, node: &Node, serial: &str) -> Result<Promotion, ClusterError> {
+    let cluster_id = a
+        .store
+        .read(|st| st.cluster.as_ref().map(|c| c.id.clone()))
+        .ok_or_else(|| ClusterError::unavailable("the cluster is not initialized"))?;
+    let (issued, signing) = a
+        .issue_recorded(
+            &node.id,
+            NodeRole::Manager,
+            &node.hostname,
+            &node.addr,
+            Some(serial.to_owned()),
+        )
+        .await
+        .map_err(|e| ClusterError::unavailable(e.to_string()))?;
+    tracing::info!(node = %node.id, raft_id = node.raft_id, addr = %node.addr, "a promoted worker gets its manager certificate");
+    Ok(Promotion {
+        node_id: node.id.clone(),
+        raft_id: node.raft_id,
+        cluster_id,
+        addr: node.addr.clone(),
+        ca_pem: signing.root_pem,
+        cert_pem: issued.cert_pem.clone(),
+        key_pem: issued.key_pem.to_string(),
+        chain_pem: signing.chain_pem,
+        unlock_key: a.unlock_key_text().map(|k| k.to_string()),
     })
 }
 
@@ -728,11 +781,13 @@ impl Active {
                 .filter(|n| n.id != self.node_id)
                 .map(|n| {
                     let heard = match n.spec.role {
+                        // A promoted worker on its way into the group: its last session.
                         NodeRole::Manager => members
                             .iter()
                             .find(|m| m.raft_id == n.raft_id)
                             .and_then(|m| m.last_seen)
-                            .and_then(|d| Instant::now().checked_sub(d)),
+                            .and_then(|d| Instant::now().checked_sub(d))
+                            .or_else(|| workers.get(&n.id).copied()),
                         NodeRole::Worker => workers.get(&n.id).copied(),
                     };
                     (n.id.clone(), heard)

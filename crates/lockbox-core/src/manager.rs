@@ -139,20 +139,41 @@ struct NodeFile {
     /// `worker` for a worker; managers (and files written before workers) leave it empty.
     #[serde(default)]
     role: String,
-    /// Workers: the managers' cluster addresses. Managers: the other managers' addresses,
-    /// kept current while running, so that a locked manager that leaves can reach them.
+    /// The managers' cluster addresses: a worker's dispatchers; those a new manager (joined
+    /// or promoted) asks to be added to the Raft group. A running manager keeps the other
+    /// managers' addresses here, so that a locked one that leaves can reach them.
     #[serde(default)]
     managers: Vec<String>,
     /// Raft id (0 in files written before managers replicated: the first manager's, 1).
     #[serde(default)]
     raft_id: u64,
-    /// Where the cluster listener listens, when `swarm init`/`join` set it.
+    /// Where the cluster listener listens, when `swarm init`/`join` set it (a worker keeps
+    /// it for when it is promoted).
     #[serde(default)]
     listen_addr: Option<String>,
-    /// The address other managers reach this node at.
+    /// The address other nodes reach this node at.
     #[serde(default)]
     advertise_addr: Option<String>,
 }
+
+/// A node about to become a manager (joining, or a promoted worker): what the leader gave it
+/// and where it listens.
+struct NewManager<'a> {
+    node_id: &'a str,
+    cluster_id: &'a str,
+    raft_id: u64,
+    /// The cluster's unlock key, when autolock is on.
+    unlock_key: Option<&'a str>,
+    listen: &'a str,
+    advertise: &'a str,
+    /// The managers to ask to be added to the Raft group.
+    managers: &'a [String],
+}
+
+/// How long a promoted worker waits before trying again after it failed to become a manager.
+const PROMOTION_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a new manager waits for the replicated state once the leader added it.
+const STATE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How a store is opened.
 struct OpenStore {
@@ -435,6 +456,74 @@ impl Active {
             .await;
     }
 
+    /// Asks the leader, through the first of `managers` that answers, to add this manager to
+    /// the Raft group: as a learner until it has caught up, then as a voter. Returns the
+    /// last refusal or failure if none did (its HTTP status, 0 if none answered).
+    pub(crate) async fn ask_to_be_added(
+        &self,
+        managers: &[String],
+    ) -> Result<(), lockbox_cluster::ClusterError> {
+        let dialer = self.dialer().ok_or_else(|| {
+            lockbox_cluster::ClusterError::unavailable("this manager has no node transport")
+        })?;
+        let body = serde_json::to_vec(&lockbox_cluster::AddManager {
+            node_id: self.node_id.clone(),
+        })
+        .map_err(|e| lockbox_cluster::ClusterError::internal(e.to_string()))?;
+        let mut last = lockbox_cluster::ClusterError {
+            status: 0,
+            message: "no manager to ask".into(),
+        };
+        for addr in managers {
+            match dialer
+                .post(addr, "/cluster/members", body.clone().into())
+                .await
+            {
+                Ok((200, _)) => return Ok(()),
+                Ok((status, answer)) => {
+                    last = lockbox_cluster::ClusterError {
+                        status,
+                        message: String::from_utf8_lossy(&answer).into_owned(),
+                    }
+                }
+                Err(e) => {
+                    last = lockbox_cluster::ClusterError {
+                        status: 0,
+                        message: e.to_string(),
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Joins the Raft group through `managers` and waits up to `wait` for the replicated state
+    /// to arrive here.
+    async fn enter_raft_group(
+        &self,
+        managers: &[String],
+        wait: std::time::Duration,
+    ) -> Result<(), CoreError> {
+        self.ask_to_be_added(managers)
+            .await
+            .map_err(|e| CoreError::Unknown(format!("joining the raft group: {}", e.message)))?;
+        // The leader added this node once it had caught up; wait for the state to be here.
+        let deadline = std::time::Instant::now() + wait;
+        while !self
+            .store
+            .read(|st| st.cluster.is_some() && st.nodes.contains_key(&self.node_id))
+        {
+            if std::time::Instant::now() > deadline {
+                return Err(CoreError::Unknown(format!(
+                    "joined, but the cluster state did not arrive within {}s",
+                    wait.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     pub(crate) fn emit(&self, event: Event) {
         // No subscribers is fine.
         let _ = self.events.send(event);
@@ -536,18 +625,26 @@ pub struct RotateReport {
 
 /// The manager of one node.
 pub struct Manager {
-    cfg: ManagerConfig,
-    audit: Option<crate::audit::AuditTrail>,
+    env: NodeEnv,
     _lock: DirLock,
-    phase: Arc<tokio::sync::RwLock<Phase>>,
+}
+
+/// What opening and changing this node's phase needs besides the phase itself: the
+/// configuration, audit trail, executors and event channel. Tasks that change the phase on
+/// their own (a demoted manager's watcher, a promoted worker) hold a clone.
+#[derive(Clone)]
+pub(crate) struct NodeEnv {
+    pub(crate) cfg: ManagerConfig,
+    pub(crate) audit: Option<crate::audit::AuditTrail>,
+    pub(crate) phase: Arc<tokio::sync::RwLock<Phase>>,
     events: broadcast::Sender<Event>,
-    executors: Vec<Arc<dyn Executor>>,
+    pub(crate) executors: Vec<Arc<dyn Executor>>,
 }
 
 impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Manager")
-            .field("data_dir", &self.cfg.data_dir)
+            .field("data_dir", &self.env.cfg.data_dir)
             .finish_non_exhaustive()
     }
 }
@@ -630,6 +727,13 @@ async fn leave_raft_group_locked(dir: &Path) {
     );
 }
 
+/// The managers' cluster addresses node.json keeps.
+pub(crate) fn known_managers(dir: &Path) -> Vec<String> {
+    read_node_file(dir)
+        .map(|nf| nf.managers)
+        .unwrap_or_default()
+}
+
 impl Manager {
     /// Starts the manager on `cfg.data_dir`: refuses a second daemon on the same directory,
     /// opens the store when keys exist and are not autolocked, initializes a one-node cluster
@@ -657,31 +761,34 @@ impl Manager {
             None => None,
         };
         let mgr = Manager {
-            audit,
-            cfg,
+            env: NodeEnv {
+                audit,
+                cfg,
+                phase: Arc::new(tokio::sync::RwLock::new(Phase::Inactive)),
+                events,
+                executors,
+            },
             _lock: lock,
-            phase: Arc::new(tokio::sync::RwLock::new(Phase::Inactive)),
-            events,
-            executors,
         };
-        let keystore = KeyStore::new(&mgr.cfg.data_dir);
-        let nf = read_node_file(&mgr.cfg.data_dir);
+        let keystore = KeyStore::new(&mgr.env.cfg.data_dir);
+        let nf = read_node_file(&mgr.env.cfg.data_dir);
         if let Some(nf) = nf.filter(|nf| nf.role == "worker") {
-            let worker = mgr.start_worker(&nf)?;
-            *mgr.phase.write().await = Phase::Worker(worker);
+            let worker = mgr.env.start_worker(&nf.node_id, nf.managers.clone())?;
+            *mgr.env.phase.write().await = Phase::Worker(worker);
         } else if keystore.exists() {
             if keystore.is_autolocked()? {
                 tracing::info!("store is autolocked; waiting for `swarm unlock`");
-                *mgr.phase.write().await = Phase::Locked;
+                *mgr.env.phase.write().await = Phase::Locked;
             } else {
                 let keyring = keystore.open()?;
                 let active = mgr
-                    .open_active(keyring, None, None, mgr.open_existing())
+                    .env
+                    .open_active(keyring, None, None, mgr.env.open_existing())
                     .await?;
-                mgr.start_cluster_of(&active).await;
-                *mgr.phase.write().await = Phase::Active(active);
+                mgr.env.start_cluster_of(&active).await;
+                *mgr.env.phase.write().await = Phase::Active(active);
             }
-        } else if mgr.cfg.auto_init {
+        } else if mgr.env.cfg.auto_init {
             mgr.init(InitOptions::default()).await?;
         }
         // The trail shows when the node started and whether it came up locked.
@@ -701,7 +808,9 @@ impl Manager {
         .await?;
         Ok(mgr)
     }
+}
 
+impl NodeEnv {
     /// How the store of an existing node opens: as node.json says.
     fn open_existing(&self) -> OpenStore {
         let nf = read_node_file(&self.cfg.data_dir).unwrap_or_default();
@@ -788,17 +897,225 @@ impl Manager {
             active.ensure_keys().await?;
         }
         active.start_control();
-        crate::membership::watch(
-            &active,
-            self.phase.clone(),
-            self.executors.clone(),
-            self.audit.clone(),
-        );
+        crate::membership::watch(&active, self.clone());
         Ok(active)
     }
 
+    /// Starts a worker from its certificates. If the leader promotes it, the worker becomes a
+    /// manager ([`NodeEnv::promote`]).
+    pub(crate) fn start_worker(
+        &self,
+        node_id: &str,
+        managers: Vec<String>,
+    ) -> Result<Arc<crate::worker::Worker>, CoreError> {
+        self.start_worker_after(node_id, managers, std::time::Duration::ZERO)
+    }
+
+    /// Like [`NodeEnv::start_worker`]; a promotion is acted on no sooner than `delay` after it
+    /// arrives (after a failed attempt).
+    fn start_worker_after(
+        &self,
+        node_id: &str,
+        managers: Vec<String>,
+        delay: std::time::Duration,
+    ) -> Result<Arc<crate::worker::Worker>, CoreError> {
+        tracing::info!(node_id = %node_id, managers = ?managers, "running as a worker");
+        let (worker, promoted) = crate::worker::Worker::start(
+            node_id.to_owned(),
+            &self.cfg.data_dir,
+            managers,
+            self.executors.clone(),
+            self.audit.clone(),
+        )?;
+        let env = self.clone();
+        let weak = Arc::downgrade(&worker);
+        tokio::spawn(async move {
+            // An error: the worker stopped without being promoted.
+            let Ok(promotion) = promoted.await else {
+                return;
+            };
+            tokio::time::sleep(delay).await;
+            if let Some(worker) = weak.upgrade() {
+                env.promote(worker, promotion).await;
+            }
+        });
+        Ok(worker)
+    }
+
+    /// The part of becoming a manager that a joining node and a promoted worker share: new
+    /// keys (wrapped with the cluster's unlock key under autolock), the node file (from then
+    /// on the node opens as this manager), an empty store and the cluster listener. Next, the
+    /// node asks to be added to the Raft group ([`Active::enter_raft_group`]).
+    async fn open_new_manager(&self, m: &NewManager<'_>) -> Result<Arc<Active>, CoreError> {
+        let dir = &self.cfg.data_dir;
+        let keyring = Keyring::generate();
+        let keystore = KeyStore::new(dir);
+        let unlock_key = match m.unlock_key {
+            Some(text) => {
+                let key = UnlockKey::parse(text).map_err(|_| CoreError::InvalidKey)?;
+                keystore.create(&keyring, Protection::Autolock(&key))?;
+                Some(key)
+            }
+            None => {
+                keystore.create(&keyring, Protection::KeyFile)?;
+                None
+            }
+        };
+        write_node_file(
+            dir,
+            &NodeFile {
+                node_id: m.node_id.to_owned(),
+                cluster_id: m.cluster_id.to_owned(),
+                raft_id: m.raft_id,
+                listen_addr: Some(m.listen.to_owned()),
+                advertise_addr: Some(m.advertise.to_owned()),
+                managers: m.managers.to_vec(),
+                role: String::new(),
+            },
+        )?;
+        let active = self
+            .open_active(
+                keyring,
+                unlock_key,
+                Some(m.node_id.to_owned()),
+                OpenStore {
+                    raft_id: m.raft_id,
+                    raft_addr: m.advertise.to_owned(),
+                    bootstrap: false,
+                },
+            )
+            .await?;
+        if let Err(e) = active
+            .start_cluster(&self.cfg.hostname, m.advertise, Some(m.listen))
+            .await
+        {
+            active.stop_control().await;
+            if let Err(e) = active.store.shutdown().await {
+                tracing::warn!(error = %e, "store shutdown");
+            }
+            return Err(e);
+        }
+        Ok(active)
+    }
+
+    /// A worker the leader promoted becomes a manager, on the path a joining manager takes
+    /// (serialized with the other changes of the node's phase). Until its node file says
+    /// manager, a restarted node is still a worker and hears of its promotion again at its
+    /// next session; from then on it opens as a manager, which asks to be added to the Raft
+    /// group until it is (membership.rs). If it cannot become a manager, it goes back to
+    /// being a worker and tries again at a later session.
+    async fn promote(&self, worker: Arc<crate::worker::Worker>, p: lockbox_cluster::Promotion) {
+        let mut phase = self.phase.write().await;
+        if !matches!(&*phase, Phase::Worker(w) if Arc::ptr_eq(w, &worker)) {
+            // Left the swarm meanwhile.
+            return;
+        }
+        worker.stop().await;
+        let node_id = worker.node_id.clone();
+        // The others, the one that answered last first.
+        let managers: Vec<String> = worker
+            .managers()
+            .into_iter()
+            .filter(|m| *m != p.addr)
+            .collect();
+        drop(worker);
+        let dir = self.cfg.data_dir.clone();
+        let active = match self.open_promoted(&node_id, &p, &managers).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "could not become a manager after the promotion; continuing as a worker, trying again at a later session");
+                let back = crate::membership::erase_manager_state(&dir)
+                    .and_then(|()| crate::membership::write_worker_node_file(&dir, &managers))
+                    .and_then(|()| self.start_worker_after(&node_id, managers, PROMOTION_RETRY));
+                *phase = match back {
+                    Ok(w) => Phase::Worker(w),
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not continue as a worker either; restart the daemon");
+                        Phase::Inactive
+                    }
+                };
+                return;
+            }
+        };
+        *phase = Phase::Active(active.clone());
+        drop(phase);
+        tracing::warn!(
+            node_id = %node_id,
+            raft_id = p.raft_id,
+            "this node was promoted: it serves as a manager now, with its own replica of the swarm's state"
+        );
+        if let Some(trail) = &self.audit {
+            let hostname = self.cfg.hostname.clone();
+            let entry = crate::AuditEntry {
+                actor: "daemon".into(),
+                source: "internal".into(),
+                action: "swarm.promoted".into(),
+                objects: vec![crate::AuditObject::new("node", node_id.clone(), hostname)],
+                details: [("raft_id".to_owned(), p.raft_id.to_string())].into(),
+                ..crate::AuditEntry::default()
+            };
+            if let Err(e) = trail.record(entry).await {
+                tracing::warn!(error = %e, "could not record the promotion in the audit trail");
+            }
+        }
+        match active.enter_raft_group(&managers, STATE_WAIT).await {
+            Ok(()) => {
+                tracing::info!(node_id = %node_id, raft_id = p.raft_id, "joined the raft group as a promoted manager")
+            }
+            Err(e) => tracing::warn!(error = %e, "not in the raft group yet; asking again"),
+        }
+    }
+
+    /// A promoted worker's manager certificate, keys, node file, store and listener.
+    async fn open_promoted(
+        &self,
+        node_id: &str,
+        p: &lockbox_cluster::Promotion,
+        managers: &[String],
+    ) -> Result<Arc<Active>, CoreError> {
+        if p.node_id != node_id {
+            return Err(CoreError::Internal(format!(
+                "the promotion is for node {}, this is node {node_id}",
+                p.node_id
+            )));
+        }
+        let dir = &self.cfg.data_dir;
+        let nf = read_node_file(dir).unwrap_or_default();
+        // What an earlier attempt may have left.
+        crate::membership::erase_manager_state(dir)?;
+        let issued = lockbox_pki::Issued::from_pem(&p.cert_pem, &p.key_pem).map_err(|e| {
+            CoreError::Internal(format!("the manager certificate the leader issued: {e}"))
+        })?;
+        crate::cluster::write_node_certs(
+            dir,
+            &crate::cluster::NodeCerts {
+                ca_pem: p.ca_pem.clone(),
+                issued,
+                chain_pem: p.chain_pem.clone(),
+            },
+        )?;
+        let listen = self
+            .cfg
+            .listen_addr
+            .clone()
+            .or(nf.listen_addr)
+            .unwrap_or_else(|| format!("0.0.0.0:{}", crate::cluster::DEFAULT_CLUSTER_PORT));
+        self.open_new_manager(&NewManager {
+            node_id,
+            cluster_id: &p.cluster_id,
+            raft_id: p.raft_id,
+            unlock_key: p.unlock_key.as_deref(),
+            listen: &listen,
+            advertise: &p.addr,
+            managers,
+        })
+        .await
+    }
+}
+
+impl Manager {
     pub(crate) async fn active(&self) -> Result<Arc<Active>, CoreError> {
-        match &*self.phase.read().await {
+        match &*self.env.phase.read().await {
             Phase::Active(a) => Ok(a.clone()),
             Phase::Locked => Err(CoreError::Locked),
             Phase::Inactive => Err(CoreError::NotInSwarm),
@@ -806,22 +1123,10 @@ impl Manager {
         }
     }
 
-    /// Starts a worker from its node file and certificates.
-    fn start_worker(&self, nf: &NodeFile) -> Result<Arc<crate::worker::Worker>, CoreError> {
-        tracing::info!(node_id = %nf.node_id, managers = ?nf.managers, "running as a worker");
-        crate::worker::Worker::start(
-            nf.node_id.clone(),
-            &self.cfg.data_dir,
-            nf.managers.clone(),
-            self.executors.clone(),
-            self.audit.clone(),
-        )
-    }
-
     /// What this node's agent holds: its node ID, role, the IDs of the secrets it holds in
     /// memory for its tasks (never values) and its tasks' IDs.
     pub async fn agent_state(&self) -> Result<serde_json::Value, CoreError> {
-        match &*self.phase.read().await {
+        match &*self.env.phase.read().await {
             Phase::Worker(w) => Ok(serde_json::json!({
                 "NodeID": w.node_id,
                 "Role": "worker",
@@ -850,7 +1155,7 @@ impl Manager {
 
     /// The node's state.
     pub async fn local_state(&self) -> LocalState {
-        match &*self.phase.read().await {
+        match &*self.env.phase.read().await {
             Phase::Active(_) => LocalState::Active,
             Phase::Locked => LocalState::Locked,
             Phase::Inactive => LocalState::Inactive,
@@ -860,36 +1165,39 @@ impl Manager {
 
     /// This node's ID, if it is or was in a swarm.
     pub async fn node_id(&self) -> Option<String> {
-        match &*self.phase.read().await {
+        match &*self.env.phase.read().await {
             Phase::Active(a) => Some(a.node_id.clone()),
             Phase::Worker(w) => Some(w.node_id.clone()),
-            Phase::Locked => read_node_file(&self.cfg.data_dir).map(|n| n.node_id),
+            Phase::Locked => read_node_file(&self.env.cfg.data_dir).map(|n| n.node_id),
             Phase::Inactive => None,
         }
     }
 
     pub(crate) fn audit_log(&self) -> Option<&crate::audit::AuditTrail> {
-        self.audit.as_ref()
+        self.env.audit.as_ref()
     }
 
     /// The configuration the manager runs with.
     pub fn config(&self) -> &ManagerConfig {
-        &self.cfg
+        &self.env.cfg
     }
 
     /// Subscribes to object events.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+        self.env.events.subscribe()
     }
 
     /// `swarm init`: creates keys, the store, the cluster and this node. Returns the node ID.
     pub async fn init(&self, opts: InitOptions) -> Result<String, CoreError> {
         if opts.force_new_cluster
-            && matches!(*self.phase.read().await, Phase::Active(_) | Phase::Locked)
+            && matches!(
+                *self.env.phase.read().await,
+                Phase::Active(_) | Phase::Locked
+            )
         {
             return self.force_new_cluster().await;
         }
-        let mut phase = self.phase.write().await;
+        let mut phase = self.env.phase.write().await;
         if !matches!(*phase, Phase::Inactive) {
             return Err(CoreError::AlreadyInSwarm);
         }
@@ -901,7 +1209,7 @@ impl Manager {
             spec.name = "default".into();
         }
         let keyring = Keyring::generate();
-        let keystore = KeyStore::new(&self.cfg.data_dir);
+        let keystore = KeyStore::new(&self.env.cfg.data_dir);
         let unlock_key = if spec.encryption_config.auto_lock_managers {
             let key = UnlockKey::generate();
             keystore.create(&keyring, Protection::Autolock(&key))?;
@@ -911,15 +1219,19 @@ impl Manager {
             None
         };
         let node_id = lockbox_types::new_id();
-        let listen = opts.listen_addr.clone().or(self.cfg.listen_addr.clone());
+        let listen = opts
+            .listen_addr
+            .clone()
+            .or(self.env.cfg.listen_addr.clone());
         let advertise = crate::cluster::with_default_port(
             &opts
                 .advertise_addr
                 .clone()
                 .or_else(|| listen.as_deref().and_then(specific_ip).map(str::to_owned))
-                .unwrap_or_else(|| self.cfg.advertise_addr.clone()),
+                .unwrap_or_else(|| self.env.cfg.advertise_addr.clone()),
         );
         let active = self
+            .env
             .open_active(
                 keyring,
                 unlock_key,
@@ -967,7 +1279,7 @@ impl Manager {
                 role: NodeRole::Manager,
                 availability: NodeAvailability::Active,
             },
-            hostname: self.cfg.hostname.clone(),
+            hostname: self.env.cfg.hostname.clone(),
             addr,
             raft_id: 1,
         };
@@ -984,7 +1296,7 @@ impl Manager {
         }
         active.ensure_keys_with(Some(ca)).await?;
         write_node_file(
-            &self.cfg.data_dir,
+            &self.env.cfg.data_dir,
             &NodeFile {
                 node_id: node_id.clone(),
                 cluster_id,
@@ -994,7 +1306,7 @@ impl Manager {
                 ..NodeFile::default()
             },
         )?;
-        self.start_cluster_of(&active).await;
+        self.env.start_cluster_of(&active).await;
         *phase = Phase::Active(active);
         tracing::info!(node_id, "swarm initialized");
         Ok(node_id)
@@ -1005,7 +1317,7 @@ impl Manager {
     /// opens an empty store, starts the cluster listener and asks to be added to the Raft
     /// group; returns once the replicated state has arrived. Returns the node ID.
     pub async fn join(&self, opts: JoinOptions) -> Result<String, CoreError> {
-        let mut phase = self.phase.write().await;
+        let mut phase = self.env.phase.write().await;
         if !matches!(*phase, Phase::Inactive) {
             return Err(CoreError::AlreadyInSwarm);
         }
@@ -1016,20 +1328,20 @@ impl Manager {
         let listen = opts
             .listen_addr
             .clone()
-            .or(self.cfg.listen_addr.clone())
+            .or(self.env.cfg.listen_addr.clone())
             .unwrap_or_else(|| format!("0.0.0.0:{}", crate::cluster::DEFAULT_CLUSTER_PORT));
         let advertise = crate::cluster::with_default_port(
             &opts
                 .advertise_addr
                 .clone()
                 .or_else(|| specific_ip(&listen).map(str::to_owned))
-                .unwrap_or_else(|| self.cfg.advertise_addr.clone()),
+                .unwrap_or_else(|| self.env.cfg.advertise_addr.clone()),
         );
         let remote = crate::cluster::with_default_port(&opts.remote);
         let pin: lockbox_pki::CaPin = Arc::new(move |der: &[u8]| tokens::ca_digest(der) == digest);
         let req = lockbox_cluster::JoinRequest {
             token: opts.token.to_string(),
-            hostname: self.cfg.hostname.clone(),
+            hostname: self.env.cfg.hostname.clone(),
             addr: advertise.clone(),
             availability: opts.availability.clone(),
         };
@@ -1052,7 +1364,7 @@ impl Manager {
         let issued = lockbox_pki::Issued::from_pem(&resp.cert_pem, &resp.key_pem)
             .map_err(|e| CoreError::Internal(format!("the certificate the manager issued: {e}")))?;
         crate::cluster::write_node_certs(
-            &self.cfg.data_dir,
+            &self.env.cfg.data_dir,
             &crate::cluster::NodeCerts {
                 ca_pem: resp.ca_pem.clone(),
                 issued,
@@ -1069,83 +1381,32 @@ impl Manager {
                 } else {
                     resp.managers.clone()
                 },
-                ..NodeFile::default()
+                // Its cluster listener's, once it is promoted.
+                listen_addr: Some(listen.clone()),
+                advertise_addr: Some(advertise.clone()),
+                raft_id: 0,
             };
-            write_node_file(&self.cfg.data_dir, &nf)?;
-            let worker = self.start_worker(&nf)?;
+            write_node_file(&self.env.cfg.data_dir, &nf)?;
+            let worker = self.env.start_worker(&nf.node_id, nf.managers.clone())?;
             tracing::info!(node_id = %resp.node_id, %remote, "joined the swarm as a worker");
             *phase = Phase::Worker(worker);
             return Ok(resp.node_id.clone());
         }
-        let keyring = Keyring::generate();
-        let keystore = KeyStore::new(&self.cfg.data_dir);
-        let unlock_key = match &resp.unlock_key {
-            Some(text) => {
-                let key = UnlockKey::parse(text).map_err(|_| CoreError::InvalidKey)?;
-                keystore.create(&keyring, Protection::Autolock(&key))?;
-                Some(key)
-            }
-            None => {
-                keystore.create(&keyring, Protection::KeyFile)?;
-                None
-            }
-        };
-        write_node_file(
-            &self.cfg.data_dir,
-            &NodeFile {
-                node_id: resp.node_id.clone(),
-                cluster_id: resp.cluster_id.clone(),
-                raft_id: resp.raft_id,
-                listen_addr: Some(listen.clone()),
-                advertise_addr: Some(advertise.clone()),
-                ..NodeFile::default()
-            },
-        )?;
         let active = self
-            .open_active(
-                keyring,
-                unlock_key,
-                Some(resp.node_id.clone()),
-                OpenStore {
-                    raft_id: resp.raft_id,
-                    raft_addr: advertise.clone(),
-                    bootstrap: false,
-                },
-            )
+            .env
+            .open_new_manager(&NewManager {
+                node_id: &resp.node_id,
+                cluster_id: &resp.cluster_id,
+                raft_id: resp.raft_id,
+                unlock_key: resp.unlock_key.as_deref(),
+                listen: &listen,
+                advertise: &advertise,
+                managers: std::slice::from_ref(&remote),
+            })
             .await?;
         active
-            .start_cluster(&self.cfg.hostname, &advertise, Some(&listen))
+            .enter_raft_group(std::slice::from_ref(&remote), STATE_WAIT)
             .await?;
-        let dialer = active
-            .dialer()
-            .ok_or_else(|| CoreError::Internal("no node transport after joining".into()))?;
-        let body = serde_json::to_vec(&lockbox_cluster::AddManager {
-            node_id: resp.node_id.clone(),
-        })
-        .map_err(|e| CoreError::Internal(e.to_string()))?;
-        let (status, answer) = dialer
-            .post(&remote, "/cluster/members", body.into())
-            .await
-            .map_err(|e| CoreError::Unknown(format!("joining the raft group: {e}")))?;
-        if status != 200 {
-            return Err(CoreError::Unknown(format!(
-                "joining the raft group: {}",
-                String::from_utf8_lossy(&answer)
-            )));
-        }
-        // The leader added this node once it had caught up; wait for the state to be here.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !active
-            .store
-            .read(|st| st.cluster.is_some() && st.nodes.contains_key(&resp.node_id))
-        {
-            if std::time::Instant::now() > deadline {
-                return Err(CoreError::Unknown(
-                    "joined, but the cluster state did not arrive within 30s".into(),
-                ));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
         tracing::info!(node_id = %resp.node_id, raft_id = resp.raft_id, %remote, "joined the swarm as a manager");
         *phase = Phase::Active(active);
         Ok(resp.node_id.clone())
@@ -1156,7 +1417,7 @@ impl Manager {
     /// recovered from one surviving manager). The other managers are removed from the
     /// cluster (their certificates are refused from then on); workers stay.
     async fn force_new_cluster(&self) -> Result<String, CoreError> {
-        let mut phase = self.phase.write().await;
+        let mut phase = self.env.phase.write().await;
         let a = match &*phase {
             Phase::Active(a) => a.clone(),
             Phase::Locked => return Err(CoreError::Locked),
@@ -1174,11 +1435,11 @@ impl Manager {
             .read()
             .map_err(|_| CoreError::Internal("keyring lock poisoned".into()))?
             .clone();
-        let nf = read_node_file(&self.cfg.data_dir).unwrap_or_default();
+        let nf = read_node_file(&self.env.cfg.data_dir).unwrap_or_default();
         let advertise = nf
             .advertise_addr
             .clone()
-            .unwrap_or_else(|| self.cfg.advertise_addr.clone());
+            .unwrap_or_else(|| self.env.cfg.advertise_addr.clone());
         let removed: Vec<String> = state
             .nodes
             .values()
@@ -1196,7 +1457,7 @@ impl Manager {
         a.store.shutdown().await?;
         *phase = Phase::Inactive;
         drop(a);
-        let dir = self.cfg.data_dir.clone();
+        let dir = self.env.cfg.data_dir.clone();
         // The store file is released once the old store's tasks have dropped it.
         let mut tries = 0;
         loop {
@@ -1222,6 +1483,7 @@ impl Manager {
             },
         )?;
         let active = self
+            .env
             .open_active(
                 keyring,
                 unlock_key,
@@ -1233,7 +1495,7 @@ impl Manager {
                 },
             )
             .await?;
-        self.start_cluster_of(&active).await;
+        self.env.start_cluster_of(&active).await;
         *phase = Phase::Active(active);
         tracing::warn!(node_id, removed = ?removed, "forced a new cluster: this is now the only manager");
         Ok(node_id)
@@ -1241,7 +1503,7 @@ impl Manager {
 
     /// `swarm leave`. The last manager leaves only with `force`, which erases all state.
     pub async fn leave(&self, force: bool) -> Result<(), CoreError> {
-        let mut phase = self.phase.write().await;
+        let mut phase = self.env.phase.write().await;
         match &*phase {
             Phase::Inactive => return Err(CoreError::NotInSwarm),
             Phase::Active(_) | Phase::Locked if !force => return Err(CoreError::LastManager),
@@ -1257,10 +1519,10 @@ impl Manager {
             w.stop().await;
         }
         if matches!(&*phase, Phase::Locked) {
-            leave_raft_group_locked(&self.cfg.data_dir).await;
+            leave_raft_group_locked(&self.env.cfg.data_dir).await;
         }
         *phase = Phase::Inactive;
-        let dir = &self.cfg.data_dir;
+        let dir = &self.env.cfg.data_dir;
         KeyStore::new(dir).remove()?;
         crate::cluster::remove_node_certs(dir);
         for f in [lockbox_store::DB_FILE, "node.json"] {
@@ -1276,7 +1538,7 @@ impl Manager {
 
     /// `swarm unlock`.
     pub async fn unlock(&self, key: &str) -> Result<(), CoreError> {
-        let mut phase = self.phase.write().await;
+        let mut phase = self.env.phase.write().await;
         if !matches!(*phase, Phase::Locked) {
             return Err(match *phase {
                 Phase::Inactive => CoreError::NotInSwarm,
@@ -1284,15 +1546,16 @@ impl Manager {
             });
         }
         let key = UnlockKey::parse(key).map_err(|_| CoreError::InvalidKey)?;
-        let keyring = match KeyStore::new(&self.cfg.data_dir).unlock(&key) {
+        let keyring = match KeyStore::new(&self.env.cfg.data_dir).unlock(&key) {
             Ok(k) => k,
             Err(lockbox_crypto::CryptoError::WrongUnlockKey) => return Err(CoreError::WrongKey),
             Err(e) => return Err(e.into()),
         };
         let active = self
-            .open_active(keyring, Some(key), None, self.open_existing())
+            .env
+            .open_active(keyring, Some(key), None, self.env.open_existing())
             .await?;
-        self.start_cluster_of(&active).await;
+        self.env.start_cluster_of(&active).await;
         *phase = Phase::Active(active);
         tracing::info!("unlocked");
         Ok(())
@@ -1479,13 +1742,13 @@ impl Manager {
 
     /// Stops the store cleanly.
     pub async fn shutdown(&self) {
-        if let Phase::Active(a) = &*self.phase.read().await {
+        if let Phase::Active(a) = &*self.env.phase.read().await {
             a.stop_control().await;
             if let Err(e) = a.store.shutdown().await {
                 tracing::warn!(error = %e, "store shutdown");
             }
         }
-        if let Phase::Worker(w) = &*self.phase.read().await {
+        if let Phase::Worker(w) = &*self.env.phase.read().await {
             w.stop().await;
         }
         if let Some(t) = self.audit_log() {
@@ -1516,4 +1779,40 @@ fn restrict_dir(dir: &Path) -> Result<(), CoreError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| CoreError::Internal(format!("chmod {}: {e}", dir.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_node_file_keeps_its_addresses_and_old_ones_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        // Written before workers kept their addresses.
+        std::fs::write(
+            node_file(dir.path()),
+            r#"{"node_id":"n1","cluster_id":"c1","role":"worker","managers":["10.0.0.1:2377"]}"#,
+        )
+        .unwrap();
+        let nf = read_node_file(dir.path()).unwrap();
+        assert_eq!((nf.role.as_str(), nf.raft_id), ("worker", 0));
+        assert_eq!((nf.listen_addr, nf.advertise_addr), (None, None));
+        assert_eq!(known_managers(dir.path()), ["10.0.0.1:2377"]);
+        write_node_file(
+            dir.path(),
+            &NodeFile {
+                node_id: "n1".into(),
+                cluster_id: "c1".into(),
+                role: "worker".into(),
+                managers: vec!["10.0.0.1:2377".into()],
+                raft_id: 0,
+                listen_addr: Some("0.0.0.0:2377".into()),
+                advertise_addr: Some("10.0.0.3:2377".into()),
+            },
+        )
+        .unwrap();
+        let nf = read_node_file(dir.path()).unwrap();
+        assert_eq!(nf.listen_addr.as_deref(), Some("0.0.0.0:2377"));
+        assert_eq!(nf.advertise_addr.as_deref(), Some("10.0.0.3:2377"));
+    }
 }

@@ -3,6 +3,10 @@
 //! - `docker node demote`: the leader checks swarm's safeguards (not the last manager, no
 //!   loss of quorum), takes the manager out of the Raft group, then records it as a worker.
 //!   A request that lands on a follower is forwarded to the leader.
+//! - `docker node promote`: the leader checks that the node is a worker that is up, and
+//!   records it as a manager with a new Raft id. The worker hears of it at its next session
+//!   (cluster.rs hands it a manager certificate) and becomes a manager on the path a joining
+//!   one takes (manager.rs): its own store and keys, its listener, then into the Raft group.
 //! - `docker node rm`: a manager must be demoted first; a node that is not down needs
 //!   `--force`. A removed node's certificate no longer passes the cluster listener (its node
 //!   is gone from the state the listener checks).
@@ -13,7 +17,8 @@
 //!   replica, or by asking the leader when it hears from no leader or is no longer in its own
 //!   Raft configuration) stops serving as a manager: its replica and keys are erased and it
 //!   continues as a worker, whose API answers like a Docker worker's. One that finds itself
-//!   removed erases everything and is in no swarm.
+//!   removed erases everything and is in no swarm. A new manager (joined or promoted) whose
+//!   replica is still empty after a restart asks again to be added to the Raft group.
 //! - Autolock: the leader holds the cluster's unlock key. A manager that sees autolock turned
 //!   on (or the key rotated) in the replicated cluster object asks the leader for the key and
 //!   re-wraps its own keys with it, so every manager comes up locked after a restart and opens
@@ -34,8 +39,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::CoreError;
-use crate::executor::Executor;
-use crate::manager::{Active, LocalState, Manager, Phase, SwarmUpdate, now};
+use crate::manager::{Active, LocalState, Manager, NodeEnv, Phase, SwarmUpdate, now};
 use crate::tokens;
 
 /// swarmkit `controlapi.UpdateNode`: demoting the only manager.
@@ -64,6 +68,44 @@ fn not_down(id: &str) -> String {
     format!("node {id} is not down and can't be removed")
 }
 
+/// Why `node` cannot be promoted now, if it cannot: a node the leader has not heard from
+/// (`down`) cannot join the Raft group, and its address becomes its Raft address, which
+/// must be an IP and port that no manager has. (swarmkit promotes without checks; its
+/// words where it has them.)
+fn promotion_refusal<'a>(
+    node: &Node,
+    down: bool,
+    others: impl IntoIterator<Item = &'a Node>,
+) -> Option<CoreError> {
+    if down {
+        return Some(CoreError::FailedPrecondition(format!(
+            "node {} is down and can't be promoted",
+            node.id
+        )));
+    }
+    if node.addr.parse::<std::net::SocketAddr>().is_err() {
+        return Some(CoreError::FailedPrecondition(format!(
+            "node {} can't be promoted: its address {:?} is not an IP address and port",
+            node.id, node.addr
+        )));
+    }
+    others
+        .into_iter()
+        .find(|n| n.id != node.id && n.spec.role == NodeRole::Manager && n.addr == node.addr)
+        .map(|m| {
+            CoreError::FailedPrecondition(format!(
+                "node {} can't be promoted: manager {} has its address {}",
+                node.id, m.id, node.addr
+            ))
+        })
+}
+
+/// The Raft id a promoted node gets: above every id a node has (a demoted manager keeps
+/// its old one) and every id in the group now.
+fn next_raft_id(taken: impl IntoIterator<Item = u64>) -> u64 {
+    taken.into_iter().max().unwrap_or(1).max(1) + 1
+}
+
 /// A manager the leader heard from this recently is reachable (as `node ls` shows it).
 const REACHABLE_WITHIN: Duration = Duration::from_secs(5);
 /// How long a request to the leader waits for one to be elected.
@@ -88,6 +130,10 @@ static KEY_CHANGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 struct Envelope {
     /// Sent to the leader by a manager that already forwarded it: not forwarded again.
     forwarded: bool,
+    /// Set by a manager that forwards another node's request: that node (whose certificate
+    /// it checked). The leader answers for it, not for the forwarding manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    on_behalf_of: Option<String>,
     request: Request,
 }
 
@@ -96,6 +142,12 @@ struct Envelope {
 enum Request {
     /// Demote a manager (node ID, name or ID prefix), with the spec to record.
     Demote {
+        node: String,
+        version: Option<u64>,
+        spec: Option<NodeSpec>,
+    },
+    /// Promote a worker (node ID, name or ID prefix), with the spec to record.
+    Promote {
         node: String,
         version: Option<u64>,
         spec: Option<NodeSpec>,
@@ -212,7 +264,7 @@ pub(crate) async fn serve(
     body: Bytes,
     peer: Peer,
 ) -> Result<Zeroizing<Vec<u8>>, ClusterError> {
-    let caller = peer
+    let sender = peer
         .manager()
         .ok_or_else(|| {
             ClusterError::forbidden("a manager certificate of this cluster is required")
@@ -221,12 +273,31 @@ pub(crate) async fn serve(
     let env: Envelope = serde_json::from_slice(&body)
         .map_err(|_| ClusterError::bad_request("malformed membership request"))?;
     drop(body);
-    // Anyone with a manager certificate may ask what it is (a demoted node must learn it);
-    // everything else is for current managers only.
-    let current = peer
+    let is_manager = |id: &str| {
+        a.store.read(|st| {
+            st.nodes
+                .get(id)
+                .is_some_and(|n| n.spec.role == NodeRole::Manager)
+        })
+    };
+    // The sender's certificate is a current manager's (not superseded, not a removed node's).
+    let sender_current = peer
         .identity
         .as_ref()
         .is_some_and(|i| a.current_cert(i, NodeRole::Manager));
+    // Only a current manager forwards for another node.
+    let caller = match env.on_behalf_of {
+        Some(id) if sender_current => id,
+        Some(_) => {
+            return Err(ClusterError::forbidden(
+                "only managers of this cluster may forward membership requests",
+            ));
+        }
+        None => sender,
+    };
+    // Anyone with a manager certificate may ask what it is (a demoted node must learn it);
+    // everything else is for current managers only.
+    let current = sender_current && is_manager(&caller);
     if !current && !matches!(env.request, Request::Status) {
         tracing::warn!(peer = %peer.addr, node = %caller, "refused a membership request from a node that is not a manager");
         return Err(ClusterError::forbidden(
@@ -245,6 +316,7 @@ pub(crate) async fn serve(
             .ok_or_else(|| ClusterError::unavailable(NO_LEADER))?;
         let forwarded = Envelope {
             forwarded: true,
+            on_behalf_of: Some(caller),
             request: env.request,
         };
         return a
@@ -287,6 +359,11 @@ impl Active {
                 version,
                 spec,
             } => self.demote(&node, version, spec).await?,
+            Request::Promote {
+                node,
+                version,
+                spec,
+            } => self.promote(&node, version, spec).await?,
             Request::Remove { node, force } => self.remove_node(&node, force).await?,
             Request::Leave => self.demote(caller, None, None).await?,
             Request::Status => return Ok(self.status_of(caller)),
@@ -366,6 +443,7 @@ impl Active {
             if let Some((_, addr)) = leader {
                 let env = Envelope {
                     forwarded: true,
+                    on_behalf_of: None,
                     request: request.clone(),
                 };
                 match self.post_membership(&addr, &env).await {
@@ -401,6 +479,7 @@ impl Active {
         for addr in addrs {
             let env = Envelope {
                 forwarded: false,
+                on_behalf_of: None,
                 request: request.clone(),
             };
             match self.post_membership(&addr, &env).await {
@@ -531,6 +610,58 @@ impl Active {
         self.record_role(&node.id, spec).await
     }
 
+    /// The leader promotes a worker: it must be up, then it is recorded as a manager with a
+    /// new Raft id. The node becomes one at its next session (cluster.rs, manager.rs) and
+    /// asks to be added to the group.
+    async fn promote(
+        &self,
+        key: &str,
+        version: Option<u64>,
+        spec: Option<NodeSpec>,
+    ) -> Result<(), CoreError> {
+        let node = self.find_node(key)?;
+        if node.spec.role == NodeRole::Manager {
+            // Already (being) promoted: nothing to change.
+            return Ok(());
+        }
+        let nodes: Vec<Node> = self.store.read(|st| st.nodes.values().cloned().collect());
+        let down = self.down_nodes().contains(&node.id);
+        if let Some(refusal) = promotion_refusal(&node, down, &nodes) {
+            return Err(refusal);
+        }
+        if version.is_some_and(|v| v != node.meta.version) {
+            return Err(CoreError::OutOfSequence);
+        }
+        let raft_id = next_raft_id(
+            nodes
+                .iter()
+                .map(|n| n.raft_id)
+                .chain(self.store.members().iter().map(|m| m.raft_id)),
+        );
+        let mut spec = spec.unwrap_or_else(|| node.spec.clone());
+        spec.role = NodeRole::Manager;
+        let cmd = Command::PromoteNode {
+            id: node.id.clone(),
+            expected_version: node.meta.version,
+            spec: Box::new(spec),
+            raft_id,
+            now: now(),
+        };
+        match tokio::time::timeout(RECORD_TIMEOUT, self.store.propose(cmd)).await {
+            Ok(Ok(Outcome::Applied { .. })) => {
+                tracing::info!(node = %node.id, raft_id, addr = %node.addr, "worker promoted; it becomes a manager at its next session");
+                self.kick();
+                Ok(())
+            }
+            Ok(Ok(Outcome::Rejected(r))) => Err(r.into()),
+            Ok(Err(e)) => Err(CoreError::from(e)),
+            Err(_) => Err(CoreError::Unknown(format!(
+                "recording the promotion of node {} took longer than {RECORD_TIMEOUT:?}",
+                node.id
+            ))),
+        }
+    }
+
     /// Records a node's new spec. If this leader just took itself out of the group, the new
     /// leader records it (through any other manager).
     async fn record_role(&self, id: &str, spec: NodeSpec) -> Result<(), CoreError> {
@@ -546,7 +677,8 @@ impl Active {
                 };
                 // A leader that loses its leadership meanwhile may never hear the outcome.
                 match tokio::time::timeout(RECORD_TIMEOUT, self.store.propose(cmd)).await {
-                    Ok(Ok(Outcome::Applied { .. })) => {
+                    Ok(Ok(Outcome::Applied { version })) => {
+                        tracing::info!(node = %id, role = role_name(spec.role), version, "node role recorded");
                         self.kick();
                         return Ok(());
                     }
@@ -563,7 +695,10 @@ impl Active {
                     spec: Some(spec.clone()),
                 };
                 match self.ask_peers(request).await {
-                    Ok(_) => return Ok(()),
+                    Ok(_) => {
+                        tracing::info!(node = %id, role = role_name(spec.role), "node role recorded by the leader");
+                        return Ok(());
+                    }
                     Err(e @ (CoreError::Unknown(_) | CoreError::Internal(_))) => Err(e),
                     Err(e) => return Err(e),
                 }
@@ -659,12 +794,14 @@ impl Active {
         spec: NodeSpec,
     ) -> Result<(), CoreError> {
         match spec.role {
-            NodeRole::Manager => Err(CoreError::Unimplemented(format!(
-                "node {} cannot be promoted: lockbox does not promote workers to managers yet; \
-                 have it leave the swarm (docker swarm leave) and join it again with the manager \
-                 join token (docker swarm join-token manager)",
-                node.id
-            ))),
+            NodeRole::Manager => self
+                .on_leader(Request::Promote {
+                    node: node.id.clone(),
+                    version: Some(version),
+                    spec: Some(spec),
+                })
+                .await
+                .map(|_| ()),
             NodeRole::Worker => self
                 .on_leader(Request::Demote {
                     node: node.id.clone(),
@@ -925,34 +1062,35 @@ enum Verdict {
     Removed,
 }
 
-/// Watches one opened manager: keeps its unlock key in line with the leader's, and turns the
-/// node into a worker (or a node in no swarm) once it is demoted (or removed).
+/// Watches one opened manager: keeps its unlock key in line with the leader's, asks to be
+/// added to the Raft group while a new manager's replica is still empty, and turns the node
+/// into a worker (or a node in no swarm) once it is demoted (or removed).
 struct Watch {
-    phase: Arc<tokio::sync::RwLock<Phase>>,
-    executors: Vec<Arc<dyn Executor>>,
-    audit: Option<crate::audit::AuditTrail>,
+    env: NodeEnv,
     /// The cluster version whose unlock key this manager has.
     synced: Option<u64>,
     /// Since when this manager hears from no leader (or is out of its Raft configuration).
     adrift: Option<Instant>,
     asked: Option<Instant>,
+    /// Since when a new manager's replica is empty, and when it last asked to be added.
+    empty: Option<Instant>,
+    asked_to_be_added: Option<Instant>,
 }
 
+/// A new manager whose replica is still empty this long asks (again) to be added to the
+/// Raft group, at most this often: its join or promotion asks first.
+const ADD_AFTER: Duration = Duration::from_secs(5);
+
 /// Starts the watcher of `active` (it ends with the store).
-pub(crate) fn watch(
-    active: &Arc<Active>,
-    phase: Arc<tokio::sync::RwLock<Phase>>,
-    executors: Vec<Arc<dyn Executor>>,
-    audit: Option<crate::audit::AuditTrail>,
-) {
+pub(crate) fn watch(active: &Arc<Active>, env: NodeEnv) {
     let weak = Arc::downgrade(active);
     let mut w = Watch {
-        phase,
-        executors,
-        audit,
+        env,
         synced: None,
         adrift: None,
         asked: None,
+        empty: None,
+        asked_to_be_added: None,
     };
     tokio::spawn(async move { w.run(weak).await });
 }
@@ -967,8 +1105,14 @@ impl Watch {
             }
             // A joining manager has no cluster yet.
             if !a.store.read(|st| st.cluster.is_some()) {
+                if let Some(verdict) = self.not_in_group_yet(&a).await
+                    && self.step_down(&a, verdict).await
+                {
+                    return;
+                }
                 continue;
             }
+            self.empty = None;
             self.sync_unlock_key(&a).await;
             let verdict = self.verdict(&a).await;
             if verdict != Verdict::Manager && self.step_down(&a, verdict).await {
@@ -1042,7 +1186,11 @@ impl Watch {
         }
         self.asked = Some(Instant::now());
         let applied = a.store.applied_index();
-        match a.ask_peers(Request::Status).await {
+        let answer = a.ask_peers(Request::Status).await;
+        if let Ok(answer) = &answer {
+            tracing::debug!(role = ?answer.role, applied = answer.applied, here = applied, "what the leader says this node is");
+        }
+        match answer {
             // Only an answer from a leader at least as far along as this replica counts.
             Ok(answer) if answer.applied >= applied => match answer.role.as_deref() {
                 None => Verdict::Removed,
@@ -1057,16 +1205,65 @@ impl Watch {
         }
     }
 
+    /// A new manager (joined or promoted) whose replica is still empty and that was never in a
+    /// Raft group: after [`ADD_AFTER`], asks the managers it knows to add it, now and then (a
+    /// join or promotion cut short by a restart, or whose request failed). If they refuse,
+    /// asks what it is: the verdict when it is no manager (demoted or removed meanwhile).
+    async fn not_in_group_yet(&mut self, a: &Active) -> Option<Verdict> {
+        if a.store.raft_id() <= 1 || a.node_id.is_empty() || a.store.is_member().await {
+            return None;
+        }
+        let since = *self.empty.get_or_insert_with(Instant::now);
+        if since.elapsed() < ADD_AFTER
+            || self
+                .asked_to_be_added
+                .is_some_and(|t| t.elapsed() < ADD_AFTER)
+        {
+            return None;
+        }
+        self.asked_to_be_added = Some(Instant::now());
+        let managers = crate::manager::known_managers(&a.data_dir);
+        let refused = match a.ask_to_be_added(&managers).await {
+            Ok(()) => {
+                tracing::info!("added to the raft group");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not be added to the raft group yet; asking again");
+                e.status == 403
+            }
+        };
+        if !refused {
+            return None;
+        }
+        for addr in &managers {
+            let env = Envelope {
+                forwarded: false,
+                on_behalf_of: None,
+                request: Request::Status,
+            };
+            let Ok(bytes) = a.post_membership(addr, &env).await else {
+                continue;
+            };
+            return match decode_reply(&bytes).map(|answer| answer.role) {
+                Ok(None) => Some(Verdict::Removed),
+                Ok(Some(role)) if role == "worker" => Some(Verdict::Worker),
+                _ => None,
+            };
+        }
+        None
+    }
+
     /// Stops serving as a manager. Returns whether the watch is over.
     async fn step_down(&self, a: &Arc<Active>, verdict: Verdict) -> bool {
-        let mut phase = self.phase.write().await;
+        let mut phase = self.env.phase.write().await;
         if !matches!(&*phase, Phase::Active(cur) if Arc::ptr_eq(cur, a)) {
             // Left, or replaced, meanwhile.
             return true;
         }
         let dir = a.data_dir.clone();
         let node_id = a.node_id.clone();
-        let (hostname, managers) = a.store.read(|st| {
+        let (hostname, mut managers) = a.store.read(|st| {
             (
                 st.nodes
                     .get(&node_id)
@@ -1080,6 +1277,15 @@ impl Watch {
                     .collect::<Vec<_>>(),
             )
         });
+        if managers.is_empty() {
+            // A new manager that never got the state.
+            managers = crate::manager::known_managers(&dir);
+        }
+        let hostname = if hostname.is_empty() {
+            self.env.cfg.hostname.clone()
+        } else {
+            hostname
+        };
         a.stop_control().await;
         if let Err(e) = a.store.shutdown().await {
             tracing::warn!(error = %e, "store shutdown");
@@ -1092,7 +1298,7 @@ impl Watch {
                 );
                 let worker = erase_manager_state(&dir)
                     .and_then(|()| write_worker_node_file(&dir, &managers))
-                    .and_then(|()| self.start_worker(&dir, &node_id, managers));
+                    .and_then(|()| self.env.start_worker(&node_id, managers));
                 match worker {
                     Ok(w) => {
                         *phase = Phase::Worker(w);
@@ -1117,7 +1323,7 @@ impl Watch {
             }
         };
         drop(phase);
-        if let Some(trail) = &self.audit {
+        if let Some(trail) = &self.env.audit {
             let entry = crate::AuditEntry {
                 actor: "daemon".into(),
                 source: "internal".into(),
@@ -1130,21 +1336,6 @@ impl Watch {
             }
         }
         true
-    }
-
-    fn start_worker(
-        &self,
-        dir: &Path,
-        node_id: &str,
-        managers: Vec<String>,
-    ) -> Result<Arc<crate::worker::Worker>, CoreError> {
-        crate::worker::Worker::start(
-            node_id.to_owned(),
-            dir,
-            managers,
-            self.executors.clone(),
-            self.audit.clone(),
-        )
     }
 }
 
@@ -1160,7 +1351,7 @@ fn remove_file(path: &Path) -> Result<(), CoreError> {
 }
 
 /// Erases what only a manager has: its keys and its replica of the state.
-fn erase_manager_state(dir: &Path) -> Result<(), CoreError> {
+pub(crate) fn erase_manager_state(dir: &Path) -> Result<(), CoreError> {
     KeyStore::new(dir).remove()?;
     remove_file(&dir.join(lockbox_store::DB_FILE))
 }
@@ -1178,7 +1369,7 @@ fn erase_all(dir: &Path) {
 
 /// Rewrites `node.json` for a worker: its role and where the managers are (the other fields,
 /// the node's identity, stay).
-fn write_worker_node_file(dir: &Path, managers: &[String]) -> Result<(), CoreError> {
+pub(crate) fn write_worker_node_file(dir: &Path, managers: &[String]) -> Result<(), CoreError> {
     let path = dir.join("node.json");
     let io = |e: std::io::Error| CoreError::Internal(format!("{}: {e}", path.display()));
     let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).map_err(io)?)
@@ -1229,6 +1420,7 @@ mod tests {
     fn requests_are_tagged_json() {
         let env = Envelope {
             forwarded: true,
+            on_behalf_of: None,
             request: Request::Remove {
                 node: "n1".into(),
                 force: true,
@@ -1244,6 +1436,26 @@ mod tests {
     }
 
     #[test]
+    fn a_forwarded_request_names_who_asked() {
+        let env = Envelope {
+            forwarded: true,
+            on_behalf_of: Some("n3".into()),
+            request: Request::Status,
+        };
+        let json = serde_json::to_string(&env).unwrap();
+        assert_eq!(
+            json,
+            r#"{"forwarded":true,"on_behalf_of":"n3","request":{"op":"status"}}"#
+        );
+        let back: Envelope = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.on_behalf_of.as_deref(), Some("n3"));
+        // Requests from before the field: sent by the caller itself.
+        let old: Envelope =
+            serde_json::from_str(r#"{"forwarded":false,"request":{"op":"leave"}}"#).unwrap();
+        assert!(old.on_behalf_of.is_none());
+    }
+
+    #[test]
     fn texts_match_swarm() {
         assert_eq!(
             still_a_member("abc"),
@@ -1253,6 +1465,78 @@ mod tests {
         assert_eq!(
             format!("{LEAVE_MANAGER}{LEAVE_LAST}"),
             "You are attempting to leave the swarm on a node that is participating as a manager. Removing the last manager erases all current state of the swarm. Use `--force` to ignore this message. "
+        );
+    }
+
+    fn node(id: &str, role: NodeRole, addr: &str, raft_id: u64) -> Node {
+        Node {
+            id: id.into(),
+            meta: lockbox_types::Meta {
+                version: 1,
+                created_at: lockbox_types::Timestamp(1),
+                updated_at: lockbox_types::Timestamp(1),
+            },
+            spec: NodeSpec {
+                name: String::new(),
+                labels: Default::default(),
+                role,
+                availability: lockbox_types::NodeAvailability::Active,
+            },
+            hostname: id.into(),
+            addr: addr.into(),
+            raft_id,
+        }
+    }
+
+    #[test]
+    fn a_worker_that_is_up_at_a_free_address_can_be_promoted() {
+        let m1 = node("m1", NodeRole::Manager, "10.0.0.1:2377", 1);
+        let w = node("w", NodeRole::Worker, "10.0.0.3:2377", 0);
+        let all = [m1.clone(), w.clone()];
+        assert!(promotion_refusal(&w, false, &all).is_none());
+
+        let e = promotion_refusal(&w, true, &all).unwrap();
+        assert!(matches!(e, CoreError::FailedPrecondition(_)));
+        assert_eq!(e.to_string(), "node w is down and can't be promoted");
+
+        // Its address becomes its Raft address: not another manager's, and an IP and port.
+        let twin = node("w", NodeRole::Worker, "10.0.0.1:2377", 0);
+        let e = promotion_refusal(&twin, false, &[m1.clone(), twin.clone()]).unwrap();
+        assert_eq!(
+            e.to_string(),
+            "node w can't be promoted: manager m1 has its address 10.0.0.1:2377"
+        );
+        // Another worker at the same address is no obstacle.
+        let other = node("w2", NodeRole::Worker, "10.0.0.3:2377", 0);
+        assert!(promotion_refusal(&w, false, &[m1.clone(), w.clone(), other]).is_none());
+        let named = node("w", NodeRole::Worker, "node-w:2377", 0);
+        let e = promotion_refusal(&named, false, &[m1]).unwrap();
+        assert!(
+            e.to_string().contains("is not an IP address and port"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_promoted_node_gets_a_raft_id_no_node_or_member_has() {
+        assert_eq!(next_raft_id([1, 0, 2]), 3);
+        // A demoted manager keeps its old id; a member may be no node any more.
+        assert_eq!(next_raft_id([1, 2, 0, 5, 1, 2, 7]), 8);
+        assert_eq!(next_raft_id([]), 2);
+        assert_eq!(next_raft_id([0]), 2);
+    }
+
+    #[test]
+    fn promote_requests_are_tagged_json() {
+        let json = serde_json::to_string(&Request::Promote {
+            node: "w".into(),
+            version: Some(4),
+            spec: None,
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"{"op":"promote","node":"w","version":4,"spec":null}"#
         );
     }
 

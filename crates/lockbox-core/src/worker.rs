@@ -5,6 +5,9 @@
 //! Secret values live only in this process's memory (as [`SecretBytes`], wiped when dropped)
 //! and in the tmpfs of the tasks that use them; a value the dispatcher no longer lists as
 //! needed is dropped at once.
+//!
+//! A worker the leader promoted hears of it in a session answer: it ends its session and
+//! hands the promotion to whoever started it (the node becomes a manager, `manager.rs`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use lockbox_cluster::{Dialer, RenewedCert, SessionRequest, SessionResponse};
+use lockbox_cluster::{Dialer, Promotion, RenewedCert, SessionRequest, SessionResponse};
 use lockbox_crypto::SecretBytes;
 use lockbox_types::{Network, Task, TaskStatus};
 
@@ -56,20 +59,23 @@ pub(crate) struct Worker {
     /// Task output not yet sent to the managers (`service logs` runs there).
     output: Mutex<tokio::sync::broadcast::Receiver<crate::agent::LogLine>>,
     unsent: Mutex<Vec<crate::agent::LogLine>>,
+    /// Where a promotion goes (taken when one arrives).
+    promoted: Mutex<Option<tokio::sync::oneshot::Sender<Promotion>>>,
 }
 
 /// At most this many lines of output go with one session call.
 const LOG_LINES_PER_CALL: usize = 2000;
 
 impl Worker {
-    /// Starts the worker with the node certificates in `data_dir`.
+    /// Starts the session loop with the node certificates in `data_dir`. The receiver gets
+    /// the promotion, if the leader promotes this worker; the session has ended by then.
     pub(crate) fn start(
         node_id: String,
         data_dir: &Path,
         managers: Vec<String>,
         executors: Vec<Arc<dyn Executor>>,
         audit: Option<crate::audit::AuditTrail>,
-    ) -> Result<Arc<Worker>, CoreError> {
+    ) -> Result<(Arc<Worker>, tokio::sync::oneshot::Receiver<Promotion>), CoreError> {
         let certs = crate::cluster::read_node_certs(data_dir).ok_or_else(|| {
             CoreError::Internal("this node's certificates are missing from DATA_DIR/certs".into())
         })?;
@@ -80,6 +86,7 @@ impl Worker {
         );
         let agent = Arc::new(Agent::new(executors));
         let output = Mutex::new(agent.logs.follow());
+        let (promoted, promotion) = tokio::sync::oneshot::channel();
         let w = Arc::new(Worker {
             node_id,
             data_dir: data_dir.to_owned(),
@@ -97,6 +104,7 @@ impl Worker {
             session: Mutex::new(None),
             connected: AtomicBool::new(false),
             refused: AtomicBool::new(false),
+            promoted: Mutex::new(Some(promoted)),
         });
         let weak = Arc::downgrade(&w);
         let handle = tokio::spawn(async move {
@@ -105,7 +113,15 @@ impl Worker {
                 if w.stopping.load(Ordering::Relaxed) {
                     break;
                 }
-                w.call_dispatcher().await;
+                if let Some(p) = w.call_dispatcher().await {
+                    let to = w.promoted.lock().ok().and_then(|mut s| s.take());
+                    if let Some(to) = to {
+                        tracing::info!(node_id = %w.node_id, raft_id = p.raft_id, "this worker was promoted to a manager; its session ends");
+                        if to.send(p).is_ok() {
+                            break;
+                        }
+                    }
+                }
                 let host: Arc<dyn AgentHost> = w.clone();
                 w.agent.step(&host).await;
                 let kick = w.kick.clone();
@@ -120,7 +136,7 @@ impl Worker {
         if let Ok(mut s) = w.session.lock() {
             *s = Some(handle);
         }
-        Ok(w)
+        Ok((w, promotion))
     }
 
     /// Installs what the dispatcher sent: a renewed certificate, a new CA to trust. Written
@@ -174,6 +190,11 @@ impl Worker {
         }
     }
 
+    /// The managers' cluster addresses, the one that answered last first.
+    pub(crate) fn managers(&self) -> Vec<String> {
+        self.managers.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
     /// IDs of the secrets this worker holds now (for tests and `lockbox` diagnostics).
     pub(crate) fn held_secrets(&self) -> Vec<String> {
         let mut v: Vec<String> = self
@@ -197,8 +218,9 @@ impl Worker {
         self.connected.load(Ordering::Relaxed)
     }
 
-    /// One session call: to the first manager that answers, trying each in turn.
-    async fn call_dispatcher(&self) {
+    /// One session call: to the first manager that answers, trying each in turn. Returns the
+    /// promotion, if the answer carries one.
+    async fn call_dispatcher(&self) -> Option<Promotion> {
         let statuses: Vec<(String, TaskStatus)> =
             self.pending.lock().map(|p| p.clone()).unwrap_or_default();
         let lines: Vec<crate::agent::LogLine> = {
@@ -219,9 +241,7 @@ impl Worker {
             unsent
         };
         let (cert_serial, trust_digest) = self.tls.lock().map(|t| t.clone()).unwrap_or_default();
-        let Some(dialer) = self.dialer.lock().ok().map(|d| d.clone()) else {
-            return;
-        };
+        let dialer = self.dialer.lock().ok().map(|d| d.clone())?;
         let req = SessionRequest {
             cert_serial,
             trust_digest,
@@ -235,7 +255,7 @@ impl Worker {
                 .collect(),
         };
         let Ok(body) = lockbox_cluster::encode(&req) else {
-            return;
+            return None;
         };
         let managers = self.managers.lock().map(|m| m.clone()).unwrap_or_default();
         for (i, addr) in managers.iter().enumerate() {
@@ -261,13 +281,18 @@ impl Worker {
                     continue;
                 }
             };
-            let resp: SessionResponse = match lockbox_cluster::decode(&answer) {
+            let mut resp: SessionResponse = match lockbox_cluster::decode(&answer) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(manager = %addr, error = %e, "undecodable dispatcher answer");
                     continue;
                 }
             };
+            self.connected.store(true, Ordering::Relaxed);
+            if let Some(p) = resp.promotion.take() {
+                // Nothing else in the answer counts: this node stops being a worker.
+                return Some(p);
+            }
             // The statuses sent are recorded: drop them from the queue (new ones stay).
             if let Ok(mut p) = self.pending.lock() {
                 let n = statuses.len().min(p.len());
@@ -278,8 +303,7 @@ impl Worker {
             self.refused.store(false, Ordering::Relaxed);
             self.apply(resp, i);
             self.update_certs(renewed.as_ref(), trust_pem.as_deref());
-            self.connected.store(true, Ordering::Relaxed);
-            return;
+            return None;
         }
         // Not delivered: keep the output for the next call.
         if let Ok(mut u) = self.unsent.lock() {
@@ -290,6 +314,7 @@ impl Worker {
         if self.connected.swap(false, Ordering::Relaxed) {
             tracing::warn!("no manager answers; tasks keep running, statuses are queued");
         }
+        None
     }
 
     fn apply(&self, resp: SessionResponse, answered: usize) {

@@ -44,6 +44,25 @@ impl Proposal {
             Proposal::Batch(v) => v.len(),
         }
     }
+
+    /// Whether it changes the cluster's nodes (who is a manager; the cluster listener
+    /// authorizes Raft messages by the applied nodes).
+    pub(crate) fn changes_nodes(&self) -> bool {
+        let changes = |c: &Command| {
+            matches!(
+                c,
+                Command::InitCluster { .. }
+                    | Command::AddNode { .. }
+                    | Command::RemoveNode { .. }
+                    | Command::UpdateNode { .. }
+                    | Command::PromoteNode { .. }
+            )
+        };
+        match self {
+            Proposal::One(c) => changes(c),
+            Proposal::Batch(v) => v.iter().any(changes),
+        }
+    }
 }
 
 impl Serialize for Proposal {

@@ -594,6 +594,36 @@ impl State {
                 node.meta.updated_at = *now;
                 Ok(())
             }
+            Command::PromoteNode {
+                id,
+                expected_version,
+                spec,
+                raft_id,
+                now,
+            } => {
+                let taken = *raft_id == 0
+                    || self
+                        .nodes
+                        .values()
+                        .any(|n| n.id != *id && n.raft_id == *raft_id);
+                let node = self.nodes.get_mut(id).ok_or_else(|| Rejection::NotFound {
+                    kind: "node".into(),
+                    id: id.clone(),
+                })?;
+                if node.meta.version != *expected_version {
+                    return Err(Rejection::SequenceConflict);
+                }
+                if taken {
+                    return Err(Rejection::Conflict(format!(
+                        "raft id {raft_id} is not free for node {id}"
+                    )));
+                }
+                node.spec = (**spec).clone();
+                node.raft_id = *raft_id;
+                node.meta.version = index;
+                node.meta.updated_at = *now;
+                Ok(())
+            }
         }
     }
 }
@@ -658,7 +688,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use lockbox_crypto::SecretBytes;
-    use lockbox_types::{Meta, SecretSpec, Timestamp};
+    use lockbox_types::{Meta, NodeRole, SecretSpec, Timestamp};
     use proptest::prelude::*;
 
     use super::*;
@@ -738,6 +768,81 @@ mod tests {
         assert_eq!(s.secrets["a"].spec.labels, labels);
         assert_eq!(s.secrets["a"].meta.updated_at, Timestamp(5));
         assert_eq!(s.secrets["a"].meta.created_at, Timestamp(1));
+    }
+
+    fn node(id: &str, role: NodeRole, raft_id: u64, version: u64) -> Node {
+        Node {
+            id: id.into(),
+            meta: Meta {
+                version,
+                created_at: Timestamp(1),
+                updated_at: Timestamp(1),
+            },
+            spec: lockbox_types::NodeSpec {
+                name: String::new(),
+                labels: BTreeMap::new(),
+                role,
+                availability: lockbox_types::NodeAvailability::Active,
+            },
+            hostname: id.into(),
+            addr: String::new(),
+            raft_id,
+        }
+    }
+
+    #[test]
+    fn promotion_sets_role_and_a_free_raft_id() {
+        let mut s = State::default();
+        for n in [
+            node("m1", NodeRole::Manager, 1, 1),
+            node("m2", NodeRole::Manager, 2, 2),
+            node("w", NodeRole::Worker, 0, 3),
+        ] {
+            s.nodes.insert(n.id.clone(), n);
+        }
+        let promote = |raft_id, expected_version| Command::PromoteNode {
+            id: "w".into(),
+            expected_version,
+            spec: Box::new(lockbox_types::NodeSpec {
+                role: NodeRole::Manager,
+                ..s.nodes["w"].spec.clone()
+            }),
+            raft_id,
+            now: Timestamp(9),
+        };
+        let (taken, free, zero, stale) =
+            (promote(2, 3), promote(3, 3), promote(0, 3), promote(3, 2));
+        assert_eq!(
+            s.apply(4, &stale),
+            Outcome::Rejected(Rejection::SequenceConflict)
+        );
+        assert!(matches!(
+            s.apply(5, &taken),
+            Outcome::Rejected(Rejection::Conflict(_))
+        ));
+        assert!(matches!(
+            s.apply(6, &zero),
+            Outcome::Rejected(Rejection::Conflict(_))
+        ));
+        assert_eq!(s.nodes["w"].spec.role, NodeRole::Worker);
+        assert_eq!(s.apply(7, &free), Outcome::Applied { version: 7 });
+        let w = &s.nodes["w"];
+        assert_eq!(
+            (w.spec.role, w.raft_id, w.meta.version),
+            (NodeRole::Manager, 3, 7)
+        );
+        assert_eq!(w.meta.updated_at, Timestamp(9));
+        let missing = Command::PromoteNode {
+            id: "nope".into(),
+            expected_version: 0,
+            spec: Box::new(w.spec.clone()),
+            raft_id: 4,
+            now: Timestamp(9),
+        };
+        assert!(matches!(
+            s.apply(8, &missing),
+            Outcome::Rejected(Rejection::NotFound { .. })
+        ));
     }
 
     #[test]

@@ -396,12 +396,21 @@ impl LogCache {
 /// log write's transaction, every [`COMMITTED_EVERY`] entries and with every purge: no commit,
 /// no thread hand-off and no dirtied page of its own on the write path. (It was a separate
 /// non-durable redb commit per entry, whose pages the next fsynced commit then wrote.)
+///
+/// Except for entries that change the nodes (a manager added, promoted, demoted, removed):
+/// once one is committed, the committed index is written at once, in its own durable commit.
+/// The cluster listener accepts Raft messages only from nodes that are managers in the
+/// applied state, so a restarted manager that re-applied only up to an older committed index
+/// would refuse a manager added since, which may lead the group by then, and never catch up.
 #[derive(Default)]
 struct Committed {
     /// The latest value reported.
     latest: Option<LogId<NodeId>>,
     /// The value the file holds (as far as this process wrote it).
     written: Option<LogId<NodeId>>,
+    /// The index of the last entry in the log that changes the nodes and that the written
+    /// value may not cover yet (at start, the last entry: what came before is not known).
+    node_change: Option<u64>,
 }
 
 impl LogStore {
@@ -428,7 +437,39 @@ impl LogStore {
             && c.written < written
         {
             c.written = written;
+            let index = written.map_or(0, |l| l.index);
+            if c.node_change.is_some_and(|n| n <= index) {
+                c.node_change = None;
+            }
         }
+    }
+
+    /// Notes appended entries that change the nodes (see [`Committed`]).
+    fn note_appended(&self, entries: &[Entry<TypeConfig>]) {
+        let last = entries
+            .iter()
+            .filter(|e| matches!(&e.payload, EntryPayload::Normal(p) if p.changes_nodes()))
+            .map(|e| e.log_id.index)
+            .max();
+        self.note_node_change(last);
+    }
+
+    fn note_node_change(&self, index: Option<u64>) {
+        if let Some(index) = index
+            && let Ok(mut c) = self.committed.lock()
+        {
+            c.node_change = c.node_change.max(Some(index));
+        }
+    }
+
+    /// Whether the committed value must be written now: it covers an entry that changes the
+    /// nodes, which the file's value does not.
+    fn node_change_committed(&self) -> bool {
+        self.committed.lock().is_ok_and(|c| {
+            let index = |l: Option<LogId<NodeId>>| l.map_or(0, |l| l.index);
+            c.node_change
+                .is_some_and(|n| index(c.written) < n && n <= index(c.latest))
+        })
     }
 
     /// Puts the committed log id into `txn` (sealed), if it changed since it was last written.
@@ -561,6 +602,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .read_meta(KEY_PURGED)
                 .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, e))?;
             let last = this.last_entry()?.map(|e| e.log_id).max(purged);
+            // Entries from before this start may change the nodes.
+            this.note_node_change(last.map(|l| l.index));
             Ok(LogState {
                 last_purged_log_id: purged,
                 last_log_id: last,
@@ -590,19 +633,38 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {
-        // Written by the next log write (see `Committed`): this is on the write path of every
-        // proposal, between the flush and the apply.
-        let mut c = self.committed.lock().map_err(|_| {
-            io_err(
-                ErrorSubject::Store,
-                ErrorVerb::Write,
-                "committed lock poisoned",
-            )
-        })?;
-        if c.latest < committed {
-            c.latest = committed;
+        // Written by the next log write (see `Committed`), unless it covers a change of the
+        // nodes: this is on the write path of every proposal, between the flush and the apply.
+        {
+            let mut c = self.committed.lock().map_err(|_| {
+                io_err(
+                    ErrorSubject::Store,
+                    ErrorVerb::Write,
+                    "committed lock poisoned",
+                )
+            })?;
+            if c.latest < committed {
+                c.latest = committed;
+            }
         }
-        Ok(())
+        if !self.node_change_committed() {
+            return Ok(());
+        }
+        // A change of the nodes is committed: durable now (see `Committed`).
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let txn = this.disk.db.begin_write().map_err(|e| e.to_string())?;
+            let committed = this.write_committed(&txn, true)?;
+            txn.commit().map_err(|e| e.to_string())?;
+            if let Some(c) = committed {
+                this.committed_written(c);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+        .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 
     async fn read_committed(&mut self) -> StoreResult<Option<LogId<NodeId>>> {
@@ -651,6 +713,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             if let Some(c) = committed {
                 this.committed_written(c);
             }
+            this.note_appended(&entries);
             if let Ok(mut cache) = this.cache.lock() {
                 for e in entries {
                     cache.insert(e);
@@ -1191,6 +1254,38 @@ mod committed_and_cache {
             Some(log_id(3 + COMMITTED_EVERY))
         );
         assert_eq!(again.committed_to_write(true), None);
+    }
+
+    #[tokio::test]
+    async fn a_committed_change_of_the_nodes_is_written_at_once() {
+        let (_dir, disk) = disk();
+        let mut log = LogStore::new(disk.clone());
+        let remove = |index| Entry::<TypeConfig> {
+            log_id: log_id(index),
+            payload: EntryPayload::Normal(Proposal::Batch(vec![
+                Command::Noop,
+                Command::RemoveNode { id: "n".into() },
+            ])),
+        };
+        log.note_appended(&[entry(1, 1), entry(2, 3)]);
+        log.note_appended(&[remove(3), entry(4, 1)]);
+        // Committed up to before the change: kept in memory only.
+        log.save_committed(Some(log_id(2))).await.unwrap();
+        assert_eq!(on_disk(&disk), None);
+        // Covering it: on disk at once, and not again for entries that change nothing.
+        log.save_committed(Some(log_id(4))).await.unwrap();
+        assert_eq!(on_disk(&disk), Some(log_id(4)));
+        log.note_appended(&[entry(5, 1)]);
+        log.save_committed(Some(log_id(5))).await.unwrap();
+        assert_eq!(on_disk(&disk), Some(log_id(4)));
+        // After a start, what the log held may have changed the nodes.
+        let mut again = LogStore::new(disk.clone());
+        assert_eq!(again.read_committed().await.unwrap(), Some(log_id(4)));
+        again.note_node_change(Some(6));
+        again.save_committed(Some(log_id(5))).await.unwrap();
+        assert_eq!(on_disk(&disk), Some(log_id(4)));
+        again.save_committed(Some(log_id(6))).await.unwrap();
+        assert_eq!(on_disk(&disk), Some(log_id(6)));
     }
 
     fn entry(index: u64, commands: usize) -> Entry<TypeConfig> {

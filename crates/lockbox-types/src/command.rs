@@ -205,6 +205,20 @@ pub enum Command {
         /// Hex SHA-256 of the CA certificate.
         digest: String,
     },
+    /// A worker becomes a manager: its new spec (role manager) and the Raft id it joins the
+    /// group with. Rejected if the Raft id is 0 or another node's.
+    PromoteNode {
+        /// Node ID.
+        id: String,
+        /// The version the caller read.
+        expected_version: u64,
+        /// New spec.
+        spec: Box<NodeSpec>,
+        /// Its Raft id from now on.
+        raft_id: u64,
+        /// Time of the change.
+        now: Timestamp,
+    },
 }
 
 /// Label set on a secret that [`Command::SupersedeSecret`] replaced: the ID of its replacement.
@@ -225,6 +239,7 @@ impl Command {
             Command::SetClusterKeys { .. } => "set-cluster-keys",
             Command::AddNode { .. } => "add-node",
             Command::RemoveNode { .. } => "remove-node",
+            Command::PromoteNode { .. } => "promote-node",
             Command::CreateService { .. } => "create-service",
             Command::UpdateService { .. } => "update-service",
             Command::SetUpdateStatus { .. } => "set-update-status",

@@ -1,7 +1,8 @@
 //! Changing the managers of a swarm with the stock docker CLI, each manager in its own network
-//! namespace: `node demote` (and swarm's safeguards: the last manager, quorum), `node rm`
-//! (a manager must be demoted first, a node that is up needs `--force`, a removed node's
-//! certificate no longer passes the cluster listener), `swarm leave` of one manager of
+//! namespace: `node demote` (and swarm's safeguards: the last manager, quorum), `node promote`
+//! (a worker becomes a voting manager with its own replica, and can be demoted again),
+//! `node rm` (a manager must be demoted first, a node that is up needs `--force`, a removed
+//! node's certificate no longer passes the cluster listener), `swarm leave` of one manager of
 //! several, and autolock on every manager (the same unlock key everywhere, also after
 //! rotation).
 
@@ -92,6 +93,52 @@ fn leader(m: &[&Daemon]) -> usize {
         found.is_some()
     });
     found.unwrap()
+}
+
+/// The audit records of `action` in a node's trail.
+fn audit_records(d: &Daemon, action: &str) -> Vec<serde_json::Value> {
+    let mut records = Vec::new();
+    let Ok(entries) = std::fs::read_dir(d.data_dir().join("audit")) else {
+        return records;
+    };
+    for e in entries.flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        for line in text.lines() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && v["action"] == action
+            {
+                records.push(v);
+            }
+        }
+    }
+    records
+}
+
+/// Prints the daemons' logs if the test fails while it is alive.
+struct LogsOnFailure(Vec<(String, PathBuf)>);
+
+impl Drop for LogsOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (name, path) in &self.0 {
+                let log = std::fs::read_to_string(path).unwrap_or_default();
+                eprintln!("--- {name} ---\n{log}");
+            }
+        }
+    }
+}
+
+/// Creates secret `name` through `d`, retrying while the swarm elects a leader (a try that
+/// timed out may have been applied: then the name is taken).
+fn create_eventually(d: &Daemon, name: &str) {
+    eventually(
+        &format!("secret {name} created"),
+        Duration::from_secs(20),
+        || {
+            let o = d.docker(&["secret", "create", name, "-"], Some(b"v"));
+            o.status.success() || err(&o).contains("already exists")
+        },
+    );
 }
 
 /// Copies node `d`'s certificate, key and CA certificate aside.
@@ -286,9 +333,27 @@ fn demote_and_remove_managers_with_swarms_safeguards() {
     let names = secret_names(&m[0]);
     assert!(names.contains(&"after-demote".to_owned()), "{names:?}");
 
-    // Promoting a worker is not possible (yet), and says so.
-    let e = fails(&m[0], &["node", "promote", &ids[1]], None);
-    assert!(e.contains("cannot be promoted"), "{e}");
+    // The demoted node can be promoted again: it becomes a manager with the state anew.
+    let o = ok(&m[0], &["node", "promote", &ids[1]], None);
+    assert_eq!(
+        o,
+        format!("Node {} promoted to a manager in the swarm.", ids[1])
+    );
+    eventually("node 1 is a manager again", Duration::from_secs(30), || {
+        local_state(&m[1]) == "active true"
+    });
+    eventually("node 1 has the state", Duration::from_secs(20), || {
+        let o = m[1].docker(&["secret", "ls", "--format", "{{.Name}}"], None);
+        o.status.success() && out(&o).lines().any(|l| l == "one-manager")
+    });
+    let mut two = vec![ids[0].clone(), ids[1].clone()];
+    two.sort();
+    assert_eq!(managers(&m[0]), two);
+    eventually(
+        "the leader hears from node 1 as a manager",
+        Duration::from_secs(20),
+        || nodes(&m[0]).contains(&format!("{} manager Reachable Ready", ids[1])),
+    );
 }
 
 #[test]
@@ -491,4 +556,181 @@ fn autolock_reaches_every_manager() {
     }
     m[1].restart();
     assert_eq!(local_state(&m[1]), "active true");
+}
+
+#[test]
+fn a_worker_is_promoted_votes_survives_the_loss_of_a_manager_and_is_demoted_again() {
+    if !prerequisites(
+        "a_worker_is_promoted_votes_survives_the_loss_of_a_manager_and_is_demoted_again",
+    ) {
+        return;
+    }
+    let net = Net::new(4).expect("network namespaces");
+    // Two managers, a worker (keeping an audit trail) to promote, and a worker that dies.
+    let m0 = manager(&net, 0, true);
+    let mtoken = ok(&m0, &["swarm", "join-token", "-q", "manager"], None);
+    let wtoken = ok(&m0, &["swarm", "join-token", "-q", "worker"], None);
+    let m1 = manager(&net, 1, false);
+    let o = join(&net, &m1, 1, &mtoken);
+    assert!(o.status.success(), "{}\n{}", err(&o), m1.log());
+    let w = node_daemon(&net, 2, false, true);
+    let o = join(&net, &w, 2, &wtoken);
+    assert!(o.status.success(), "{}\n{}", err(&o), w.log());
+    assert_eq!(out(&o), "This node joined a swarm as a worker.");
+    let mut gone = node_daemon(&net, 3, false, false);
+    let o = join(&net, &gone, 3, &wtoken);
+    assert!(o.status.success(), "{}\n{}", err(&o), gone.log());
+    let (wid, gid) = (node_id(&w), node_id(&gone));
+    gone.kill9();
+    let mut m = vec![m0, m1, w];
+    let _logs = LogsOnFailure(vec![
+        ("manager 0".into(), m[0].log_path()),
+        ("manager 1".into(), m[1].log_path()),
+        ("promoted".into(), m[2].log_path()),
+    ]);
+
+    // Autolock on: the promoted node's keys are wrapped with the cluster's unlock key too.
+    ok(&m[0], &["swarm", "update", "--autolock=true"], None);
+    let key = ok(&m[0], &["swarm", "unlock-key", "-q"], None);
+    assert!(key.starts_with("SWMKEY-1-"), "{key}");
+
+    // The worker's certificate is no manager's: its raft messages are refused.
+    let keep = tempfile::tempdir().unwrap();
+    let (before, after) = (keep.path().join("before"), keep.path().join("after"));
+    let worker_certs = save_certs(&m[2], &before);
+    let (code, body) = raft_with_cert(net.ns(2), &worker_certs, &net.addr(0));
+    assert_eq!(code, 403, "{body}");
+
+    // Promoted through the follower (forwarded to the leader) while the worker is cut off:
+    // it is recorded as a manager at once and becomes one at its next session.
+    assert_eq!(leader(&[&m[0], &m[1]]), 0);
+    net.cut(2).unwrap();
+    let o = ok(&m[1], &["node", "promote", &wid], None);
+    assert_eq!(o, format!("Node {wid} promoted to a manager in the swarm."));
+    assert!(managers(&m[0]).contains(&wid), "{:?}", nodes(&m[0]));
+    assert_eq!(local_state(&m[2]), "active false");
+    net.heal(2).unwrap();
+    eventually(
+        "the promoted worker serves as a manager",
+        Duration::from_secs(20),
+        || local_state(&m[2]) == "active true",
+    );
+    eventually(
+        "the leader hears from the promoted node in the raft group",
+        Duration::from_secs(20),
+        || nodes(&m[0]).contains(&format!("{wid} manager Reachable Ready")),
+    );
+    let info = ok(&m[2], &["info"], None);
+    assert!(info.contains("Is Manager: true"), "{info}");
+    assert!(
+        m[2].log().contains("this node was promoted"),
+        "{}",
+        m[2].log()
+    );
+    let promoted = audit_records(&m[2], "swarm.promoted");
+    assert_eq!(promoted.len(), 1, "{promoted:?}");
+    assert!(
+        promoted[0]["objects"].to_string().contains(&wid),
+        "{promoted:?}"
+    );
+    // Its new certificate is a manager's.
+    let manager_certs = save_certs(&m[2], &after);
+    let (code, body) = raft_with_cert(net.ns(2), &manager_certs, &net.addr(0));
+    assert!(code != 403 && code != 0, "{code} {body}");
+    assert_eq!(ok(&m[2], &["swarm", "unlock-key", "-q"], None), key);
+
+    // It replicates both ways.
+    ok(
+        &m[2],
+        &["secret", "create", "from-promoted", "-"],
+        Some(b"v1"),
+    );
+    ok(
+        &m[1],
+        &["secret", "create", "to-promoted", "-"],
+        Some(b"v2"),
+    );
+    for d in &m {
+        eventually("both writes everywhere", Duration::from_secs(10), || {
+            let names = secret_names(d);
+            names.contains(&"from-promoted".to_owned()) && names.contains(&"to-promoted".to_owned())
+        });
+    }
+
+    // A worker that is down cannot be promoted.
+    eventually(
+        "the dead worker shows as down",
+        Duration::from_secs(20),
+        || nodes(&m[0]).contains(&format!("{gid} worker - Down")),
+    );
+    let e = fails(&m[0], &["node", "promote", &gid], None);
+    assert!(
+        e.contains(&format!(
+            "rpc error: code = FailedPrecondition desc = node {gid} is down and can't be promoted"
+        )),
+        "{e}"
+    );
+    assert!(!managers(&m[0]).contains(&gid));
+
+    // Restarted, it is an autolocked manager: the cluster's key opens it.
+    m[2].restart();
+    assert_eq!(local_state(&m[2]), "locked false");
+    ok(
+        &m[2],
+        &["swarm", "unlock"],
+        Some(format!("{key}\n").as_bytes()),
+    );
+    assert_eq!(local_state(&m[2]), "active true");
+
+    // An original manager dies (the leader, unless the promoted node leads): the other one
+    // and the promoted node are two votes of three, a quorum. Writes go on.
+    let l = leader(&[&m[0], &m[1], &m[2]]);
+    let victim = if l < 2 { l } else { 0 };
+    let other = 1 - victim;
+    m[victim].kill9();
+    create_eventually(&m[other], "after-loss");
+    eventually(
+        "the write reaches the promoted node",
+        Duration::from_secs(10),
+        || secret_names(&m[2]).contains(&"after-loss".to_owned()),
+    );
+    leader(&[&m[other], &m[2]]);
+
+    // The dead manager comes back; then the promoted node is demoted again.
+    m[victim].restart();
+    ok(
+        &m[victim],
+        &["swarm", "unlock"],
+        Some(format!("{key}\n").as_bytes()),
+    );
+    eventually(
+        "the restarted manager catches up",
+        Duration::from_secs(10),
+        || secret_names(&m[victim]).contains(&"after-loss".to_owned()),
+    );
+    let mut demoted = String::new();
+    eventually(
+        "the promoted node is demoted",
+        Duration::from_secs(20),
+        || {
+            // Refused for the quorum until the leader hears from the restarted manager.
+            let o = m[other].docker(&["node", "demote", &wid], None);
+            demoted = out(&o);
+            o.status.success()
+        },
+    );
+    assert_eq!(demoted, format!("Manager {wid} demoted in the swarm."));
+    eventually(
+        "the demoted node continues as a worker",
+        Duration::from_secs(30),
+        || local_state(&m[2]) == "active false",
+    );
+    let l = leader(&[&m[0], &m[1]]);
+    eventually(
+        "the leader hears from it as a worker",
+        Duration::from_secs(20),
+        || nodes(&m[l]).contains(&format!("{wid} worker - Ready")),
+    );
+    assert_eq!(audit_records(&m[2], "swarm.demoted").len(), 1);
+    create_eventually(&m[other], "after-demote");
 }
