@@ -12,7 +12,7 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, S
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::pem::{one_cert, private_key};
-use crate::tls::provider;
+use crate::tls::{provider, roots};
 use crate::{Issued, PkiError, Result, certs_of};
 
 /// The name every manager's certificate carries and nodes dial managers by (swarmkit's
@@ -21,21 +21,6 @@ pub const MANAGER_NAME: &str = "lockbox-manager";
 
 /// The ALPN protocol of node-to-node connections.
 pub const CLUSTER_ALPN: &[u8] = b"h2";
-
-/// Every certificate of `trust_pem` (one or more CA certificates) as trust anchors.
-fn trust_anchors(trust_pem: &str) -> Result<Arc<RootCertStore>> {
-    let mut roots = RootCertStore::empty();
-    for cert in certs_of("CA certificate", trust_pem)? {
-        roots.add(cert).map_err(PkiError::Tls)?;
-    }
-    if roots.is_empty() {
-        return Err(PkiError::Pem {
-            what: "CA certificate",
-            reason: "no CERTIFICATE block",
-        });
-    }
-    Ok(Arc::new(roots))
-}
 
 /// `node`'s certificate followed by the intermediates in `chain_pem` (a cross-signed CA
 /// certificate while a root rotation is under way; usually none).
@@ -57,11 +42,10 @@ pub fn cluster_server_config(
     chain_pem: &str,
 ) -> Result<Arc<ServerConfig>> {
     let provider = provider();
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(trust_anchors(trust_pem)?, provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(PkiError::Verifier)?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(trust_pem)?, provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(PkiError::Verifier)?;
     let mut chain = node_chain(node, chain_pem)?;
     chain.extend(certs_of("CA certificate", trust_pem)?);
     let key = private_key("private key", &node.key_pem)?;
@@ -84,10 +68,9 @@ pub fn cluster_client_config(
     chain_pem: &str,
 ) -> Result<Arc<ClientConfig>> {
     let provider = provider();
-    let verifier =
-        WebPkiServerVerifier::builder_with_provider(trust_anchors(trust_pem)?, provider.clone())
-            .build()
-            .map_err(PkiError::Verifier)?;
+    let verifier = WebPkiServerVerifier::builder_with_provider(roots(trust_pem)?, provider.clone())
+        .build()
+        .map_err(PkiError::Verifier)?;
     let chain = node_chain(node, chain_pem)?;
     let key = private_key("private key", &node.key_pem)?;
     let mut config = ClientConfig::builder_with_provider(provider)

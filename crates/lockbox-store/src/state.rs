@@ -107,6 +107,18 @@ impl From<StateV1> for State {
 }
 
 impl State {
+    /// Refuses a command about a node that is not in the store.
+    fn known_node(&self, id: &str) -> Result<(), Rejection> {
+        if self.nodes.contains_key(id) {
+            Ok(())
+        } else {
+            Err(Rejection::NotFound {
+                kind: "node".into(),
+                id: id.to_owned(),
+            })
+        }
+    }
+
     /// Rebuilds the derived indexes after deserialization.
     pub fn reindex(&mut self) {
         self.secret_names = self
@@ -557,22 +569,12 @@ impl State {
                 Ok(())
             }
             Command::RecordNodeCert { node_id, cert } => {
-                if !self.nodes.contains_key(node_id) {
-                    return Err(Rejection::NotFound {
-                        kind: "node".into(),
-                        id: node_id.clone(),
-                    });
-                }
+                self.known_node(node_id)?;
                 self.pki.certs.insert(node_id.clone(), cert.clone());
                 Ok(())
             }
             Command::RecordTrust { node_id, digest } => {
-                if !self.nodes.contains_key(node_id) {
-                    return Err(Rejection::NotFound {
-                        kind: "node".into(),
-                        id: node_id.clone(),
-                    });
-                }
+                self.known_node(node_id)?;
                 self.pki.trust.insert(node_id.clone(), digest.clone());
                 Ok(())
             }

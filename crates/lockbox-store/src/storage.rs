@@ -1462,16 +1462,21 @@ mod snapshot_format {
         assert_eq!(&plain[2..], &postcard::to_allocvec(&state).unwrap()[..]);
     }
 
-    #[test]
-    fn versioned_round_trip_and_a_newer_format_is_refused() {
+    /// A snapshot payload holding one secret.
+    fn one_secret_payload() -> SnapshotPayload {
         let mut state = State::default();
         state.secrets.insert("a".into(), secret("a", "x"));
         state.reindex();
-        let p = SnapshotPayload {
+        SnapshotPayload {
             last_applied: None,
             membership: StoredMembership::default(),
             state,
-        };
+        }
+    }
+
+    #[test]
+    fn versioned_round_trip_and_a_newer_format_is_refused() {
+        let p = one_secret_payload();
         let bytes = p.encode().unwrap();
         assert!(bytes.starts_with(SNAPSHOT_MAGIC));
         let mut back = SnapshotPayload::decode(&bytes).unwrap();
@@ -1486,14 +1491,7 @@ mod snapshot_format {
 
     #[test]
     fn a_format_2_snapshot_is_upgraded() {
-        let mut state = State::default();
-        state.secrets.insert("a".into(), secret("a", "x"));
-        state.reindex();
-        let p = SnapshotPayload {
-            last_applied: None,
-            membership: StoredMembership::default(),
-            state,
-        };
+        let p = one_secret_payload();
         // Format 3 appended the node PKI state to the end of the payload: an empty one is
         // five zero bytes (no rotation, no certificates, no trust, no previous root and
         // cross-signed certificate).
