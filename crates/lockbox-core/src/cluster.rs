@@ -234,8 +234,17 @@ impl lockbox_cluster::Service for NodeService {
     fn is_manager(&self, peer: &lockbox_pki::PeerIdentity) -> bool {
         self.active.upgrade().is_some_and(|a| {
             // A node still joining has no state yet: any manager the CA vouches for may
-            // replicate to it (the leader is the only one that does).
-            a.store.read(|st| st.cluster.is_none()) || a.current_cert(peer, NodeRole::Manager)
+            // replicate to it (the leader is the only one that does). Otherwise the node must
+            // be a manager now. Raft messages are not held to the recorded serial: a manager
+            // whose replica lags (restarted before it applied a renewal) must still hear the
+            // leader that renewed its certificate, or it would never catch up.
+            a.store.read(|st| {
+                st.cluster.is_none()
+                    || st
+                        .nodes
+                        .get(&peer.common_name)
+                        .is_some_and(|n| n.spec.role == NodeRole::Manager)
+            })
         })
     }
 

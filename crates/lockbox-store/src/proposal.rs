@@ -45,8 +45,9 @@ impl Proposal {
         }
     }
 
-    /// Whether it changes the cluster's nodes (who is a manager; the cluster listener
-    /// authorizes Raft messages by the applied nodes).
+    /// Whether it changes the cluster's nodes or their certificates (who is a manager, which
+    /// certificate is a node's, which CA signs: the cluster listener authorizes by the
+    /// applied state).
     pub(crate) fn changes_nodes(&self) -> bool {
         let changes = |c: &Command| {
             matches!(
@@ -56,6 +57,9 @@ impl Proposal {
                     | Command::RemoveNode { .. }
                     | Command::UpdateNode { .. }
                     | Command::PromoteNode { .. }
+                    | Command::RecordNodeCert { .. }
+                    | Command::StartRootRotation { .. }
+                    | Command::FinishRootRotation { .. }
             )
         };
         match self {
