@@ -16,6 +16,9 @@ use crate::error::{ApiError, ApiResult, NOT_IN_SWARM};
 
 /// Applies a Docker swarm `Spec` onto `base` as dockerd's `MergeSwarmSpecToGRPC` does: most
 /// fields change only when given non-zero; labels and autolock are always taken as sent.
+/// swarmkit's `ca.MinNodeCertExpiration`: node certificates live at least an hour.
+const MIN_NODE_CERT_EXPIRY_NS: i64 = 3_600_000_000_000;
+
 pub(crate) fn merge_spec(
     base: &ClusterSpec,
     obj: Option<&Map<String, Value>>,
@@ -154,6 +157,17 @@ pub(crate) async fn update(
     let obj = body::object(&v, "swarm.Spec")?;
     let current = app.manager.cluster().await?;
     let spec = merge_spec(&current.spec, obj)?;
+    // swarmkit `controlapi.validateCAConfig`.
+    if spec
+        .ca_config
+        .node_cert_expiry
+        .is_some_and(|ns| ns < MIN_NODE_CERT_EXPIRY_NS)
+    {
+        return Err(CoreError::InvalidArgument(
+            "minimum certificate expiry time is: 1h0m0s".into(),
+        )
+        .into());
+    }
     // `swarm ca --rotate`: a new ForceRotate, or the operator's own CA.
     let ca = body::sub(obj, "CAConfig", "Spec.CAConfig")?;
     if ca
