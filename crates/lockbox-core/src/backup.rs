@@ -360,7 +360,7 @@ pub fn restore(backup: OpenedBackup, opts: RestoreOptions) -> Result<RestoreRepo
         keystore.create(&keyring, Protection::KeyFile)?;
         None
     };
-    write_node_file(dir, &node_id, &summary.cluster_id, raft_id)?;
+    crate::manager::write_manager_node_file(dir, &node_id, &summary.cluster_id, raft_id)?;
     tracing::info!(
         node_id,
         cluster_id = summary.cluster_id,
@@ -476,32 +476,6 @@ fn erase_store(dir: &Path) -> Result<(), CoreError> {
     }
     tracing::info!(dir = %dir.display(), "erased the store being replaced");
     Ok(())
-}
-
-/// `node.json`, as the manager writes it at `swarm init`.
-fn write_node_file(
-    dir: &Path,
-    node_id: &str,
-    cluster_id: &str,
-    raft_id: u64,
-) -> Result<(), CoreError> {
-    use std::io::Write;
-    let path = dir.join("node.json");
-    let tmp = dir.join("node.json.tmp");
-    let body = serde_json::to_vec_pretty(&serde_json::json!({
-        "node_id": node_id,
-        "cluster_id": cluster_id,
-        "raft_id": raft_id,
-    }))
-    .map_err(|e| CoreError::Internal(e.to_string()))?;
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| CoreError::Internal(format!("write {}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -69,33 +69,18 @@ pub(crate) fn read_node_certs(data_dir: &Path) -> Option<NodeCerts> {
 
 /// Writes the node certificates (key 0600; each file written beside and renamed).
 pub(crate) fn write_node_certs(data_dir: &Path, certs: &NodeCerts) -> Result<(), CoreError> {
-    let (ca_pem, issued) = (&certs.ca_pem, &certs.issued);
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = certs_dir(data_dir);
-    let io = |e: std::io::Error| CoreError::Internal(format!("writing {}: {e}", dir.display()));
-    std::fs::create_dir_all(&dir).map_err(io)?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CoreError::Internal(format!("writing {}: {e}", dir.display())))?;
     for (name, bytes, mode) in [
-        (CA_FILE, ca_pem.as_bytes(), 0o644),
-        (CERT_FILE, issued.cert_pem.as_bytes(), 0o644),
-        (KEY_FILE, issued.key_pem.as_bytes(), 0o600),
+        (CA_FILE, certs.ca_pem.as_bytes(), 0o644),
+        (CERT_FILE, certs.issued.cert_pem.as_bytes(), 0o644),
+        (KEY_FILE, certs.issued.key_pem.as_bytes(), 0o600),
         (CHAIN_FILE, certs.chain_pem.as_bytes(), 0o644),
     ] {
-        let tmp = dir.join(format!("{name}.tmp"));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, dir.join(name)).map_err(io)?;
+        crate::files::write_atomic(&dir, name, bytes, mode)?;
     }
-    std::fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io)
+    Ok(())
 }
 
 /// Removes the node certificates (leaving the swarm).

@@ -14,6 +14,7 @@ mod cluster;
 mod error;
 mod events;
 mod executor;
+mod files;
 mod live;
 mod lockfile;
 mod manager;

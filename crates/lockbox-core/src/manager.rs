@@ -654,18 +654,41 @@ fn node_file(dir: &Path) -> PathBuf {
 }
 
 fn write_node_file(dir: &Path, nf: &NodeFile) -> Result<(), CoreError> {
-    let path = node_file(dir);
-    let tmp = dir.join("node.json.tmp");
     let body = serde_json::to_vec_pretty(nf).map_err(|e| CoreError::Internal(e.to_string()))?;
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| CoreError::Internal(format!("write {}: {e}", path.display())))
+    crate::files::write_atomic(dir, "node.json", &body, 0o644)
+}
+
+/// `node.json` of a one-manager swarm (as `swarm init` writes it; a restore writes this).
+pub(crate) fn write_manager_node_file(
+    dir: &Path,
+    node_id: &str,
+    cluster_id: &str,
+    raft_id: u64,
+) -> Result<(), CoreError> {
+    write_node_file(
+        dir,
+        &NodeFile {
+            node_id: node_id.to_owned(),
+            cluster_id: cluster_id.to_owned(),
+            raft_id,
+            ..NodeFile::default()
+        },
+    )
+}
+
+/// Rewrites `node.json` for a worker: its role and where the managers are (the node's
+/// identity and addresses stay).
+pub(crate) fn write_worker_node_file(dir: &Path, managers: &[String]) -> Result<(), CoreError> {
+    let mut nf = read_node_file(dir).ok_or_else(|| {
+        CoreError::Internal(format!(
+            "{} is missing or unreadable",
+            node_file(dir).display()
+        ))
+    })?;
+    nf.role = "worker".into();
+    nf.managers = managers.to_vec();
+    nf.raft_id = 0;
+    write_node_file(dir, &nf)
 }
 
 fn read_node_file(dir: &Path) -> Option<NodeFile> {
@@ -1025,7 +1048,7 @@ impl NodeEnv {
             Err(e) => {
                 tracing::error!(error = %e, "could not become a manager after the promotion; continuing as a worker, trying again at a later session");
                 let back = crate::membership::erase_manager_state(&dir)
-                    .and_then(|()| crate::membership::write_worker_node_file(&dir, &managers))
+                    .and_then(|()| write_worker_node_file(&dir, &managers))
                     .and_then(|()| self.start_worker_after(&node_id, managers, PROMOTION_RETRY));
                 *phase = match back {
                     Ok(w) => Phase::Worker(w),

@@ -793,24 +793,20 @@ impl Active {
         version: u64,
         spec: NodeSpec,
     ) -> Result<(), CoreError> {
-        match spec.role {
-            NodeRole::Manager => self
-                .on_leader(Request::Promote {
-                    node: node.id.clone(),
-                    version: Some(version),
-                    spec: Some(spec),
-                })
-                .await
-                .map(|_| ()),
-            NodeRole::Worker => self
-                .on_leader(Request::Demote {
-                    node: node.id.clone(),
-                    version: Some(version),
-                    spec: Some(spec),
-                })
-                .await
-                .map(|_| ()),
-        }
+        let (node, version) = (node.id.clone(), Some(version));
+        let request = match spec.role {
+            NodeRole::Manager => Request::Promote {
+                node,
+                version,
+                spec: Some(spec),
+            },
+            NodeRole::Worker => Request::Demote {
+                node,
+                version,
+                spec: Some(spec),
+            },
+        };
+        self.on_leader(request).await.map(|_| ())
     }
 
     /// Before a manager of several erases its state (`swarm leave --force`): asks the leader
@@ -1297,7 +1293,7 @@ impl Watch {
                     "this node was demoted: it no longer serves as a manager (its replica of the swarm's state and its manager keys are erased) and continues as a worker; its API answers as a worker's"
                 );
                 let worker = erase_manager_state(&dir)
-                    .and_then(|()| write_worker_node_file(&dir, &managers))
+                    .and_then(|()| crate::manager::write_worker_node_file(&dir, &managers))
                     .and_then(|()| self.env.start_worker(&node_id, managers));
                 match worker {
                     Ok(w) => {
@@ -1365,35 +1361,6 @@ fn erase_all(dir: &Path) {
     if let Err(e) = remove_file(&dir.join("node.json")) {
         tracing::error!(error = %e, "erasing node.json");
     }
-}
-
-/// Rewrites `node.json` for a worker: its role and where the managers are (the other fields,
-/// the node's identity, stay).
-pub(crate) fn write_worker_node_file(dir: &Path, managers: &[String]) -> Result<(), CoreError> {
-    let path = dir.join("node.json");
-    let io = |e: std::io::Error| CoreError::Internal(format!("{}: {e}", path.display()));
-    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).map_err(io)?)
-        .map_err(|e| CoreError::Internal(format!("{}: {e}", path.display())))?;
-    let Some(obj) = v.as_object_mut() else {
-        return Err(CoreError::Internal(format!(
-            "{} is not a JSON object",
-            path.display()
-        )));
-    };
-    obj.insert("role".into(), "worker".into());
-    obj.insert("managers".into(), serde_json::json!(managers));
-    obj.insert("raft_id".into(), 0.into());
-    let body = serde_json::to_vec_pretty(&v).map_err(|e| CoreError::Internal(e.to_string()))?;
-    let tmp = dir.join("node.json.tmp");
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write().map_err(io)
 }
 
 #[cfg(test)]
@@ -1548,7 +1515,7 @@ mod tests {
             r#"{"node_id":"n1","cluster_id":"c1","raft_id":3,"advertise_addr":"10.0.0.3:2377"}"#,
         )
         .unwrap();
-        write_worker_node_file(dir.path(), &["10.0.0.1:2377".into()]).unwrap();
+        crate::manager::write_worker_node_file(dir.path(), &["10.0.0.1:2377".into()]).unwrap();
         let v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("node.json")).unwrap()).unwrap();
         assert_eq!(v["node_id"], "n1");

@@ -231,23 +231,29 @@ pub(crate) async fn for_worker(
     renew: bool,
 ) -> Result<(Option<RenewedCert>, Option<String>), ClusterError> {
     let unavailable = |e: CoreError| ClusterError::unavailable(e.to_string());
-    let signing = a.signing().map_err(unavailable)?;
     let validity = a.node_cert_validity();
-    let (record, trusted) = a.store.read(|st| {
+    // Digests only: the CA key is loaded when a certificate is issued, not at every call.
+    let (record, trusted, root_pem, rotation_digest) = a.store.read(|st| {
         (
             st.pki.certs.get(&node.id).cloned(),
             st.pki.trust.get(&node.id).cloned(),
+            st.keys
+                .as_ref()
+                .map(|k| k.ca_cert_pem.clone())
+                .unwrap_or_default(),
+            st.pki.rotation.as_ref().map(|r| r.digest.clone()),
         )
     });
-    let root_digest = lockbox_pki::cert_digest(&signing.root_pem)
-        .map_err(|e| ClusterError::internal(e.to_string()))?;
+    let root_digest =
+        lockbox_pki::cert_digest(&root_pem).map_err(|e| ClusterError::internal(e.to_string()))?;
+    let signing_digest = rotation_digest.unwrap_or_else(|| root_digest.clone());
     let third = (validity.as_secs() / 3) as i64;
     let stale = renew
         || match &record {
             None => true,
             Some(r) => {
                 r.serial != serial
-                    || r.issuer != signing.ca.digest()
+                    || r.issuer != signing_digest
                     || r.not_after - time::OffsetDateTime::now_utc().unix_timestamp() < third
             }
         };
@@ -283,7 +289,7 @@ pub(crate) async fn for_worker(
     {
         tracing::warn!(node = %node.id, error = %e, "could not record the worker's trust");
     }
-    let trust_pem = (trust_digest != root_digest).then_some(signing.root_pem);
+    let trust_pem = (trust_digest != root_digest).then_some(root_pem);
     Ok((renewed, trust_pem))
 }
 

@@ -91,7 +91,7 @@ pub(crate) struct StateV1 {
 
 impl From<StateV1> for State {
     fn from(v: StateV1) -> State {
-        let mut s = State {
+        StateV2 {
             cluster: v.cluster,
             nodes: v.nodes,
             secrets: v.secrets,
@@ -99,10 +99,10 @@ impl From<StateV1> for State {
             tasks: v.tasks,
             networks: v.networks,
             version: v.version,
-            ..State::default()
-        };
-        s.reindex();
-        s
+            access: lockbox_types::AccessModel::default(),
+            keys: None,
+        }
+        .into()
     }
 }
 

@@ -232,35 +232,8 @@ fn joins_with_a_wrong_token_or_another_clusters_token_are_refused() {
     // A node certificate of another cluster's CA is refused at the handshake: it cannot send
     // Raft messages (or anything else that needs a certificate of this cluster).
     let foreign_certs = other_cluster.data_dir().join("certs");
-    let o = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            net.ns(1),
-            "curl",
-            "-sSk",
-            "--http2",
-            "-m",
-            "10",
-        ])
-        .arg("--cert")
-        .arg(foreign_certs.join("node.pem"))
-        .arg("--key")
-        .arg(foreign_certs.join("node-key.pem"))
-        .args([
-            "-X",
-            "POST",
-            "--data-binary",
-            "x",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-        ])
-        .arg(format!("https://{}/raft/vote", net.addr(0)))
-        .output()
-        .expect("curl");
-    assert_eq!(out(&o), "000", "{}", err(&o));
+    let (code, body) = post_with_cert(net.ns(1), &foreign_certs, &net.addr(0), "/raft/vote");
+    assert_eq!(code, 0, "{body}");
     eventually(
         "the leader logs the refused handshake and why",
         Duration::from_secs(5),

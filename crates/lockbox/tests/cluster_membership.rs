@@ -155,26 +155,7 @@ fn save_certs(d: &Daemon, to: &Path) -> PathBuf {
 /// certificate in `certs`: the HTTP status and body. A current manager's certificate gets past
 /// the listener (to a decoding error); another's is refused with 403.
 fn raft_with_cert(ns: &str, certs: &Path, addr: &str) -> (u16, String) {
-    let o = std::process::Command::new("ip")
-        .args(["netns", "exec", ns, "curl", "-sk", "--http2", "-m", "10"])
-        .arg("--cert")
-        .arg(certs.join("node.pem"))
-        .arg("--key")
-        .arg(certs.join("node-key.pem"))
-        .args([
-            "-X",
-            "POST",
-            "--data-binary",
-            "not a vote",
-            "-w",
-            "\n%{http_code}",
-            &format!("https://{addr}/raft/vote"),
-        ])
-        .output()
-        .expect("curl");
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), body.to_owned())
+    post_with_cert(ns, certs, addr, "/raft/vote")
 }
 
 #[test]

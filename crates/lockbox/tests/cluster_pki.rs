@@ -75,29 +75,7 @@ fn seconds_left(pem: &Path) -> i64 {
 /// A dispatcher session call to `addr` from namespace `ns` with the certificate in `dir`:
 /// the HTTP status (0 when the TLS handshake fails).
 fn session_with_cert(ns: &str, dir: &Path, addr: &str) -> u16 {
-    let o = Command::new("ip")
-        .args(["netns", "exec", ns, "curl", "-sk", "--http2", "-m", "10"])
-        .arg("--cert")
-        .arg(dir.join("node.pem"))
-        .arg("--key")
-        .arg(dir.join("node-key.pem"))
-        .args([
-            "-X",
-            "POST",
-            "--data-binary",
-            "x",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("https://{addr}/dispatcher/session"),
-        ])
-        .output()
-        .expect("curl");
-    String::from_utf8_lossy(&o.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    post_with_cert(ns, dir, addr, "/dispatcher/session").0
 }
 
 fn json(text: &str) -> serde_json::Value {

@@ -100,3 +100,29 @@ pub fn node_daemon(net: &Net, i: usize, first: bool, audit: bool) -> Daemon {
     }
     Daemon::try_start_in(net.ns(i), &args).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// A POST with a garbage body to `path` on the cluster listener at `addr`, from namespace
+/// `ns`, presenting the node certificate and key in `certs` (`node.pem`, `node-key.pem`):
+/// the HTTP status (0 when the TLS handshake fails) and the body.
+pub fn post_with_cert(ns: &str, certs: &std::path::Path, addr: &str, path: &str) -> (u16, String) {
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "curl", "-sk", "--http2", "-m", "10"])
+        .arg("--cert")
+        .arg(certs.join("node.pem"))
+        .arg("--key")
+        .arg(certs.join("node-key.pem"))
+        .args([
+            "-X",
+            "POST",
+            "--data-binary",
+            "garbage",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg(format!("https://{addr}{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
