@@ -474,6 +474,8 @@ fn erase_store(dir: &Path) -> Result<(), CoreError> {
             Err(e) => return Err(CoreError::Internal(format!("remove {f}: {e}"))),
         }
     }
+    lockbox_store::remove_store_files(dir)
+        .map_err(|e| CoreError::Internal(format!("remove the log: {e}")))?;
     tracing::info!(dir = %dir.display(), "erased the store being replaced");
     Ok(())
 }

@@ -1496,6 +1496,8 @@ impl Manager {
                 }
             }
         }
+        lockbox_store::remove_store_files(&dir)
+            .map_err(|e| CoreError::Internal(format!("remove the old log: {e}")))?;
         lockbox_store::create_restored(&dir, 1, &advertise, &keyring, state)?;
         write_node_file(
             &dir,
@@ -1555,6 +1557,8 @@ impl Manager {
                 Err(e) => return Err(CoreError::Internal(format!("remove {f}: {e}"))),
             }
         }
+        lockbox_store::remove_store_files(dir)
+            .map_err(|e| CoreError::Internal(format!("remove the log: {e}")))?;
         tracing::info!("left the swarm; local state erased");
         Ok(())
     }

@@ -88,6 +88,8 @@ pub struct Store {
     proposals: tokio::sync::mpsc::UnboundedSender<(Command, Reply)>,
     proposer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     sm: StateMachine,
+    /// The same log openraft writes (shares its files, cache and committed position).
+    log: LogStore,
     disk: Disk,
     raft_id: u64,
     seen: PeerSeen,
@@ -145,6 +147,15 @@ pub struct StoreStats {
 /// The file name of the database inside the store directory.
 pub const DB_FILE: &str = "store.redb";
 
+/// Deletes the log files of the store in `dir` (`swarm leave`, or before a store is rebuilt
+/// there); `store.redb` is the caller's to remove, once the store that held it has let go.
+pub fn remove_store_files(dir: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir.join(crate::storage::WAL_DIR)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `config.dir` and starts Raft. Records are sealed
     /// with `keyring`; a record that fails authentication stops the open with
@@ -193,7 +204,17 @@ impl Store {
             place: "snapshot".into(),
             reason,
         })?;
-        let log = LogStore::new(disk.clone());
+        let log = {
+            let (disk, dir) = (disk.clone(), config.dir.clone());
+            tokio::task::spawn_blocking(move || LogStore::open(disk, &dir))
+                .await
+                .map_err(|e| StoreError::Database(e.to_string()))?
+                .map_err(|reason| StoreError::Corrupt {
+                    place: "log".into(),
+                    reason,
+                })?
+        };
+        let log_handle = log.clone();
 
         let raft_config = Config {
             cluster_name: "lockbox".into(),
@@ -232,6 +253,7 @@ impl Store {
             proposals,
             proposer: std::sync::Mutex::new(Some(proposer)),
             sm,
+            log: log_handle,
             disk,
             raft_id: config.raft_id,
             seen,
@@ -300,7 +322,7 @@ impl Store {
                 .map_err(|_| StoreError::Raft("state lock poisoned".into()))?;
             (a.state.clone(), a.last_applied.map_or(0, |l| l.index + 1))
         };
-        let mut log = LogStore::new(self.disk.clone());
+        let mut log = self.log.clone();
         let entries = log
             .try_get_log_entries(next..)
             .await
@@ -514,8 +536,8 @@ impl Store {
     /// of the log is simply dropped. Returns the number of records rewritten.
     pub async fn reseal(&self) -> Result<usize, StoreError> {
         self.snapshot().await?;
-        let disk = self.disk.clone();
-        tokio::task::spawn_blocking(move || disk.reseal_all())
+        let (disk, wal) = (self.disk.clone(), self.log.wal.clone());
+        tokio::task::spawn_blocking(move || disk.reseal_all(&wal))
             .await
             .map_err(|e| StoreError::Database(e.to_string()))?
             .map_err(|reason| StoreError::Corrupt {
@@ -526,7 +548,9 @@ impl Store {
 
     /// The ids of the data keys that still seal records on disk.
     pub fn key_ids_in_use(&self) -> Result<Vec<u32>, StoreError> {
-        self.disk.key_ids_in_use().map_err(StoreError::Database)
+        self.disk
+            .key_ids_in_use(&self.log.wal)
+            .map_err(StoreError::Database)
     }
 
     /// Log and snapshot positions, for `info` and tests.

@@ -400,6 +400,39 @@ fn sigterm_stops_cleanly_and_removes_the_socket() {
 }
 
 #[test]
+fn a_damaged_log_entry_is_detected_not_dropped() {
+    let mut d = Daemon::start();
+    for i in 0..4 {
+        ok(&d.docker(&["secret", "create", &format!("s{i}"), "-"], Some(b"v")));
+    }
+    let _ = d.sigterm();
+    let dir = d.data_dir().join("raft-log");
+    let segments: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let mut bytes = std::fs::read(&segments[0]).unwrap();
+    let records: Vec<usize> = bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"LBX1")
+        .map(|(i, _)| i)
+        .collect();
+    assert!(records.len() >= 5, "{} sealed entries", records.len());
+    // An early entry: later writes follow it, so it cannot be a write torn by a crash.
+    bytes[records[1] + 40] ^= 0x01;
+    std::fs::write(&segments[0], &bytes).unwrap();
+    let err = d
+        .try_restart()
+        .expect_err("a damaged log must not be opened");
+    assert!(
+        err.contains("damaged"),
+        "the daemon must say which entry is damaged:\n{err}"
+    );
+}
+
+#[test]
 fn tampered_store_is_detected_not_used() {
     let mut d = Daemon::start();
     ok(&d.docker(&["secret", "create", "s", "-"], Some(b"v")));
