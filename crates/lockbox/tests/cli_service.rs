@@ -957,7 +957,9 @@ fn create_and_update_wait_for_convergence() {
         );
         return;
     }
-    // Not a terminal: one line per message; how often a line repeats depends on timing.
+    // Not a terminal: one line per message; how often a line repeats, and whether a progress
+    // line comes back after the task's line, depends on timing: each line counts once, where
+    // it first appears.
     let shape = |r: &Run| -> Vec<String> {
         let mut lines: Vec<String> = r
             .out
@@ -972,7 +974,8 @@ fn create_and_update_wait_for_convergence() {
                 l.replace(r.out.lines().next().unwrap_or("-"), "ID")
             })
             .collect();
-        lines.dedup();
+        let mut seen = std::collections::HashSet::new();
+        lines.retain(|l| seen.insert(l.clone()));
         lines
     };
     assert_eq!(shape(&d), shape(&l), "{d:?}\n{l:?}");
