@@ -45,6 +45,19 @@ impl Proposal {
         }
     }
 
+    /// Roughly how many bytes it encodes to: secret values count in full, anything else as a
+    /// small record. Decides where its log write runs, nothing else.
+    pub(crate) fn approx_size(&self) -> usize {
+        let size = |c: &Command| match c {
+            Command::CreateSecret { secret } => 256 + secret.spec.data.len(),
+            _ => 256,
+        };
+        match self {
+            Proposal::One(c) => size(c),
+            Proposal::Batch(v) => v.iter().map(size).sum(),
+        }
+    }
+
     /// Whether it changes the cluster's nodes or their certificates (who is a manager, which
     /// certificate is a node's, which CA signs: the cluster listener authorizes by the
     /// applied state).

@@ -75,6 +75,10 @@ const CACHE_COMMANDS: usize = 1024;
 /// fsynced commit.
 const COMMITTED_EVERY: u64 = 64;
 
+/// Appends up to this size (approximately, in bytes of secret values) are written on the
+/// calling task's thread; larger ones in the blocking pool.
+const INLINE_WRITE_BYTES: usize = 256 * 1024;
+
 /// Entries always kept, however many commands they carry: more than the proposer has in
 /// flight, so apply still finds what was just flushed.
 const CACHE_MIN_ENTRIES: usize = 8;
@@ -762,8 +766,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let bytes: usize = entries
+            .iter()
+            .map(|e| match &e.payload {
+                EntryPayload::Normal(p) => p.approx_size(),
+                _ => 64,
+            })
+            .sum();
         let this = self.clone();
-        let result = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let write = move || -> Result<(), String> {
             let mut sealed = Vec::with_capacity(entries.len());
             for e in &entries {
                 sealed.push((e.log_id.index, this.disk.seal(&log_aad(e.log_id.index), e)?));
@@ -778,10 +789,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
             }
             Ok(())
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r);
+        };
+        // Written on this task's thread (openraft's core, which waits for the append anyway):
+        // a hand-off to the blocking pool and back cost a create on one connection ~0.05 ms
+        // and two context switches (interleaved runs, docs/performance.md). Large entries
+        // still go to the blocking pool, so a runtime thread is never held for long.
+        let result = if bytes <= INLINE_WRITE_BYTES {
+            write()
+        } else {
+            tokio::task::spawn_blocking(write)
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r)
+        };
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
