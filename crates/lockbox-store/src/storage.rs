@@ -489,6 +489,18 @@ impl LogStore {
         self.wal.lock().map_err(|_| "log lock poisoned".to_string())
     }
 
+    /// Writes the committed log id in a redb commit of its own, if it changed (and, unless
+    /// `force`, if it is due; see [`LogStore::committed_to_write`]).
+    fn commit_committed(&self, force: bool) -> Result<(), String> {
+        let txn = self.disk.db.begin_write().map_err(|e| e.to_string())?;
+        let committed = self.write_committed(&txn, force)?;
+        txn.commit().map_err(|e| e.to_string())?;
+        if let Some(c) = committed {
+            self.committed_written(c);
+        }
+        Ok(())
+    }
+
     /// Writes the committed log id, if due, off the write path (it need not be durable; see
     /// [`Committed`]).
     fn write_committed_later(&self) {
@@ -497,16 +509,7 @@ impl LogStore {
         }
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let result = (|| -> Result<(), String> {
-                let txn = this.disk.db.begin_write().map_err(|e| e.to_string())?;
-                let committed = this.write_committed(&txn, false)?;
-                txn.commit().map_err(|e| e.to_string())?;
-                if let Some(c) = committed {
-                    this.committed_written(c);
-                }
-                Ok(())
-            })();
-            if let Err(e) = result {
+            if let Err(e) = this.commit_committed(false) {
                 tracing::warn!(error = %e, "could not record the committed index");
             }
         });
@@ -727,19 +730,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // A change of the nodes is committed: durable now (see `Committed`).
         let this = self.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), String> {
-            let txn = this.disk.db.begin_write().map_err(|e| e.to_string())?;
-            let committed = this.write_committed(&txn, true)?;
-            txn.commit().map_err(|e| e.to_string())?;
-            if let Some(c) = committed {
-                this.committed_written(c);
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r)
-        .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
+        tokio::task::spawn_blocking(move || this.commit_committed(true))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 
     async fn read_committed(&mut self) -> StoreResult<Option<LogId<NodeId>>> {

@@ -527,9 +527,7 @@ impl Wal {
         if roll {
             // A segment left empty by a truncation is not kept behind the new one.
             if let Some(s) = self.segments.pop_if(|s| s.last.is_none()) {
-                drop(s.file);
-                std::fs::remove_file(self.dir.join(file_name(self.generation, s.first)))
-                    .map_err(|e| err("segment remove", e))?;
+                self.remove_segment(s)?;
             }
             let segment = create_segment(&self.dir, self.generation, first)?;
             self.segments.push(segment);
@@ -553,6 +551,13 @@ impl Wal {
             self.put(*index, loc)?;
         }
         Ok(())
+    }
+
+    /// Closes and deletes a segment taken out of the list (the caller syncs the directory).
+    fn remove_segment(&self, s: Segment) -> Result<(), String> {
+        drop(s.file);
+        std::fs::remove_file(self.dir.join(file_name(self.generation, s.first)))
+            .map_err(|e| err("segment remove", e))
     }
 
     fn loc(&self, index: u64) -> Option<Loc> {
@@ -622,9 +627,7 @@ impl Wal {
         let mut removed = false;
         while self.segments.last().is_some_and(|s| s.first > loc.segment) {
             if let Some(s) = self.segments.pop() {
-                drop(s.file);
-                std::fs::remove_file(self.dir.join(file_name(self.generation, s.first)))
-                    .map_err(|e| err("segment remove", e))?;
+                self.remove_segment(s)?;
                 removed = true;
             }
         }
@@ -675,9 +678,7 @@ impl Wal {
             .is_some_and(|s| s.last.is_none_or(|l| l <= index))
         {
             let s = self.segments.remove(0);
-            drop(s.file);
-            std::fs::remove_file(self.dir.join(file_name(self.generation, s.first)))
-                .map_err(|e| err("segment remove", e))?;
+            self.remove_segment(s)?;
             removed = true;
         }
         if removed {
@@ -700,6 +701,13 @@ mod tests {
 
     fn keyring() -> Keyring {
         Keyring::generate()
+    }
+
+    /// An empty log of generation 1 in a new directory, and a keyring to seal entries with.
+    fn fresh() -> (tempfile::TempDir, Keyring, Wal) {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Wal::open(dir.path(), 1, None).unwrap();
+        (dir, keyring(), w)
     }
 
     fn sealed(k: &Keyring, index: u64, size: usize) -> Vec<u8> {
@@ -738,9 +746,7 @@ mod tests {
 
     #[test]
     fn appends_go_forward_and_a_gap_starts_a_segment_of_its_own() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = keyring();
-        let mut w = Wal::open(dir.path(), 1, None).unwrap();
+        let (dir, k, mut w) = fresh();
         w.append(&records(&k, 5, 6)).unwrap();
         assert!(w.append(&records(&k, 6, 6)).is_err());
         assert!(w.append(&records(&k, 2, 3)).is_err());
@@ -763,9 +769,7 @@ mod tests {
 
     #[test]
     fn a_truncated_tail_stays_gone_even_where_new_frames_are_shorter() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = keyring();
-        let mut w = Wal::open(dir.path(), 1, None).unwrap();
+        let (dir, k, mut w) = fresh();
         w.append(&records(&k, 1, 6)).unwrap();
         w.truncate(3).unwrap();
         assert_eq!(indexes(&w), vec![1, 2]);
@@ -780,9 +784,7 @@ mod tests {
 
     #[test]
     fn a_torn_last_frame_ends_the_log_and_stale_frames_behind_it_never_return() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = keyring();
-        let mut w = Wal::open(dir.path(), 1, None).unwrap();
+        let (dir, k, mut w) = fresh();
         let recs = records(&k, 1, 4);
         w.append(&recs).unwrap();
         let loc3 = w.loc(3).unwrap();
@@ -806,9 +808,7 @@ mod tests {
 
     #[test]
     fn purging_deletes_whole_segments_only_and_reopen_skips_purged_entries() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = keyring();
-        let mut w = Wal::open(dir.path(), 1, None).unwrap();
+        let (dir, k, mut w) = fresh();
         // Big entries, so a few fill a segment.
         let big = |i: u64| (i, sealed(&k, i, (SEGMENT_BYTES / 3) as usize));
         for i in 1..=7 {
@@ -829,9 +829,7 @@ mod tests {
 
     #[test]
     fn purging_past_the_end_lets_the_log_restart_at_any_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = keyring();
-        let mut w = Wal::open(dir.path(), 1, None).unwrap();
+        let (dir, k, mut w) = fresh();
         w.append(&records(&k, 1, 3)).unwrap();
         w.purge(100).unwrap();
         assert_eq!(w.last(), None);
@@ -873,9 +871,7 @@ mod tests {
 
     #[test]
     fn damage_before_a_later_write_fails_the_open_and_names_the_entry() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = keyring();
-        let mut w = Wal::open(dir.path(), 1, None).unwrap();
+        let (dir, k, mut w) = fresh();
         // Three writes: 1..=2, 3..=4, 5.
         w.append(&records(&k, 1, 2)).unwrap();
         w.append(&records(&k, 3, 4)).unwrap();
@@ -900,9 +896,7 @@ mod tests {
 
     #[test]
     fn a_crash_inside_one_write_is_a_torn_tail_whatever_part_of_it_persisted() {
-        let dir = tempfile::tempdir().unwrap();
-        let k = keyring();
-        let mut w = Wal::open(dir.path(), 1, None).unwrap();
+        let (dir, k, mut w) = fresh();
         w.append(&records(&k, 1, 1)).unwrap();
         // One write of four frames; the second of them never reached the disk whole.
         w.append(&records(&k, 2, 5)).unwrap();
