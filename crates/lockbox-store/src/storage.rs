@@ -1370,13 +1370,7 @@ mod committed_and_cache {
 
     #[tokio::test]
     async fn a_log_kept_in_redb_moves_to_its_files_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Database::create(dir.path().join("store.redb")).unwrap();
-        let disk = Disk {
-            db: Arc::new(db),
-            keyring: Arc::new(RwLock::new(Keyring::generate())),
-        };
-        disk.init_tables().unwrap();
+        let (dir, disk) = disk();
         // A store as earlier versions wrote it: entries 1..=5 in the `log` table, 1 and 2
         // purged.
         let txn = disk.db.begin_write().unwrap();
