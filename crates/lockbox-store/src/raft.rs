@@ -512,19 +512,30 @@ impl Store {
             .await
             .map_err(|e| StoreError::Raft(e.to_string()))?;
         if let Some(applied) = applied {
-            self.raft
+            // The metrics read above may trail the state machine by an entry, so the snapshot
+            // can come out later than `applied`: wait for one at least that far, then purge up
+            // to wherever it is.
+            let at_least =
+                |l: Option<openraft::LogId<NodeId>>| l.is_some_and(|l| l.index >= applied.index);
+            let built = self
+                .raft
                 .wait(Some(Duration::from_secs(60)))
-                .snapshot(applied, "snapshot built")
+                .metrics(|m| at_least(m.snapshot), "snapshot built")
                 .await
-                .map_err(|e| StoreError::Raft(e.to_string()))?;
+                .map_err(|e| StoreError::Raft(e.to_string()))?
+                .snapshot
+                .unwrap_or(applied);
             self.raft
                 .trigger()
-                .purge_log(applied.index)
+                .purge_log(built.index)
                 .await
                 .map_err(|e| StoreError::Raft(e.to_string()))?;
             self.raft
                 .wait(Some(Duration::from_secs(60)))
-                .purged(Some(applied), "log purged")
+                .metrics(
+                    |m| m.purged.is_some_and(|p| p.index >= built.index),
+                    "log purged",
+                )
                 .await
                 .map_err(|e| StoreError::Raft(e.to_string()))?;
         }
