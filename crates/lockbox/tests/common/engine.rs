@@ -91,6 +91,18 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        // The tool's `stop` removes containers and kills dockerd, which leaves the Linux bridges
+        // of networks made on it behind; on a long-lived machine they pile up until new networks
+        // get no address pool. Remove the networks first (containers first, as they hold them).
+        let ids = self.docker(&["ps", "-aq"]);
+        let ids = String::from_utf8_lossy(&ids.stdout).to_string();
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = self.docker(&args);
+        }
+        let _ = self.docker(&["network", "prune", "-f"]);
         let _ = Command::new("bash")
             .arg(tool())
             .arg("stop")
