@@ -71,8 +71,7 @@ const CACHE_ENTRIES: usize = 256;
 const CACHE_COMMANDS: usize = 1024;
 
 /// How far the committed index on disk may trail the one openraft reported, in entries (see
-/// [`Committed`]): writing it with every append would dirty the meta table's pages in every
-/// fsynced commit.
+/// [`Committed`]): writing it with every append would add a redb commit per entry.
 const COMMITTED_EVERY: u64 = 64;
 
 /// Appends up to this size (approximately, in bytes of secret values) are written on the
@@ -452,10 +451,9 @@ impl LogCache {
 /// The committed log id. openraft reports it after every commit, before it applies the
 /// entries (`save_committed`, awaited on the write path). It need not be durable: a restarted
 /// node applies the entries up to what the file holds at once, and the rest once a leader
-/// (itself, for a one-node store) commits again. So it is kept here and written inside a later
-/// log write's transaction, every [`COMMITTED_EVERY`] entries and with every purge: no commit,
-/// no thread hand-off and no dirtied page of its own on the write path. (It was a separate
-/// non-durable redb commit per entry, whose pages the next fsynced commit then wrote.)
+/// (itself, for a one-node store) commits again. So it is kept here and written off the write
+/// path: in a redb commit of its own on the blocking pool every [`COMMITTED_EVERY`] entries,
+/// and with every purge. The log's appends (segment files, `wal.rs`) never wait for it.
 ///
 /// Except for entries that change the nodes (a manager added, promoted, demoted, removed):
 /// once one is committed, the committed index is written at once, in its own durable commit.
