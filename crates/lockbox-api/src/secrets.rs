@@ -96,7 +96,14 @@ fn secret_input(mut v: Value) -> ApiResult<SecretInput> {
             text.retain(|c| c != '\r' && c != '\n');
             let decoded = base64::engine::general_purpose::STANDARD.decode(text.as_bytes());
             let result = match decoded {
-                Ok(bytes) => Ok(SecretBytes::new(bytes)),
+                Ok(mut bytes) => {
+                    // The decoder sizes its buffer by an estimate; the store keeps the value
+                    // for the secret's lifetime, so it gets a copy of exactly its size (the
+                    // estimate's buffer is wiped).
+                    let exact = bytes.as_slice().to_vec();
+                    bytes.zeroize();
+                    Ok(SecretBytes::new(exact))
+                }
                 Err(_) => Err(ApiError::bad_request(format!(
                     "invalid JSON: {}",
                     go_base64_error(&text)
@@ -122,7 +129,7 @@ fn secret_input(mut v: Value) -> ApiResult<SecretInput> {
     };
     Ok(SecretInput {
         name: body::string(obj, "Name", "SecretSpec.Name")?,
-        labels: body::string_map(obj, "Labels", "SecretSpec.Labels")?,
+        labels: body::string_map(obj, "Labels", "SecretSpec.Labels")?.into(),
         data,
         driver: driver(obj, "Driver")?,
         templating: driver(obj, "Templating")?,

@@ -60,9 +60,9 @@ fn version(meta: &Meta) -> Value {
     }
 }
 
-fn labels(l: &std::collections::BTreeMap<String, String>) -> Value {
+fn labels<'a>(l: impl IntoIterator<Item = (&'a String, &'a String)>) -> Value {
     Value::Object(
-        l.iter()
+        l.into_iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect(),
     )
@@ -478,7 +478,7 @@ mod secret_json_tests {
                     updated_at: Timestamp(1_700_000_000_000_000_000),
                 },
                 name: "plain".into(),
-                labels: BTreeMap::new(),
+                labels: Default::default(),
                 driver: None,
                 templating: None,
             },
@@ -490,7 +490,7 @@ mod secret_json_tests {
                     updated_at: Timestamp(6),
                 },
                 name: "full".into(),
-                labels,
+                labels: labels.into(),
                 driver: Some(Driver {
                     name: "d".into(),
                     options: options.clone(),
@@ -522,8 +522,8 @@ mod secret_json_tests {
                     name: info.name.clone(),
                     labels: info.labels.clone(),
                     data: lockbox_crypto::SecretBytes::new(b"hunter2".to_vec()),
-                    driver: info.driver.clone(),
-                    templating: info.templating.clone(),
+                    driver: info.driver.clone().map(Box::new),
+                    templating: info.templating.clone().map(Box::new),
                 },
             };
             let from_state =

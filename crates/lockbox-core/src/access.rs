@@ -140,7 +140,7 @@ impl Permissions {
     }
 
     /// A secret permission on a secret with this name and these labels.
-    pub fn covers(&self, perm: &str, name: &str, labels: &BTreeMap<String, String>) -> bool {
+    pub fn covers(&self, perm: &str, name: &str, labels: &lockbox_types::Labels) -> bool {
         self.has(perm)
             || self
                 .scoped
@@ -482,7 +482,7 @@ impl Manager {
         id: &Identity,
         perm: &str,
         name: &str,
-        labels: &BTreeMap<String, String>,
+        labels: &lockbox_types::Labels,
     ) -> Result<(), CoreError> {
         let p = self.permissions(id).await;
         if p.covers(perm, name, labels) {
@@ -921,8 +921,8 @@ mod tests {
     #[test]
     fn scoped_grants_give_only_secret_permissions_in_scope() {
         let m = model();
-        let none = BTreeMap::new();
-        let team: BTreeMap<String, String> = [("team".to_owned(), "x".to_owned())].into();
+        let none = lockbox_types::Labels::new();
+        let team: lockbox_types::Labels = [("team".to_owned(), "x".to_owned())].into();
         let alice = Permissions::of(&m, &who("alice", &[], IdentityKind::User));
         assert!(alice.covers("secret.create", "app-x", &none));
         assert!(!alice.covers("secret.create", "db-x", &none));

@@ -1,12 +1,10 @@
 //! Secret operations: validation as swarmkit does it, name/ID resolution as dockerd does it,
 //! and list filters. Values go in; only metadata ever comes out.
 
-use std::collections::BTreeMap;
-
 use lockbox_crypto::SecretBytes;
 use lockbox_types::{
-    Command, Driver, MAX_SECRET_SIZE, Meta, Outcome, SUPERSEDED_BY_LABEL, Secret, SecretSpec,
-    validate_name,
+    Command, Driver, Labels, MAX_SECRET_SIZE, Meta, Outcome, SUPERSEDED_BY_LABEL, Secret,
+    SecretSpec, validate_name,
 };
 
 use crate::manager::Active;
@@ -22,7 +20,7 @@ pub struct SecretInfo {
     /// Name.
     pub name: String,
     /// Labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// Secret driver.
     pub driver: Option<Driver>,
     /// Templating driver.
@@ -36,8 +34,8 @@ impl From<&Secret> for SecretInfo {
             meta: s.meta.clone(),
             name: s.spec.name.clone(),
             labels: s.spec.labels.clone(),
-            driver: s.spec.driver.clone(),
-            templating: s.spec.templating.clone(),
+            driver: s.spec.driver.as_deref().cloned(),
+            templating: s.spec.templating.as_deref().cloned(),
         }
     }
 }
@@ -53,7 +51,7 @@ pub struct SecretView<'a> {
     /// Name.
     pub name: &'a str,
     /// Labels.
-    pub labels: &'a BTreeMap<String, String>,
+    pub labels: &'a Labels,
     /// Secret driver.
     pub driver: Option<&'a Driver>,
     /// Templating driver.
@@ -67,8 +65,8 @@ impl<'a> From<&'a Secret> for SecretView<'a> {
             meta: &s.meta,
             name: &s.spec.name,
             labels: &s.spec.labels,
-            driver: s.spec.driver.as_ref(),
-            templating: s.spec.templating.as_ref(),
+            driver: s.spec.driver.as_deref(),
+            templating: s.spec.templating.as_deref(),
         }
     }
 }
@@ -115,7 +113,7 @@ pub struct SecretInput {
     /// Name.
     pub name: String,
     /// Labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// The value; `None` when the request carried no `Data`.
     pub data: Option<SecretBytes>,
     /// Secret driver.
@@ -236,8 +234,8 @@ fn new_secret(input: SecretInput, now: lockbox_types::Timestamp) -> Secret {
             name: input.name,
             labels: input.labels,
             data: input.data.unwrap_or_default(),
-            driver: input.driver,
-            templating: input.templating,
+            driver: input.driver.map(Box::new),
+            templating: input.templating.map(Box::new),
         },
     }
 }
@@ -400,8 +398,8 @@ impl Active {
             name: current.spec.name.clone(),
             ..input
         };
-        replacement.driver = current.spec.driver.clone();
-        replacement.templating = current.spec.templating.clone();
+        replacement.driver = current.spec.driver.as_deref().cloned();
+        replacement.templating = current.spec.templating.as_deref().cloned();
         validate_create(&replacement)?;
         self.check_space(replacement.data.as_ref().map_or(0, SecretBytes::len))?;
         let now = crate::manager::now();

@@ -749,7 +749,7 @@ mod tests {
                 secret: secret("a", "x"),
             },
         );
-        let labels: BTreeMap<String, String> = [("k".to_string(), "v".to_string())].into();
+        let labels: lockbox_types::Labels = [("k".to_string(), "v".to_string())].into();
         let stale = Command::UpdateSecretLabels {
             id: "a".into(),
             expected_version: 2,
@@ -905,7 +905,7 @@ mod tests {
             Op::Label(i, v) => Command::UpdateSecretLabels {
                 id: format!("id{i}"),
                 expected_version: *v,
-                labels: BTreeMap::new(),
+                labels: Default::default(),
                 now: Timestamp(*v as i64),
             },
         }

@@ -1506,7 +1506,7 @@ mod snapshot_format {
             },
             spec: SecretSpec {
                 name: name.into(),
-                labels: BTreeMap::new(),
+                labels: Default::default(),
                 data: lockbox_crypto::SecretBytes::new(b"v".to_vec()),
                 driver: None,
                 templating: None,

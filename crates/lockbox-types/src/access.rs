@@ -231,7 +231,7 @@ impl Scope {
     }
 
     /// Whether a secret with this name and these labels is in scope.
-    pub fn covers(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+    pub fn covers(&self, name: &str, labels: &crate::Labels) -> bool {
         match self {
             Scope::All => true,
             Scope::Name(g) => glob_match(g.as_bytes(), name.as_bytes()),
@@ -602,7 +602,7 @@ mod tests {
 
     #[test]
     fn scopes() {
-        let labels: BTreeMap<String, String> = [("team".to_owned(), "pay".to_owned())]
+        let labels: crate::Labels = [("team".to_owned(), "pay".to_owned())]
             .into_iter()
             .collect();
         assert!(Scope::parse("label:team=pay").unwrap().covers("x", &labels));

@@ -2,8 +2,6 @@
 //! Raft entry; `apply` turns it into an `Outcome` deterministically. IDs and times are chosen by
 //! the proposer and travel inside the command, so every replica computes the same state.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -47,7 +45,7 @@ pub enum Command {
         /// The version the caller read.
         expected_version: u64,
         /// New labels.
-        labels: BTreeMap<String, String>,
+        labels: crate::Labels,
         /// Time of the change.
         now: Timestamp,
     },

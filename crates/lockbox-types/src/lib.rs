@@ -9,6 +9,7 @@
 mod access;
 mod command;
 mod id;
+mod labels;
 mod name;
 mod object;
 mod service;
@@ -19,6 +20,7 @@ pub use access::{
 };
 pub use command::{Command, Outcome, Rejection, SUPERSEDED_BY_LABEL};
 pub use id::{ID_LEN, is_id, new_id};
+pub use labels::Labels;
 pub use name::{MAX_NAME_LEN, NameError, validate_name};
 pub use object::{
     CaConfig, CaRotation, Cluster, ClusterKeys, ClusterSpec, DispatcherConfig, Driver,

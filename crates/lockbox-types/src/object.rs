@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 
 use lockbox_crypto::SecretBytes;
+
+use crate::Labels;
 use serde::{Deserialize, Serialize};
 
 /// Nanoseconds since the Unix epoch, UTC. Chosen by the proposer, never by `apply`.
@@ -36,13 +38,13 @@ pub struct SecretSpec {
     /// Unique (case-insensitively) name.
     pub name: String,
     /// User labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// The value. Never returned by any API.
     pub data: SecretBytes,
-    /// An external secret driver, if any.
-    pub driver: Option<Driver>,
-    /// A templating driver, if any.
-    pub templating: Option<Driver>,
+    /// An external secret driver, if any (boxed: rare, and every secret is held in memory).
+    pub driver: Option<Box<Driver>>,
+    /// A templating driver, if any (boxed, as `driver`).
+    pub templating: Option<Box<Driver>>,
 }
 
 /// A stored secret.
@@ -347,5 +349,43 @@ impl NodeCert {
     /// Whether a certificate with `serial` may still be presented by this node.
     pub fn accepts(&self, serial: &str) -> bool {
         self.serial == serial || self.previous.as_deref() == Some(serial)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn a_secret_spec_encodes_as_before() {
+        // The spec as stores wrote it before labels and drivers changed representation.
+        #[derive(Serialize)]
+        struct OldSpec {
+            name: String,
+            labels: BTreeMap<String, String>,
+            data: SecretBytes,
+            driver: Option<Driver>,
+            templating: Option<Driver>,
+        }
+        let driver = Driver {
+            name: "vault".into(),
+            options: [("path".to_owned(), "kv/a".to_owned())].into(),
+        };
+        let old = OldSpec {
+            name: "db".into(),
+            labels: [("env".to_owned(), "prod".to_owned())].into(),
+            data: SecretBytes::new(b"v".to_vec()),
+            driver: Some(driver.clone()),
+            templating: None,
+        };
+        let bytes = postcard::to_allocvec(&old).unwrap();
+        let spec: SecretSpec = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(spec.name, "db");
+        assert_eq!(spec.labels.get("env").map(String::as_str), Some("prod"));
+        assert_eq!(spec.driver.as_deref(), Some(&driver));
+        assert_eq!(spec.templating, None);
+        assert_eq!(postcard::to_allocvec(&spec).unwrap(), bytes);
     }
 }
