@@ -237,7 +237,10 @@ impl Store {
                     reason,
                 })?
         };
+        // openraft's core gets the handle that moves entries out of the cache as it applies
+        // them; the store keeps one that copies.
         let log_handle = log.clone();
+        let log = log.for_core();
 
         let raft_config = Config {
             cluster_name: "lockbox".into(),

@@ -186,6 +186,35 @@ impl State {
             .and_then(|id| self.secrets.get(id))
     }
 
+    /// Applies `cmd` as [`State::apply`] does, taking it: a created secret moves into the
+    /// state instead of being copied (the state machine owns the entries it applies).
+    pub fn apply_owned(&mut self, index: u64, cmd: Command) -> Outcome {
+        match cmd {
+            Command::CreateSecret { secret } => {
+                self.version = self.version.max(index);
+                match self.create_secret(index, *secret) {
+                    Ok(()) => Outcome::Applied { version: index },
+                    Err(r) => Outcome::Rejected(r),
+                }
+            }
+            other => self.apply(index, &other),
+        }
+    }
+
+    fn create_secret(&mut self, index: u64, mut secret: Secret) -> Result<(), Rejection> {
+        let key = secret.spec.name.to_lowercase();
+        if self.secret_names.contains_key(&key) || self.secrets.contains_key(&secret.id) {
+            return Err(Rejection::NameConflict {
+                kind: "secret".into(),
+                name: secret.spec.name.clone(),
+            });
+        }
+        secret.meta.version = index;
+        self.secret_names.insert(key, secret.id.clone());
+        self.secrets.insert(secret.id.clone(), secret);
+        Ok(())
+    }
+
     /// Applies `cmd` as the entry at `index`. A rejection leaves the state unchanged except for
     /// the version, which always advances to `index`.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Outcome {
@@ -229,20 +258,7 @@ impl State {
                 cluster.meta.updated_at = *now;
                 Ok(())
             }
-            Command::CreateSecret { secret } => {
-                let key = secret.spec.name.to_lowercase();
-                if self.secret_names.contains_key(&key) || self.secrets.contains_key(&secret.id) {
-                    return Err(Rejection::NameConflict {
-                        kind: "secret".into(),
-                        name: secret.spec.name.clone(),
-                    });
-                }
-                let mut secret = (**secret).clone();
-                secret.meta.version = index;
-                self.secret_names.insert(key, secret.id.clone());
-                self.secrets.insert(secret.id.clone(), secret);
-                Ok(())
-            }
+            Command::CreateSecret { secret } => self.create_secret(index, (**secret).clone()),
             Command::UpdateSecretLabels {
                 id,
                 expected_version,
@@ -935,5 +951,37 @@ mod tests {
                 prop_assert_eq!(a.secret_by_name(&s.spec.name).map(|x| &x.id), Some(&s.id));
             }
         }
+    }
+
+    #[test]
+    fn applying_an_owned_command_is_applying_a_borrowed_one() {
+        let cmds = [
+            Command::CreateSecret {
+                secret: secret("a", "Foo"),
+            },
+            Command::CreateSecret {
+                secret: secret("b", "foo"),
+            },
+            Command::CreateSecret {
+                secret: secret("a", "bar"),
+            },
+            Command::RemoveSecret { id: "a".into() },
+            Command::CreateSecret {
+                secret: secret("c", "foo"),
+            },
+        ];
+        let (mut borrowed, mut owned) = (State::default(), State::default());
+        for (i, cmd) in cmds.iter().enumerate() {
+            let index = 10 + i as u64;
+            assert_eq!(
+                borrowed.apply(index, cmd),
+                owned.apply_owned(index, cmd.clone())
+            );
+            assert_eq!(borrowed, owned);
+        }
+        assert_eq!(
+            owned.secret_by_name("FOO").map(|s| s.id.as_str()),
+            Some("c")
+        );
     }
 }

@@ -398,6 +398,13 @@ pub(crate) struct LogStore {
     pub(crate) wal: Arc<Mutex<Wal>>,
     cache: Arc<Mutex<LogCache>>,
     committed: Arc<Mutex<Committed>>,
+    /// Reads through this handle move cached entries out instead of copying them. Set only on
+    /// the handle openraft's core owns ([`LogStore::for_core`]): the core reads entries to
+    /// apply them and for nothing else once it runs (at start it reads membership entries,
+    /// before anything is cached), so an applied entry is never asked for there again.
+    /// Replication reads through [`RaftLogStorage::get_log_reader`]'s copies, which copy; an
+    /// entry they ask for after its apply is read back from the file.
+    take: bool,
 }
 
 /// Recently appended entries, decoded, and how many commands they carry.
@@ -433,6 +440,26 @@ impl LogCache {
     fn retain(&mut self, keep: impl Fn(u64) -> bool) {
         self.entries.retain(|&k, _| keep(k));
         self.commands = self.entries.values().map(commands_in).sum();
+    }
+
+    /// The range, moved out of the cache, when the cache covers all of it.
+    fn take_range(
+        &mut self,
+        start: u64,
+        end_inclusive: Option<u64>,
+    ) -> Option<Vec<Entry<TypeConfig>>> {
+        let (&first, _) = self.entries.first_key_value()?;
+        let end = end_inclusive?;
+        if first > start || !self.entries.contains_key(&end) {
+            return None;
+        }
+        let mut out = Vec::with_capacity((end - start + 1) as usize);
+        for index in start..=end {
+            let e = self.entries.remove(&index)?;
+            self.commands -= commands_in(&e);
+            out.push(e);
+        }
+        Some(out)
     }
 
     /// The range, when the cache covers all of it.
@@ -480,7 +507,17 @@ impl LogStore {
             wal: Arc::new(Mutex::new(wal)),
             cache: Arc::new(Mutex::new(LogCache::default())),
             committed: Arc::new(Mutex::new(Committed::default())),
+            take: false,
         })
+    }
+
+    /// The handle to give openraft's core: the same log, whose cached entries its reads (the
+    /// entries it applies) move out of the cache instead of copying them (see `take`).
+    pub(crate) fn for_core(&self) -> LogStore {
+        LogStore {
+            take: true,
+            ..self.clone()
+        }
     }
 
     fn wal(&self) -> Result<std::sync::MutexGuard<'_, Wal>, String> {
@@ -580,13 +617,19 @@ impl LogStore {
         Ok(Some(committed))
     }
 
-    /// The range from the cache, when the cache covers all of it.
+    /// The range from the cache, when the cache covers all of it (moved out of it through a
+    /// handle that takes; see `take`).
     fn cached_range(
         &self,
         start: u64,
         end_inclusive: Option<u64>,
     ) -> Option<Vec<Entry<TypeConfig>>> {
-        self.cache.lock().ok()?.range(start, end_inclusive)
+        let mut cache = self.cache.lock().ok()?;
+        if self.take {
+            cache.take_range(start, end_inclusive)
+        } else {
+            cache.range(start, end_inclusive)
+        }
     }
 
     fn read_range(
@@ -690,7 +733,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
-        self.clone()
+        LogStore {
+            take: false,
+            ..self.clone()
+        }
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StoreResult<()> {
@@ -1130,21 +1176,23 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 EntryPayload::Normal(Proposal::One(cmd)) => {
                     let version = next_version(&applied.state, index);
-                    let outcome = applied.state.apply(version, &cmd);
-                    tracing::trace!(index, version, kind = cmd.kind(), "applied");
+                    let kind = cmd.kind();
+                    let outcome = applied.state.apply_owned(version, cmd);
+                    tracing::trace!(index, version, kind, "applied");
                     out.push(vec![outcome]);
                 }
                 EntryPayload::Normal(Proposal::Batch(cmds)) => {
                     // Applied in order; each command gets its own version, as it would have
                     // had in an entry of its own.
+                    let n = cmds.len();
                     let outcomes = cmds
-                        .iter()
+                        .into_iter()
                         .map(|cmd| {
                             let version = next_version(&applied.state, index);
-                            applied.state.apply(version, cmd)
+                            applied.state.apply_owned(version, cmd)
                         })
                         .collect();
-                    tracing::trace!(index, commands = cmds.len(), "applied batch");
+                    tracing::trace!(index, commands = n, "applied batch");
                     out.push(outcomes);
                 }
                 EntryPayload::Membership(m) => {
@@ -1466,6 +1514,67 @@ mod committed_and_cache {
         // Re-inserting an index replaces it.
         c.insert(entry(97, 1));
         assert_eq!(c.commands, 64 * (c.entries.len() - 1) + 1);
+        // Taking a covered range moves exactly it out, and the count follows.
+        let before = c.entries.len();
+        let taken = c.take_range(96, Some(97)).expect("covered");
+        assert_eq!(
+            taken.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+            [96, 97]
+        );
+        assert_eq!(c.entries.len(), before - 2);
+        assert_eq!(c.commands, 64 * c.entries.len());
+        assert!(
+            c.take_range(96, Some(96)).is_none(),
+            "taken entries are gone"
+        );
+        assert!(
+            c.take_range(1, Some(95)).is_none(),
+            "a range not all cached stays put"
+        );
+        assert!(c.range(95, Some(95)).is_some());
+    }
+
+    #[tokio::test]
+    async fn the_cores_handle_takes_what_it_reads_and_others_copy() {
+        let (_dir, disk) = disk();
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(disk, dir.path()).unwrap();
+        let (mut core, mut reader) = (store.for_core(), store.clone());
+        let mut replication = core.get_log_reader().await;
+        let entries: Vec<_> = (1..=3).map(|i| entry(i, 2)).collect();
+        store
+            .wal()
+            .unwrap()
+            .append(
+                &entries
+                    .iter()
+                    .map(|e| {
+                        (
+                            e.log_id.index,
+                            store.disk.seal(&log_aad(e.log_id.index), e).unwrap(),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap();
+        for e in entries.clone() {
+            store.cache.lock().unwrap().insert(e);
+        }
+        // Readers copy: the cache still holds everything afterwards.
+        assert_eq!(reader.try_get_log_entries(1..=3).await.unwrap(), entries);
+        assert_eq!(
+            replication.try_get_log_entries(1..=3).await.unwrap(),
+            entries
+        );
+        assert_eq!(store.cache.lock().unwrap().entries.len(), 3);
+        // The core's reads (the entries it applies) move them out of the cache.
+        assert_eq!(core.try_get_log_entries(1..=2).await.unwrap(), entries[..2]);
+        assert_eq!(store.cache.lock().unwrap().entries.len(), 1);
+        // What was taken is still in the log: read back from the file, the same entries.
+        assert_eq!(
+            replication.try_get_log_entries(1..=3).await.unwrap(),
+            entries
+        );
     }
 }
 
