@@ -245,8 +245,9 @@ pub(crate) async fn access_layer(
         Need::Perm(p) => app.manager.authorize(&identity, p).await,
     };
     let mutating = !(method == Method::GET || method == Method::HEAD);
+    let auditing = app.manager.auditing();
     let resp = match decision {
-        Ok(()) if mutating && action != "http.unknown" => {
+        Ok(()) if auditing && mutating && action != "http.unknown" => {
             // Fail closed before anything changes: a request that may change state is
             // recorded (durably) as begun before its handler runs; if that record cannot be
             // written the request is refused and nothing happens.
@@ -284,7 +285,7 @@ pub(crate) async fn access_layer(
         }
     };
     // Pings are not recorded: every docker command sends one, and they touch no state.
-    if action == "system.ping" {
+    if !auditing || action == "system.ping" {
         return resp;
     }
     let status = resp.status().as_u16();

@@ -183,9 +183,10 @@ pub(crate) async fn create(
             },
         ));
     }
+    // For the audit record only.
     let fingerprint = match &input.data {
-        Some(d) => app.manager.value_fingerprint(d).await,
-        None => None,
+        Some(d) if app.manager.auditing() => app.manager.value_fingerprint(d).await,
+        _ => None,
     };
     let name = input.name.clone();
     if input.templating.is_some() && version < ApiVersion(1, 37) {
@@ -248,9 +249,10 @@ pub(crate) async fn update(
         .and_then(|v| v.parse::<u64>().ok())
         .ok_or_else(|| ApiError::bad_request("invalid secret version"))?;
     let before = app.manager.inspect_secret(id_param(&p)).await?;
+    // For the audit record only.
     let fingerprint = match &input.data {
-        Some(d) => app.manager.value_fingerprint(d).await,
-        None => None,
+        Some(d) if app.manager.auditing() => app.manager.value_fingerprint(d).await,
+        _ => None,
     };
     app.manager
         .update_secret(id_param(&p), version, input)

@@ -1200,6 +1200,12 @@ impl Manager {
         self.env.audit.as_ref()
     }
 
+    /// Whether requests are recorded in an audit trail (not with `daemon --no-audit`): when
+    /// they are not, callers skip building records that [`Manager::audit`] would drop.
+    pub fn auditing(&self) -> bool {
+        self.env.audit.is_some()
+    }
+
     /// The configuration the manager runs with.
     pub fn config(&self) -> &ManagerConfig {
         &self.env.cfg
