@@ -83,6 +83,37 @@ pub(crate) fn seal_raw(key: &[u8; KEY_LEN], key_id: u32, aad: &[u8], plaintext: 
     out
 }
 
+/// Bytes a sealed record holds before its ciphertext (header and nonce): where
+/// [`Keyring::seal_in_place`] expects the plaintext to start.
+pub const SEALED_PREFIX: usize = HEADER_LEN + NONCE_LEN;
+/// Bytes sealing adds to a plaintext (header, nonce and tag).
+pub const SEALED_OVERHEAD: usize = MIN_SEALED_LEN;
+
+/// Seals `record` where it lies: `record[SEALED_PREFIX..len - TAG_LEN]` holds the plaintext,
+/// the bytes around it are overwritten with the header, nonce and tag. The result is the
+/// same format [`seal_raw`] produces.
+fn seal_raw_in_place(key: &[u8; KEY_LEN], key_id: u32, aad: &[u8], record: &mut [u8]) {
+    assert!(
+        record.len() >= MIN_SEALED_LEN,
+        "a record to seal in place has room for its header, nonce and tag"
+    );
+    let hdr = header(key_id);
+    let mut nonce = [0u8; NONCE_LEN];
+    fill_random(&mut nonce);
+    record[..HEADER_LEN].copy_from_slice(&hdr);
+    record[HEADER_LEN..SEALED_PREFIX].copy_from_slice(&nonce);
+    let end = record.len() - TAG_LEN;
+    let tag = match cipher(key).encrypt_inout_detached(
+        <&XNonce>::from(&nonce),
+        &full_aad(&hdr, aad),
+        (&mut record[SEALED_PREFIX..end]).into(),
+    ) {
+        Ok(tag) => tag,
+        Err(_) => panic!("plaintext too long for XChaCha20-Poly1305"),
+    };
+    record[end..].copy_from_slice(&tag);
+}
+
 /// The parts of a sealed record.
 struct Parsed<'a> {
     key_id: u32,
@@ -225,6 +256,17 @@ impl Keyring {
         seal_raw(self.current.key(), self.current.id, aad, plaintext)
     }
 
+    /// Seals a record in the buffer that will hold it, as [`Keyring::seal`] would: the
+    /// plaintext is in `record[SEALED_PREFIX..record.len() - 16]`; the bytes before and after
+    /// it are overwritten. For records too large to copy (snapshots): the plaintext is never
+    /// copied, so no second plaintext buffer is left in freed memory.
+    ///
+    /// # Panics
+    /// If `record` is shorter than [`SEALED_OVERHEAD`].
+    pub fn seal_in_place(&self, aad: &[u8], record: &mut [u8]) {
+        seal_raw_in_place(self.current.key(), self.current.id, aad, record);
+    }
+
     /// Opens a record sealed by any DEK still in the ring.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let p = parse(sealed)?;
@@ -304,6 +346,23 @@ mod tests {
     use super::*;
     use crate::test_util::assert_no_key_bytes;
     use proptest::prelude::*;
+
+    #[test]
+    fn sealing_in_place_is_sealing() {
+        let ring = Keyring::generate();
+        let plain = b"in place, never copied";
+        let mut record = vec![0u8; SEALED_OVERHEAD + plain.len()];
+        record[SEALED_PREFIX..SEALED_PREFIX + plain.len()].copy_from_slice(plain);
+        ring.seal_in_place(b"aad", &mut record);
+        assert_eq!(&*ring.open(b"aad", &record).unwrap(), plain);
+        assert!(ring.open(b"other", &record).is_err());
+        let copied = ring.seal(b"aad", plain);
+        assert_eq!(record.len(), copied.len());
+        assert_eq!(record[..HEADER_LEN], copied[..HEADER_LEN]);
+        let mut empty = vec![0u8; SEALED_OVERHEAD];
+        ring.seal_in_place(b"", &mut empty);
+        assert!(ring.open(b"", &empty).unwrap().is_empty());
+    }
 
     #[test]
     fn seal_open_round_trip() {

@@ -76,7 +76,7 @@ mod unlock;
 
 pub use backup::{BACKUP_MAGIC, BackupKdf, is_backup, open_backup, seal_backup, seal_backup_with};
 pub use error::CryptoError;
-pub use keyring::{Dek, Keyring};
+pub use keyring::{Dek, Keyring, SEALED_OVERHEAD, SEALED_PREFIX};
 pub use keystore::{KeyStore, Protection};
 pub use secret::SecretBytes;
 pub use unlock::UnlockKey;

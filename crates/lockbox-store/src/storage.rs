@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 
-use lockbox_crypto::Keyring;
+use lockbox_crypto::{Keyring, SEALED_OVERHEAD, SEALED_PREFIX};
 use lockbox_types::Outcome;
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
@@ -1034,27 +1034,57 @@ pub(crate) struct StoredSnapshot {
     pub(crate) data: Vec<u8>,
 }
 
-/// Encodes the record [`StoredSnapshot`] { `meta`, data: the encoding of `payload` } in one
-/// buffer of exactly its size, byte for byte as postcard encodes the struct: `meta`, the
-/// payload's length as a varint, the payload. Returns the buffer and where the payload starts.
-/// The state is encoded straight from `payload`'s borrow: no copy of it, and one plaintext
-/// buffer instead of three (payload, record, and each one's doublings while it grew).
-fn encode_stored_snapshot(
-    meta: &SnapshotMeta<NodeId, BasicNode>,
-    payload: &SnapshotPayloadRef<'_>,
-) -> Result<(Zeroizing<Vec<u8>>, usize), postcard::Error> {
-    let header = snapshot_header();
-    let payload_len = header.len()
-        + postcard::serialize_with_flavor(payload, postcard::ser_flavors::Size::default())?;
-    let mut prefix = postcard::to_allocvec(meta)?;
-    // A byte sequence's length is a varint usize, as a u64 is encoded.
-    prefix.extend_from_slice(&postcard::to_allocvec(&(payload_len as u64))?);
-    let at = prefix.len() + header.len();
-    let mut out = Zeroizing::new(Vec::with_capacity(at + payload_len - header.len()));
-    out.extend_from_slice(&prefix);
-    out.extend_from_slice(&header);
-    postcard::to_extend(payload, InPlace(&mut out))?;
-    Ok((out, prefix.len()))
+/// The record [`StoredSnapshot`] { `meta`, data: the encoding of `payload` }, measured so it
+/// can be encoded straight into the buffer that will hold it, byte for byte as postcard
+/// encodes the struct: `meta`, the payload's length as a varint, the payload. The state is
+/// encoded from `payload`'s borrow: no copy of it, and no buffer that grows (each doubling
+/// would leave a copy of the plaintext behind in freed memory).
+struct SnapshotRecord<'a> {
+    /// `meta` and the payload's length.
+    prefix: Vec<u8>,
+    payload: &'a SnapshotPayloadRef<'a>,
+    /// The payload's encoded length, its header included.
+    payload_len: usize,
+}
+
+impl<'a> SnapshotRecord<'a> {
+    fn new(
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        payload: &'a SnapshotPayloadRef<'a>,
+    ) -> Result<Self, postcard::Error> {
+        let payload_len = snapshot_header().len()
+            + postcard::serialize_with_flavor(payload, postcard::ser_flavors::Size::default())?;
+        let mut prefix = postcard::to_allocvec(meta)?;
+        // A byte sequence's length is a varint usize, as a u64 is encoded.
+        prefix.extend_from_slice(&postcard::to_allocvec(&(payload_len as u64))?);
+        Ok(SnapshotRecord {
+            prefix,
+            payload,
+            payload_len,
+        })
+    }
+
+    /// The record's encoded length.
+    fn len(&self) -> usize {
+        self.prefix.len() + self.payload_len
+    }
+
+    /// Encodes the record into `out`, which is exactly [`SnapshotRecord::len`] long.
+    fn encode_into(&self, out: &mut [u8]) -> Result<(), postcard::Error> {
+        if out.len() != self.len() {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        let header = snapshot_header();
+        let (prefix, rest) = out.split_at_mut(self.prefix.len());
+        prefix.copy_from_slice(&self.prefix);
+        let (h, body) = rest.split_at_mut(header.len());
+        h.copy_from_slice(&header);
+        let used = postcard::to_slice(self.payload, body)?.len();
+        if used != body.len() {
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        Ok(())
+    }
 }
 
 impl Drop for StoredSnapshot {
@@ -1103,10 +1133,24 @@ impl StateMachine {
         let seq = self
             .snapshot_seq
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // Encoded under the read lock, straight from the state: reads go on meanwhile, applies
-        // wait (as they did for the copy of the state this used to make first, which took
-        // longer than the encoding and as much memory again as the state).
-        let (mut record, at, meta) = {
+        let write_err = |e: String| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e);
+        let keyring = self
+            .disk
+            .keyring
+            .read()
+            .map_err(|_| write_err("keyring lock poisoned".into()))?;
+        // The transaction is open before the state is locked, so applies never wait for
+        // another write to the database.
+        let txn = self
+            .disk
+            .db
+            .begin_write()
+            .map_err(|e| write_err(e.to_string()))?;
+        // Encoded under the read lock, straight from the state into the database's own buffer
+        // for the record, and sealed there: the plaintext is never copied, and the only
+        // transient memory is that buffer (the record's size). Reads go on meanwhile; applies
+        // wait for the encoding, not for the sync.
+        let meta = {
             let applied = self.applied.read().map_err(|_| poisoned())?;
             let snapshot_id = match applied.last_applied {
                 Some(l) => format!("{}-{}-{seq}", l.leader_id, l.index),
@@ -1122,20 +1166,30 @@ impl StateMachine {
                 membership: &applied.membership,
                 state: &applied.state,
             };
-            let (record, at) = encode_stored_snapshot(&meta, &payload)
+            let record = SnapshotRecord::new(&meta, &payload)
                 .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
-            (record, at, meta)
+            let mut table = txn.open_table(META).map_err(|e| write_err(e.to_string()))?;
+            let mut reserved = table
+                .insert_reserve(KEY_SNAPSHOT, SEALED_OVERHEAD + record.len())
+                .map_err(|e| write_err(e.to_string()))?;
+            let buf = reserved.as_mut();
+            let end = buf.len() - (SEALED_OVERHEAD - SEALED_PREFIX);
+            if let Err(e) = record.encode_into(&mut buf[SEALED_PREFIX..end]) {
+                // Nothing is committed; what was encoded is wiped before the buffer goes.
+                buf.zeroize();
+                return Err(io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e));
+            }
+            keyring.seal_in_place(&meta_aad(KEY_SNAPSHOT), buf);
+            meta
         };
-        self.disk
-            .write_meta_encoded(KEY_SNAPSHOT, &record, true)
-            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
-        // openraft takes only the meta of a snapshot it had built; the payload goes back in the
-        // record's own buffer, the prefix shifted out (SnapshotBuf zeroizes all of it).
-        let mut data = std::mem::take(&mut *record);
-        data.drain(..at);
+        drop(keyring);
+        txn.commit().map_err(|e| write_err(e.to_string()))?;
+        // openraft keeps only the meta of a snapshot it built (0.9: the state machine worker
+        // answers the core with `snap.meta` and drops the data); a follower is sent the stored
+        // record (`get_current_snapshot`). So no copy of the payload is made for it.
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(SnapshotBuf::new(data)),
+            snapshot: Box::default(),
         })
     }
 }
@@ -1692,11 +1746,22 @@ mod snapshot_format {
                 membership: &membership,
                 state: &state,
             };
-            let (got, at) = encode_stored_snapshot(&meta, &payload).unwrap();
+            let record = SnapshotRecord::new(&meta, &payload).unwrap();
+            let mut got = vec![0u8; record.len()];
+            record.encode_into(&mut got).unwrap();
             assert_eq!(&got[..], &want[..], "{n} secrets");
-            assert_eq!(&got[at..], &data[..]);
-            // Exactly sized: no growth (which would leave plaintext behind in freed memory).
-            assert_eq!(got.capacity(), got.len());
+            assert_eq!(&got[record.prefix.len()..], &data[..]);
+            // A buffer of any other size is refused, never overrun or left half written.
+            assert!(
+                record
+                    .encode_into(&mut vec![0u8; record.len() - 1])
+                    .is_err()
+            );
+            assert!(
+                record
+                    .encode_into(&mut vec![0u8; record.len() + 1])
+                    .is_err()
+            );
             let back: StoredSnapshot = postcard::from_bytes(&got).unwrap();
             let mut p = SnapshotPayload::decode(&back.data).unwrap();
             p.state.reindex();
