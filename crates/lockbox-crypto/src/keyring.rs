@@ -61,7 +61,7 @@ fn full_aad(header: &[u8], aad: &[u8]) -> Vec<u8> {
 pub(crate) fn seal_raw(key: &[u8; KEY_LEN], key_id: u32, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
     let hdr = header(key_id);
     let mut nonce = [0u8; NONCE_LEN];
-    fill_random(&mut nonce);
+    crate::fill_public_random(&mut nonce);
 
     // Allocate the final size up front so the buffer never reallocates while
     // it still holds plaintext.
@@ -99,7 +99,7 @@ fn seal_raw_in_place(key: &[u8; KEY_LEN], key_id: u32, aad: &[u8], record: &mut 
     );
     let hdr = header(key_id);
     let mut nonce = [0u8; NONCE_LEN];
-    fill_random(&mut nonce);
+    crate::fill_public_random(&mut nonce);
     record[..HEADER_LEN].copy_from_slice(&hdr);
     record[HEADER_LEN..SEALED_PREFIX].copy_from_slice(&nonce);
     let end = record.len() - TAG_LEN;

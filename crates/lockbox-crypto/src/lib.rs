@@ -94,6 +94,62 @@ pub(crate) fn fill_random(buf: &mut [u8]) {
     }
 }
 
+/// Bytes of OS randomness fetched at once for [`fill_public_random`].
+const PUBLIC_POOL: usize = 1024;
+
+thread_local! {
+    /// OS randomness not yet handed out, and how much of it is used.
+    static POOL: std::cell::RefCell<([u8; PUBLIC_POOL], usize)> =
+        const { std::cell::RefCell::new(([0; PUBLIC_POOL], PUBLIC_POOL)) };
+}
+
+/// Fills `buf` (at most [`PUBLIC_POOL`] bytes) with bytes from the operating system's random
+/// number generator, for values that are not secret: nonces and object IDs. They are fetched a
+/// kilobyte at a time, so a sealed record or a new ID costs no system call of its own (one
+/// `getrandom` per record was ~4 % of a create's CPU). Keys and salts use [`fill_random`].
+///
+/// # Panics
+///
+/// Panics if the OS random number generator fails.
+pub fn fill_public_random(buf: &mut [u8]) {
+    assert!(
+        buf.len() <= PUBLIC_POOL,
+        "at most {PUBLIC_POOL} bytes at once"
+    );
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let (bytes, used) = &mut *pool;
+        if *used + buf.len() > PUBLIC_POOL {
+            fill_random(bytes);
+            *used = 0;
+        }
+        buf.copy_from_slice(&bytes[*used..*used + buf.len()]);
+        // Handed-out bytes are not kept: the pool never gives the same bytes twice.
+        bytes[*used..*used + buf.len()].fill(0);
+        *used += buf.len();
+    });
+}
+
+#[cfg(test)]
+mod public_random_tests {
+    use super::*;
+
+    #[test]
+    fn pooled_randomness_never_repeats_and_refills() {
+        let mut seen = std::collections::HashSet::new();
+        // Several refills of the pool, in pieces of the sizes used (IDs, nonces).
+        for i in 0..(4 * PUBLIC_POOL / 20) {
+            let mut b = vec![0u8; if i % 2 == 0 { 16 } else { 24 }];
+            fill_public_random(&mut b);
+            assert!(b.iter().any(|&x| x != 0));
+            assert!(seen.insert(b), "a value repeated");
+        }
+        let mut whole = [0u8; PUBLIC_POOL];
+        fill_public_random(&mut whole);
+        assert!(whole.iter().filter(|&&x| x == 0).count() < PUBLIC_POOL / 16);
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod test_util {
     /// Asserts that neither the raw bytes, the `Debug` list of numbers nor the

@@ -11,8 +11,9 @@ const ALPHABET: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 /// something else: every ID is exactly [`ID_LEN`] characters of `[0-9a-z]`.
 pub fn new_id() -> String {
     let mut bytes = [0u8; 16];
-    // The OS CSPRNG failing is not recoverable for a secrets manager.
-    getrandom::fill(&mut bytes).expect("the operating system's random number generator failed");
+    // From the OS CSPRNG, fetched in batches (IDs are not secret); its failing is not
+    // recoverable for a secrets manager.
+    lockbox_crypto::fill_public_random(&mut bytes);
     encode_base36(u128::from_be_bytes(bytes))
 }
 
