@@ -525,9 +525,17 @@ impl LogStore {
     }
 
     /// Writes the committed log id in a redb commit of its own, if it changed (and, unless
-    /// `force`, if it is due; see [`LogStore::committed_to_write`]).
+    /// `force`, if it is due; see [`LogStore::committed_to_write`]). Forced (a change of the
+    /// nodes is committed) it is durable at once; otherwise it need not be (see
+    /// [`Committed`]): the commit is not synced, and the next durable one (a purge, a
+    /// snapshot, a vote) carries it to the disk. Syncing it cost a flush every 64 entries,
+    /// which the next log append then waited behind.
     fn commit_committed(&self, force: bool) -> Result<(), String> {
-        let txn = self.disk.db.begin_write().map_err(|e| e.to_string())?;
+        let mut txn = self.disk.db.begin_write().map_err(|e| e.to_string())?;
+        if !force {
+            txn.set_durability(Durability::None)
+                .map_err(|e| e.to_string())?;
+        }
         let committed = self.write_committed(&txn, force)?;
         txn.commit().map_err(|e| e.to_string())?;
         if let Some(c) = committed {
