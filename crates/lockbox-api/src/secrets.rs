@@ -50,7 +50,7 @@ pub(crate) async fn list(
     // secrets in its scopes.
     let chunks = app
         .manager
-        .visit_secrets(&filter, |secrets| {
+        .visit_secrets(filter, move |secrets| {
             body::json_array_chunks(
                 secrets.filter(|s| all || perms.covers("secret.list", s.name, s.labels)),
                 |s, out| serde_json::to_writer(out, &crate::wire::SecretViewJson(*s)),
