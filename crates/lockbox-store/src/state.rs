@@ -202,16 +202,24 @@ impl State {
     }
 
     fn create_secret(&mut self, index: u64, mut secret: Secret) -> Result<(), Rejection> {
-        let key = secret.spec.name.to_lowercase();
-        if self.secret_names.contains_key(&key) || self.secrets.contains_key(&secret.id) {
-            return Err(Rejection::NameConflict {
-                kind: "secret".into(),
-                name: secret.spec.name.clone(),
-            });
-        }
+        use std::collections::{btree_map, hash_map};
+        // One lookup per index, the slot kept for the insert (this runs on the Raft thread
+        // for every create).
+        let conflict = |secret: &Secret| Rejection::NameConflict {
+            kind: "secret".into(),
+            name: secret.spec.name.clone(),
+        };
+        let hash_map::Entry::Vacant(name) =
+            self.secret_names.entry(secret.spec.name.to_lowercase())
+        else {
+            return Err(conflict(&secret));
+        };
+        let btree_map::Entry::Vacant(id) = self.secrets.entry(secret.id.clone()) else {
+            return Err(conflict(&secret));
+        };
         secret.meta.version = index;
-        self.secret_names.insert(key, secret.id.clone());
-        self.secrets.insert(secret.id.clone(), secret);
+        name.insert(secret.id.clone());
+        id.insert(secret);
         Ok(())
     }
 
