@@ -1,13 +1,14 @@
 //! Who is calling, whether they may, and the audit record of every request.
 //!
 //! The connection tells who calls ([`Peer`]): the unix socket's SO_PEERCRED, the owner of the
-//! client's socket for plain loopback TCP (from `/proc/net/tcp*`), or the verified client
+//! client's socket for plain loopback TCP (`tcp_owner`, once per connection), or the verified client
 //! certificate over TLS. [`access_layer`] turns it into an [`Identity`], checks the route's
 //! permission, hands the identity to the handler ([`Caller`]) for object-level checks, and
 //! records the request in the audit trail before the response leaves (fail closed: when the
 //! record cannot be written the client gets a 500 instead).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
@@ -17,6 +18,7 @@ use axum::serve::IncomingStream;
 use http::Method;
 use lockbox_core::{AuditEntry, AuditObject, CertPeer, Identity, UnixPeer};
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::OnceCell;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -32,6 +34,9 @@ pub enum Peer {
         remote: SocketAddr,
         /// Our address.
         local: SocketAddr,
+        /// The uid and gid owning the client's socket, looked up by the connection's first
+        /// request and shared by the rest (a socket's owner does not change).
+        owner: Arc<OnceCell<Option<(u32, u32)>>>,
     },
     /// TLS with a verified client certificate.
     Tls(CertPeer),
@@ -52,7 +57,11 @@ impl Connected<IncomingStream<'_, TcpListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
         let remote = *stream.remote_addr();
         let local = stream.io().local_addr().unwrap_or(remote);
-        Peer::Tcp { remote, local }
+        Peer::Tcp {
+            remote,
+            local,
+            owner: Arc::default(),
+        }
     }
 }
 
@@ -200,7 +209,18 @@ async fn identify(app: &AppState, peer: Option<Peer>) -> Identity {
             source: "unix (no peer credentials)".into(),
             kind: lockbox_core::IdentityKind::Unknown,
         },
-        Some(Peer::Tcp { remote, local }) => match tcp_owner(remote, local) {
+        Some(Peer::Tcp {
+            remote,
+            local,
+            owner,
+        }) => match *owner
+            .get_or_init(|| async move {
+                tokio::task::spawn_blocking(move || crate::tcp_owner::owner(remote, local))
+                    .await
+                    .unwrap_or(None)
+            })
+            .await
+        {
             Some((uid, gid)) => {
                 let mut id = app
                     .manager
@@ -336,91 +356,9 @@ async fn drain(req: Request) {
     .await;
 }
 
-/// The uid and gid owning the client end of a loopback TCP connection, from
-/// `/proc/net/tcp` and `/proc/net/tcp6` (the client's socket has our address as its remote).
-fn tcp_owner(remote: SocketAddr, local: SocketAddr) -> Option<(u32, u32)> {
-    if !remote.ip().is_loopback() && !remote.ip().to_canonical().is_loopback() {
-        return None;
-    }
-    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(table) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        for line in table.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 8 {
-                continue;
-            }
-            let (Some(l), Some(r)) = (parse_proc_addr(f[1]), parse_proc_addr(f[2])) else {
-                continue;
-            };
-            if same(l, remote) && same(r, local) {
-                let uid: u32 = f[7].parse().ok()?;
-                return Some((uid, primary_gid(uid).unwrap_or(uid)));
-            }
-        }
-    }
-    None
-}
-
-fn same(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port() && a.ip().to_canonical() == b.ip().to_canonical()
-}
-
-/// `0100007F:1F90` (IPv4) or 32 hex digits `:PORT` (IPv6): each 32-bit word in host (little
-/// endian) order, the port big-endian.
-fn parse_proc_addr(s: &str) -> Option<SocketAddr> {
-    let (ip, port) = s.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    match ip.len() {
-        8 => {
-            let w = u32::from_str_radix(ip, 16).ok()?;
-            Some(SocketAddr::new(
-                std::net::IpAddr::V4(std::net::Ipv4Addr::from(w.to_le_bytes())),
-                port,
-            ))
-        }
-        32 => {
-            let mut bytes = [0u8; 16];
-            for i in 0..4 {
-                let w = u32::from_str_radix(&ip[i * 8..i * 8 + 8], 16).ok()?;
-                bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
-            }
-            Some(SocketAddr::new(
-                std::net::IpAddr::V6(std::net::Ipv6Addr::from(bytes)),
-                port,
-            ))
-        }
-        _ => None,
-    }
-}
-
-fn primary_gid(uid: u32) -> Option<u32> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.len() > 3 && f[2].parse::<u32>().ok() == Some(uid))
-            .then(|| f[3].parse().ok())
-            .flatten()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn proc_addresses() {
-        assert_eq!(
-            parse_proc_addr("0100007F:1F90").unwrap(),
-            "127.0.0.1:8080".parse().unwrap()
-        );
-        assert_eq!(
-            parse_proc_addr("00000000000000000000000001000000:0050").unwrap(),
-            "[::1]:80".parse().unwrap()
-        );
-        assert!(parse_proc_addr("zz:1").is_none());
-    }
 
     #[test]
     fn routes() {
@@ -458,16 +396,5 @@ mod tests {
         assert_eq!(unversioned("/v1.47/secrets/x"), "/secrets/x");
         assert_eq!(unversioned("/version"), "/version");
         assert_eq!(unversioned("/volumes"), "/volumes");
-    }
-
-    #[test]
-    fn loopback_tcp_owner_is_found() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, remote) = l.accept().unwrap();
-        let owner = tcp_owner(remote, s.local_addr().unwrap());
-        let me = rustix::process::getuid().as_raw();
-        assert_eq!(owner.map(|o| o.0), Some(me));
-        drop(c);
     }
 }

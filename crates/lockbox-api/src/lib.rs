@@ -25,6 +25,7 @@ mod serve;
 mod services;
 mod swarm;
 mod system;
+mod tcp_owner;
 mod wire;
 
 use std::fmt;

@@ -183,6 +183,11 @@ impl Drop for OsAccounts {
 /// Runs the stock docker CLI as OS user `user` on the daemon's unix socket, with a clean
 /// environment.
 fn docker_as(d: &Daemon, user: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    docker_as_on(d, &d.host(), user, args, stdin)
+}
+
+/// The same on `host` (another of the daemon's addresses).
+fn docker_as_on(d: &Daemon, host: &str, user: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let cfg = d.dir().join("docker-config");
     let mut cmd = Command::new("runuser");
     cmd.args([
@@ -195,7 +200,7 @@ fn docker_as(d: &Daemon, user: &str, args: &[&str], stdin: Option<&[u8]>) -> Out
     ])
     .arg(format!("HOME={}", cfg.display()))
     .arg(format!("DOCKER_CONFIG={}", cfg.display()))
-    .arg(format!("DOCKER_HOST={}", d.host()))
+    .arg(format!("DOCKER_HOST={host}"))
     .arg(docker_bin())
     .args(args);
     run_with_timeout(cmd, stdin, TIMEOUT)
@@ -734,6 +739,99 @@ while True:
     data += chunk
 print(data.decode(errors="replace").split("\r\n")[0])
 "#;
+
+/// A daemon that also serves plain HTTP on a free loopback port.
+fn start_loopback_tcp_daemon() -> (Daemon, String) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let addr = format!("127.0.0.1:{}", free_port());
+        match Daemon::try_start_with(&["-H", &format!("tcp://{addr}")]) {
+            Ok(d) => return (d, addr),
+            Err(e) if e.contains("Address already in use") => last = e,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("no free port: {last}");
+}
+
+#[test]
+fn os_users_on_loopback_tcp_are_told_apart_as_on_the_socket() {
+    if !can_run("os_users_on_loopback_tcp_are_told_apart_as_on_the_socket") {
+        return;
+    }
+    let mut os = OsAccounts::new("l");
+    let group = os.group("g");
+    let (viewer, viewer_uid) = os.user("v", &group, &[]);
+    let (stranger, stranger_uid) = os.user("n", &group, &[]);
+    let (d, addr) = start_loopback_tcp_daemon();
+    open_dir_for_others(&d);
+    let tcp = format!("tcp://{addr}");
+    let lb = |args: &[&str]| ok(&d.lockbox(args, None));
+    lb(&[
+        "user",
+        "create",
+        "tcpview",
+        "--uid",
+        &viewer_uid.to_string(),
+    ]);
+    lb(&["grant", "create", "--user", "tcpview", "--role", "viewer"]);
+    ok(&d.docker(&["secret", "create", "tcp-a", "-"], Some(b"a")));
+    let ls = ["secret", "ls", "--format", "{{.Name}}"];
+
+    // The owner of the client's socket decides, over TCP as over the unix socket.
+    assert_eq!(
+        lines(&ok(&docker_as_on(&d, &tcp, &viewer, &ls, None))),
+        ["tcp-a"]
+    );
+    let err = fails(&docker_as_on(
+        &d,
+        &tcp,
+        &viewer,
+        &["secret", "create", "tcp-b", "-"],
+        Some(b"b"),
+    ));
+    assert!(
+        err.starts_with(
+            "Error response from daemon: permission denied: tcpview lacks secret.create"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        fails(&docker_as_on(&d, &tcp, &stranger, &ls, None)),
+        format!(
+            "Error response from daemon: permission denied: uid:{stranger_uid} lacks secret.list\n"
+        )
+    );
+    // Root over TCP is root.
+    let root_ls = docker_env(
+        &d.dir().join("docker-config"),
+        &[("DOCKER_HOST", tcp.clone())],
+        &ls,
+        None,
+    );
+    assert_eq!(lines(&ok(&root_ls)), ["tcp-a"]);
+
+    // Each request of a connection is attributed to its owner (the docker CLI sends more than
+    // one on a connection), and the trail says it came over TCP.
+    let records = audit(&d, &["--user", "tcpview"]);
+    assert!(records.len() >= 2, "{records:?}");
+    for r in &records {
+        let source = r["source"].as_str().unwrap();
+        assert!(
+            source.starts_with("tcp 127.0.0.1:") && source.ends_with(&format!(" uid={viewer_uid}")),
+            "{source}"
+        );
+    }
+    let denied = err
+        .trim_start_matches("Error response from daemon: ")
+        .trim_end();
+    let creates: Vec<_> = records
+        .iter()
+        .map(outcome)
+        .filter(|(a, ..)| a == "secret.create")
+        .collect();
+    assert_eq!(creates, [act("secret.create", 403, Some(denied))]);
+}
 
 #[test]
 fn denied_requests_are_answered_even_when_the_body_comes_late() {
