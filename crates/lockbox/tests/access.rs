@@ -6,7 +6,6 @@
 mod common;
 
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -256,29 +255,6 @@ fn object_names(r: &Value, kind: &str) -> Vec<String> {
         .filter(|o| o["kind"] == kind)
         .map(|o| o["name"].as_str().unwrap().to_owned())
         .collect()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A daemon that also serves TLS with client certificates on a free loopback port.
-fn start_tls_daemon() -> (Daemon, String) {
-    let mut last = String::new();
-    for _ in 0..5 {
-        let addr = format!("127.0.0.1:{}", free_port());
-        match Daemon::try_start_with(&["-H", &format!("tcp://{addr}"), "--tlsverify"]) {
-            Ok(d) => return (d, addr),
-            // Another process took the port between our probe and the daemon's bind.
-            Err(e) if e.contains("Address already in use") => last = e,
-            Err(e) => panic!("{e}"),
-        }
-    }
-    panic!("no free port: {last}");
 }
 
 fn b64(data: &[u8]) -> String {
@@ -740,20 +716,6 @@ while True:
 print(data.decode(errors="replace").split("\r\n")[0])
 "#;
 
-/// A daemon that also serves plain HTTP on a free loopback port.
-fn start_loopback_tcp_daemon() -> (Daemon, String) {
-    let mut last = String::new();
-    for _ in 0..5 {
-        let addr = format!("127.0.0.1:{}", free_port());
-        match Daemon::try_start_with(&["-H", &format!("tcp://{addr}")]) {
-            Ok(d) => return (d, addr),
-            Err(e) if e.contains("Address already in use") => last = e,
-            Err(e) => panic!("{e}"),
-        }
-    }
-    panic!("no free port: {last}");
-}
-
 #[test]
 fn os_users_on_loopback_tcp_are_told_apart_as_on_the_socket() {
     if !can_run("os_users_on_loopback_tcp_are_told_apart_as_on_the_socket") {
@@ -763,7 +725,7 @@ fn os_users_on_loopback_tcp_are_told_apart_as_on_the_socket() {
     let group = os.group("g");
     let (viewer, viewer_uid) = os.user("v", &group, &[]);
     let (stranger, stranger_uid) = os.user("n", &group, &[]);
-    let (d, addr) = start_loopback_tcp_daemon();
+    let (d, addr) = Daemon::start_on_loopback_tcp(&[]);
     open_dir_for_others(&d);
     let tcp = format!("tcp://{addr}");
     let lb = |args: &[&str]| ok(&d.lockbox(args, None));
@@ -879,7 +841,7 @@ fn tls_client_bundles_work_with_docker_until_revoked() {
     if !can_run("tls_client_bundles_work_with_docker_until_revoked") {
         return;
     }
-    let (d, addr) = start_tls_daemon();
+    let (d, addr) = Daemon::start_on_loopback_tcp(&["--tlsverify"]);
     let cfg = d.dir().join("docker-config");
     let host = format!("tcp://{addr}");
     let tls = |dir: &Path, args: &[&str], stdin: Option<&[u8]>| {

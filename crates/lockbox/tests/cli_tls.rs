@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -67,29 +66,11 @@ fn lockbox(home: &Path, env: &[(&str, &str)], args: &[&str], stdin: Option<&[u8]
     run_with_timeout(cmd, stdin, TIMEOUT)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
-
 /// A daemon on its unix socket and on `tcp://127.0.0.1:PORT` (with `extra`, e.g.
 /// `--tlsverify`); returns it and `tcp://127.0.0.1:PORT`.
 fn start_daemon(extra: &[&str]) -> (Daemon, String) {
-    let mut last = String::new();
-    for _ in 0..5 {
-        let host = format!("tcp://127.0.0.1:{}", free_port());
-        let mut args = vec!["-H", host.as_str()];
-        args.extend_from_slice(extra);
-        match Daemon::try_start_with(&args) {
-            Ok(d) => return (d, host),
-            // Another process took the port between the probe and the daemon's bind.
-            Err(e) if e.contains("Address already in use") => last = e,
-            Err(e) => panic!("{e}"),
-        }
-    }
-    panic!("no free port: {last}");
+    let (d, addr) = Daemon::start_on_loopback_tcp(extra);
+    (d, format!("tcp://{addr}"))
 }
 
 #[test]

@@ -402,6 +402,29 @@ impl Daemon {
         Daemon::try_start_with(extra).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// A daemon on its unix socket and on a free loopback port (with `extra`, e.g.
+    /// `--tlsverify`); returns it and its `127.0.0.1:PORT`.
+    pub fn start_on_loopback_tcp(extra: &[&str]) -> (Daemon, String) {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .unwrap_or_else(|e| panic!("no free port: {e}"));
+            let addr = format!("127.0.0.1:{port}");
+            let host = format!("tcp://{addr}");
+            let mut args = vec!["-H", host.as_str()];
+            args.extend_from_slice(extra);
+            match Daemon::try_start_with(&args) {
+                Ok(d) => return (d, addr),
+                // Another process took the port between the probe and the daemon's bind.
+                Err(e) if e.contains("Address already in use") => last = e,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("no free port: {last}");
+    }
+
     pub fn try_start_with(extra: &[&str]) -> Result<Daemon, String> {
         let dir = tempfile::Builder::new()
             .prefix("lockbox-test-")
