@@ -59,27 +59,11 @@ fn full_aad(header: &[u8], aad: &[u8]) -> Vec<u8> {
 
 /// Seals `plaintext` under `key`, writing `key_id` into the header.
 pub(crate) fn seal_raw(key: &[u8; KEY_LEN], key_id: u32, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let hdr = header(key_id);
-    let mut nonce = [0u8; NONCE_LEN];
-    crate::fill_public_random(&mut nonce);
-
-    // Allocate the final size up front so the buffer never reallocates while
-    // it still holds plaintext.
-    let mut out = Vec::with_capacity(MIN_SEALED_LEN + plaintext.len());
-    out.extend_from_slice(&hdr);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(plaintext);
-    let tag = match cipher(key).encrypt_inout_detached(
-        <&XNonce>::from(&nonce),
-        &full_aad(&hdr, aad),
-        (&mut out[HEADER_LEN + NONCE_LEN..]).into(),
-    ) {
-        Ok(tag) => tag,
-        // Only possible for plaintexts of about 256 GiB, which cannot be
-        // built in memory on the platforms we run on.
-        Err(_) => panic!("plaintext too long for XChaCha20-Poly1305"),
-    };
-    out.extend_from_slice(&tag);
+    // The final size up front, so the buffer never reallocates while it still holds
+    // plaintext; then sealed where it lies.
+    let mut out = vec![0u8; MIN_SEALED_LEN + plaintext.len()];
+    out[SEALED_PREFIX..SEALED_PREFIX + plaintext.len()].copy_from_slice(plaintext);
+    seal_raw_in_place(key, key_id, aad, &mut out);
     out
 }
 
@@ -109,6 +93,8 @@ fn seal_raw_in_place(key: &[u8; KEY_LEN], key_id: u32, aad: &[u8], record: &mut 
         (&mut record[SEALED_PREFIX..end]).into(),
     ) {
         Ok(tag) => tag,
+        // Only possible for plaintexts of about 256 GiB, which cannot be built in memory on
+        // the platforms we run on.
         Err(_) => panic!("plaintext too long for XChaCha20-Poly1305"),
     };
     record[end..].copy_from_slice(&tag);

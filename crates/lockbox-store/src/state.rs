@@ -191,11 +191,7 @@ impl State {
     pub fn apply_owned(&mut self, index: u64, cmd: Command) -> Outcome {
         match cmd {
             Command::CreateSecret { secret } => {
-                self.version = self.version.max(index);
-                match self.create_secret(index, *secret) {
-                    Ok(()) => Outcome::Applied { version: index },
-                    Err(r) => Outcome::Rejected(r),
-                }
+                self.applied(index, |st| st.create_secret(index, *secret))
             }
             other => self.apply(index, &other),
         }
@@ -226,8 +222,17 @@ impl State {
     /// Applies `cmd` as the entry at `index`. A rejection leaves the state unchanged except for
     /// the version, which always advances to `index`.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Outcome {
+        self.applied(index, |st| st.apply_inner(index, cmd))
+    }
+
+    /// Advances the version to `index` and runs `change`, whether or not it is rejected.
+    fn applied(
+        &mut self,
+        index: u64,
+        change: impl FnOnce(&mut State) -> Result<(), Rejection>,
+    ) -> Outcome {
         self.version = self.version.max(index);
-        match self.apply_inner(index, cmd) {
+        match change(self) {
             Ok(()) => Outcome::Applied { version: index },
             Err(r) => Outcome::Rejected(r),
         }
