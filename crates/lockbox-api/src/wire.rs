@@ -86,7 +86,7 @@ fn driver(d: &Driver) -> Value {
 pub(crate) fn secret(s: &SecretInfo) -> Value {
     let mut spec = Map::new();
     spec.insert("Name".into(), Value::String(s.name.clone()));
-    spec.insert("Labels".into(), labels(&s.labels));
+    spec.insert("Labels".into(), labels(s.labels.iter()));
     if let Some(d) = &s.driver {
         spec.insert("Driver".into(), driver(d));
     }

@@ -130,15 +130,6 @@ impl IntoIterator for Labels {
     }
 }
 
-impl<'a> IntoIterator for &'a Labels {
-    type Item = (&'a String, &'a String);
-    type IntoIter = Box<dyn Iterator<Item = (&'a String, &'a String)> + 'a>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.0.iter())
-    }
-}
-
 impl Serialize for Labels {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.len()))?;
